@@ -1,0 +1,111 @@
+/**
+ * The one place onnxruntime sessions live. A Backbone runs a feature extractor (ModelSpec) on a
+ * batch of RGB tiles and returns the stage feature maps the engine asked for.
+ */
+import * as ort from 'onnxruntime-node';
+import { ModelSpec, StageSpec } from '../../models/spec';
+import { resolveModel } from '../../models/registry';
+import { RgbImage } from '../image/decode';
+import { SpiError } from '../errors';
+
+export interface FeatureMap {
+  /** NCHW float32 for one image: channels x height x width. */
+  data: Float32Array;
+  channels: number;
+  height: number;
+  width: number;
+}
+
+export interface SessionSettings {
+  /** Threads inside one inference (0 = onnxruntime's default: one per core). */
+  intraOpThreads: number;
+  graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export const DEFAULT_SESSION: SessionSettings = { intraOpThreads: 0, graphOptimization: 'all' };
+
+export class Backbone {
+  private constructor(
+    readonly spec: ModelSpec,
+    readonly stages: StageSpec[],
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  /** Loads a model by id, directory or spec path (see models/registry.ts) and picks its stages. */
+  static async load(
+    model: string,
+    stageNames?: string[],
+    settings: SessionSettings = DEFAULT_SESSION,
+  ): Promise<Backbone> {
+    const { spec, onnxPath } = resolveModel(model);
+    const names = stageNames && stageNames.length > 0 ? stageNames : spec.defaultStages;
+    const stages = names.map((name) => {
+      const stage = spec.stages.find((s) => s.name === name);
+      if (!stage) {
+        throw new SpiError(
+          'INVALID_ARGUMENT',
+          `model ${spec.id} has no stage "${name}"; it has ${spec.stages.map((s) => s.name).join(', ')}`,
+        );
+      }
+      return stage;
+    });
+    const options: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: settings.graphOptimization,
+      executionMode: 'sequential',
+    };
+    if (settings.intraOpThreads > 0) options.intraOpNumThreads = settings.intraOpThreads;
+    const session = await ort.InferenceSession.create(onnxPath, options);
+    return new Backbone(spec, stages, session);
+  }
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  /** Runs a batch of equally sized tiles; returns, per stage, one FeatureMap per tile. */
+  async run(tiles: RgbImage[]): Promise<FeatureMap[][]> {
+    if (tiles.length === 0) return this.stages.map(() => []);
+    const { width, height } = tiles[0];
+    const input = new Float32Array(tiles.length * 3 * width * height);
+    tiles.forEach((tile, i) => {
+      if (tile.width !== width || tile.height !== height)
+        throw new Error('a backbone batch needs equal tile sizes');
+      this.normalizeInto(tile, input, i * 3 * width * height);
+    });
+    const feeds = {
+      [this.spec.inputName]: new ort.Tensor('float32', input, [tiles.length, 3, height, width]),
+    };
+    const outputs = await this.session.run(
+      feeds,
+      this.stages.map((s) => s.tensor),
+    );
+    return this.stages.map((stage) => {
+      const tensor = outputs[stage.tensor];
+      const [n, c, h, w] = tensor.dims as number[];
+      const all = tensor.data as Float32Array;
+      const per = c * h * w;
+      return Array.from({ length: n }, (_, i) => ({
+        data: all.subarray(i * per, (i + 1) * per),
+        channels: c,
+        height: h,
+        width: w,
+      }));
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** HWC bytes -> normalised CHW floats, written straight into the batch buffer. */
+  private normalizeInto(tile: RgbImage, out: Float32Array, offset: number): void {
+    const plane = tile.width * tile.height;
+    const { mean, std } = this.spec.normalize;
+    for (let c = 0; c < 3; c++) {
+      const scale = 1 / (255 * std[c]);
+      const shift = mean[c] / std[c];
+      const base = offset + c * plane;
+      for (let p = 0, q = c; p < plane; p++, q += 3) out[base + p] = tile.data[q] * scale - shift;
+    }
+  }
+}

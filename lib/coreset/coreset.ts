@@ -1,0 +1,188 @@
+/**
+ * Memory-bank subsampling behind one interface. "greedy" is PatchCore's approximate greedy k-center
+ * coreset: on a fixed random projection, repeatedly take the patch farthest from everything taken so
+ * far, keeping each patch's distance to its nearest taken patch up to date. "random" is uniform
+ * subsampling (the seed's method), kept for comparison.
+ *
+ * Speed: exact greedy needs one pass over all N patches per pick (N*M*d). We pick in small batches:
+ * from the 4B farthest candidates an exact greedy picks B, then one faiss search updates all N
+ * distances for the whole batch (BLAS instead of a JS loop). B = 1 is exact greedy.
+ */
+import { IndexFlatL2 } from 'faiss-node';
+import { gaussianMatrix, sampleIndices } from '../util/random';
+import { project } from '../embed/patch-embed';
+
+export type CoresetMethod = 'greedy' | 'random' | 'none';
+
+export interface CoresetConfig {
+  method: CoresetMethod;
+  /** Fraction of patches kept (used when `size` is 0). */
+  ratio: number;
+  /** Absolute number of patches kept; overrides `ratio` when > 0. */
+  size: number;
+  /** Width of the random projection the greedy search runs on (0 = full width). */
+  projectDim: number;
+  /** Picks per distance update; 0 = automatic (about 200 updates in all). 1 = exact greedy. */
+  batch: number;
+  seed: number;
+}
+
+export const DEFAULT_CORESET: CoresetConfig = {
+  method: 'greedy',
+  ratio: 0.1,
+  size: 0,
+  projectDim: 128,
+  batch: 0,
+  seed: 0,
+};
+
+export type Progress = (done: number, total: number) => void;
+
+/** Number of patches the config keeps out of n. */
+export function coresetSize(n: number, config: CoresetConfig): number {
+  if (config.method === 'none') return n;
+  const want = config.size > 0 ? config.size : Math.round(n * config.ratio);
+  return Math.max(1, Math.min(n, want));
+}
+
+/** Chooses bank rows; returns their indices in ascending order. */
+export function selectCoreset(
+  vectors: Float32Array,
+  dim: number,
+  config: CoresetConfig,
+  onProgress?: Progress,
+): Int32Array {
+  const n = vectors.length / dim;
+  const m = coresetSize(n, config);
+  if (config.method === 'none' || m >= n) return Int32Array.from({ length: n }, (_, i) => i);
+  if (config.method === 'random') return sampleIndices(n, m, config.seed);
+  if (config.method !== 'greedy') throw new Error(`unknown coreset method "${String(config.method)}"`);
+  const reduced =
+    config.projectDim > 0 && config.projectDim < dim
+      ? project(vectors, dim, gaussianMatrix(dim, config.projectDim, config.seed + 1), config.projectDim)
+      : vectors;
+  const d = config.projectDim > 0 && config.projectDim < dim ? config.projectDim : dim;
+  return greedyKCenter(
+    reduced,
+    d,
+    m,
+    config.batch > 0 ? config.batch : Math.max(1, Math.ceil(m / 200)),
+    config.seed,
+    onProgress,
+  );
+}
+
+function greedyKCenter(
+  x: Float32Array,
+  dim: number,
+  m: number,
+  batch: number,
+  seed: number,
+  onProgress?: Progress,
+): Int32Array {
+  const n = x.length / dim;
+  const minDist = new Float32Array(n).fill(Infinity); // squared distance to nearest picked patch
+  const picked = new Int32Array(m);
+  let count = 0;
+  const start = Math.floor(((seed * 2654435761) >>> 0) % n);
+  let pending = [start];
+  while (true) {
+    for (const p of pending) {
+      picked[count++] = p;
+      minDist[p] = 0;
+    }
+    updateMinDistances(x, dim, pending, minDist);
+    onProgress?.(count, m);
+    if (count >= m) break;
+    pending = pickBatch(x, dim, minDist, Math.min(batch, m - count));
+  }
+  return picked.sort();
+}
+
+/** Exact greedy among the 4B farthest patches, using distances among the candidates themselves. */
+function pickBatch(x: Float32Array, dim: number, minDist: Float32Array, b: number): number[] {
+  const candidates = topIndices(minDist, Math.min(minDist.length, 4 * b));
+  const local = Float32Array.from(candidates, (c) => minDist[c]);
+  const chosen: number[] = [];
+  for (let round = 0; round < b; round++) {
+    let best = 0;
+    for (let i = 1; i < local.length; i++) if (local[i] > local[best]) best = i;
+    if (!(local[best] > 0)) break; // every candidate already coincides with a picked patch
+    const c = candidates[best];
+    chosen.push(c);
+    for (let i = 0; i < local.length; i++) {
+      const dd = squaredDistance(x, dim, c, candidates[i]);
+      if (dd < local[i]) local[i] = dd;
+    }
+  }
+  if (chosen.length === 0) chosen.push(candidates[0]); // duplicates only: any patch will do
+  return chosen;
+}
+
+/** minDist[i] = min(minDist[i], |x_i - x_c|^2) over the new centres c. */
+function updateMinDistances(x: Float32Array, dim: number, centres: number[], minDist: Float32Array): void {
+  const n = minDist.length;
+  if (centres.length * n < 2_000_000) {
+    for (const c of centres) {
+      for (let i = 0; i < n; i++) {
+        const dd = squaredDistance(x, dim, c, i);
+        if (dd < minDist[i]) minDist[i] = dd;
+      }
+    }
+    return;
+  }
+  const index = new IndexFlatL2(dim);
+  const block = new Float32Array(centres.length * dim);
+  centres.forEach((c, j) => block.set(x.subarray(c * dim, (c + 1) * dim), j * dim));
+  index.addBuffer(block);
+  const { distances } = index.searchBuffer(x, 1);
+  for (let i = 0; i < n; i++) if (distances[i] < minDist[i]) minDist[i] = Math.max(0, distances[i]);
+}
+
+function squaredDistance(x: Float32Array, dim: number, a: number, b: number): number {
+  let s = 0;
+  const ao = a * dim;
+  const bo = b * dim;
+  for (let k = 0; k < dim; k++) {
+    const t = x[ao + k] - x[bo + k];
+    s += t * t;
+  }
+  return s;
+}
+
+/** Indices of the k largest values (any order), by quickselect on a copy. */
+export function topIndices(values: Float32Array, k: number): number[] {
+  if (k >= values.length) return Array.from({ length: values.length }, (_, i) => i);
+  const copy = Float32Array.from(values);
+  const threshold = kthLargest(copy, k);
+  const out: number[] = [];
+  for (let i = 0; i < values.length && out.length < k; i++) if (values[i] > threshold) out.push(i);
+  for (let i = 0; i < values.length && out.length < k; i++) if (values[i] === threshold) out.push(i);
+  return out;
+}
+
+function kthLargest(a: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  const target = k - 1; // position in descending order
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return a[target];
+}

@@ -1,0 +1,26 @@
+// Types for faiss-node 0.5.1 as built by scripts/build-faiss-node.sh (with our Float32Array patch).
+declare module 'faiss-node' {
+  export interface BufferSearchResult {
+    distances: Float32Array;
+    labels: Float64Array;
+  }
+  export class Index {
+    constructor(d: number);
+    ntotal(): number;
+    getDimension(): number;
+    isTrained(): boolean;
+    add(x: number[]): void;
+    search(x: number[], k: number): { distances: number[]; labels: number[] };
+    addBuffer(x: Float32Array): void;
+    trainBuffer(x: Float32Array): void;
+    searchBuffer(x: Float32Array, k: number): BufferSearchResult;
+    searchAsync(x: Float32Array, k: number): Promise<BufferSearchResult>;
+    setNprobe(n: number): void;
+    toBuffer(): Buffer;
+    write(fname: string): void;
+    static read(fname: string): Index;
+    static fromBuffer(src: Buffer): Index;
+    static fromFactory(dims: number, descriptor: string, metric?: number): Index;
+  }
+  export class IndexFlatL2 extends Index {}
+}

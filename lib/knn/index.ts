@@ -1,0 +1,90 @@
+/**
+ * Nearest-neighbour search over a memory bank, behind one interface built from a faiss factory
+ * string ("Flat", "IVF256,Flat"): changing the index is a config change, nothing else moves.
+ * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
+ */
+import { Index } from 'faiss-node';
+
+export interface KnnConfig {
+  /** faiss factory string: "Flat" (exact) or e.g. "IVF1024,Flat". */
+  factory: string;
+  /** IVF cells visited per query; ignored by Flat. */
+  nprobe?: number;
+}
+
+export interface KnnResult {
+  /** Euclidean distances, row-major [queries x k], ascending per row. */
+  distances: Float32Array;
+  /** Bank row of each neighbour. */
+  labels: Float64Array;
+  /** Neighbours per query: the k asked for, or fewer when the index holds fewer rows. */
+  k: number;
+}
+
+export const DEFAULT_KNN: KnnConfig = { factory: 'Flat', nprobe: 8 };
+
+export class KnnIndex {
+  private constructor(
+    private readonly index: Index,
+    readonly dim: number,
+    readonly config: KnnConfig,
+  ) {}
+
+  /** Builds and fills an index; IVF indexes are trained on the same vectors. */
+  static build(vectors: Float32Array, dim: number, config: KnnConfig = DEFAULT_KNN): KnnIndex {
+    if (vectors.length === 0 || vectors.length % dim !== 0) {
+      throw new Error(`bank has ${vectors.length} values, not a non-empty multiple of its width ${dim}`);
+    }
+    const rows = vectors.length / dim;
+    const ivfCells = /^IVF(\d+)/.exec(config.factory);
+    if (ivfCells && rows < Number(ivfCells[1])) {
+      throw new Error(`${config.factory} needs at least ${ivfCells[1]} bank vectors to train, got ${rows}`);
+    }
+    const index = Index.fromFactory(dim, config.factory);
+    if (!index.isTrained()) index.trainBuffer(vectors);
+    index.addBuffer(vectors);
+    return KnnIndex.wrap(index, config);
+  }
+
+  /** Restores an index written by `serialize`. */
+  static deserialize(bytes: Buffer, config: KnnConfig): KnnIndex {
+    return KnnIndex.wrap(Index.fromBuffer(bytes), config);
+  }
+
+  private static wrap(index: Index, config: KnnConfig): KnnIndex {
+    if (/^IVF/.test(config.factory)) index.setNprobe(config.nprobe ?? DEFAULT_KNN.nprobe!);
+    return new KnnIndex(index, index.getDimension(), config);
+  }
+
+  get size(): number {
+    return this.index.ntotal();
+  }
+
+  serialize(): Buffer {
+    return this.index.toBuffer();
+  }
+
+  /** Synchronous search: for the in-process engine and tests. */
+  searchSync(queries: Float32Array, k: number): KnnResult {
+    const kk = this.clampK(k);
+    return toEuclidean(this.index.searchBuffer(queries, kk), kk);
+  }
+
+  /** Search on the libuv pool, so a shard serves other requests meanwhile. */
+  async search(queries: Float32Array, k: number): Promise<KnnResult> {
+    const kk = this.clampK(k);
+    return toEuclidean(await this.index.searchAsync(queries, kk), kk);
+  }
+
+  private clampK(k: number): number {
+    if (!Number.isInteger(k) || k < 1) throw new Error(`k must be a positive integer, got ${k}`);
+    return Math.min(k, this.size);
+  }
+}
+
+function toEuclidean(result: { distances: Float32Array; labels: Float64Array }, k: number): KnnResult {
+  const d = result.distances;
+  // Squared L2 can come out slightly negative from float rounding in faiss' BLAS path.
+  for (let i = 0; i < d.length; i++) d[i] = Math.sqrt(Math.max(0, d[i]));
+  return { distances: d, labels: result.labels, k };
+}

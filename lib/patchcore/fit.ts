@@ -1,0 +1,171 @@
+/**
+ * Building a memory bank from good images: embed every patch, subsample by coreset, index, and set
+ * the threshold from held-out good images (or a separate folder, or a manual value).
+ */
+import { BankMeta, DEFAULT_SCORE, ScoreConfig } from '../bank/bank-meta';
+import { sha256 } from '../bank/bank-store';
+import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
+import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
+import { DEFAULT_VIEW, ViewConfig } from '../image/views';
+import { DEFAULT_KNN, KnnConfig, KnnIndex } from '../knn/index';
+import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
+import { FeatureExtractor, concat } from './feature-extractor';
+import { Inspector, NeighbourSearcher } from './inspector';
+import { invalid } from '../errors';
+
+export interface ImageSource {
+  /** Name recorded in the bank (a relative path, an upload name). */
+  path: string;
+  read(): Promise<Uint8Array>;
+}
+
+export interface FitSettings {
+  name: string;
+  version: number;
+  categories: string[];
+  view: ViewConfig;
+  projectionDim: number;
+  projectionSeed: number;
+  coreset: CoresetConfig;
+  knn: KnnConfig;
+  score: ScoreConfig;
+  /** Fraction of the good images held back to set the threshold (ignored with thresholdImages). */
+  holdoutFraction: number;
+  /** A manual threshold; skips the automatic one. */
+  threshold?: number;
+}
+
+export const DEFAULT_FIT: Omit<FitSettings, 'name'> = {
+  version: 1,
+  categories: [],
+  view: DEFAULT_VIEW,
+  projectionDim: 0,
+  projectionSeed: 7,
+  coreset: DEFAULT_CORESET,
+  knn: DEFAULT_KNN,
+  score: DEFAULT_SCORE,
+  holdoutFraction: 0.1,
+};
+
+export type FitProgress = (stage: 'embed' | 'coreset' | 'threshold', done: number, total: number) => void;
+
+export interface FittedBank {
+  meta: Omit<BankMeta, 'vectors' | 'format'>;
+  vectors: Float32Array;
+  dim: number;
+  index: KnnIndex;
+}
+
+/** Local faiss search behind the searcher interface the inspector uses. */
+export class LocalSearcher implements NeighbourSearcher {
+  constructor(readonly index: KnnIndex) {}
+  search(queries: Float32Array, _dim: number, k: number) {
+    return this.index.search(queries, k);
+  }
+}
+
+export async function fitBank(
+  extractor: FeatureExtractor,
+  images: ImageSource[],
+  settings: FitSettings,
+  options: { thresholdImages?: ImageSource[]; limits?: DecodeLimits; onProgress?: FitProgress } = {},
+): Promise<FittedBank> {
+  if (images.length === 0) throw invalid('no good images to build the bank from');
+  const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
+  const split = splitHoldout(images, settings, options.thresholdImages);
+  const parts: Float32Array[] = [];
+  const sources: { path: string; sha256: string }[] = [];
+  let dim = 0;
+  for (const [i, source] of split.train.entries()) {
+    const bytes = await source.read();
+    sources.push({ path: source.path, sha256: sha256(bytes) });
+    const embedding = await extractor.embed(await decodeImage(bytes, limits));
+    dim = embedding.dim;
+    parts.push(embedding.vectors);
+    options.onProgress?.('embed', i + 1, split.train.length);
+  }
+  const all = concat(parts);
+  parts.length = 0;
+  const keep = selectCoreset(all, dim, settings.coreset, (d, t) => options.onProgress?.('coreset', d, t));
+  const vectors = gather(all, dim, keep);
+  const index = KnnIndex.build(vectors, dim, settings.knn);
+  const meta: FittedBank['meta'] = {
+    name: settings.name,
+    version: settings.version,
+    createdAt: new Date().toISOString(),
+    model: {
+      id: extractor.backbone.id,
+      sha256: extractor.backbone.spec.sha256,
+      stages: extractor.backbone.stages.map((s) => s.name),
+    },
+    view: settings.view,
+    embedding: {
+      dim,
+      projection:
+        settings.projectionDim > 0 ? { dim: settings.projectionDim, seed: settings.projectionSeed } : null,
+    },
+    coreset: { ...settings.coreset, inputPatches: all.length / dim, keptPatches: keep.length },
+    knn: settings.knn,
+    score: settings.score,
+    threshold: { value: Infinity, method: 'manual' },
+    categories: settings.categories,
+    sources,
+  };
+  meta.threshold = await chooseThreshold(
+    meta,
+    extractor,
+    index,
+    split.holdout,
+    settings.threshold,
+    limits,
+    options.onProgress,
+  );
+  return { meta, vectors, dim, index };
+}
+
+async function chooseThreshold(
+  meta: FittedBank['meta'],
+  extractor: FeatureExtractor,
+  index: KnnIndex,
+  holdout: ImageSource[],
+  manual: number | undefined,
+  limits: DecodeLimits,
+  onProgress?: FitProgress,
+): Promise<Threshold> {
+  if (manual !== undefined) return manualThreshold(manual);
+  const inspector = new Inspector(
+    { ...meta, format: 1, vectors: { rows: 0, dim: 0, sha256: '', file: '' } },
+    extractor,
+    new LocalSearcher(index),
+    limits,
+  );
+  const scores: number[] = [];
+  for (const [i, source] of holdout.entries()) {
+    scores.push((await inspector.inspectBytes(await source.read())).score);
+    onProgress?.('threshold', i + 1, holdout.length);
+  }
+  if (scores.length === 0) {
+    throw invalid('need at least 2 good images (one is held back for the threshold), or a manual threshold');
+  }
+  return thresholdFromNominal(scores);
+}
+
+/** Every n-th image is held back; deterministic so a rebuild gives the same bank. */
+function splitHoldout(images: ImageSource[], settings: FitSettings, thresholdImages?: ImageSource[]) {
+  if (thresholdImages && thresholdImages.length > 0) return { train: images, holdout: thresholdImages };
+  if (settings.threshold !== undefined || images.length < 2) return { train: images, holdout: [] };
+  const count = Math.max(1, Math.round(images.length * settings.holdoutFraction));
+  const step = images.length / count;
+  const held = new Set(Array.from({ length: count }, (_, i) => Math.floor(i * step + step / 2)));
+  return {
+    train: images.filter((_, i) => !held.has(i)),
+    holdout: images.filter((_, i) => held.has(i)),
+  };
+}
+
+export function gather(vectors: Float32Array, dim: number, rows: Int32Array): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  for (let i = 0; i < rows.length; i++)
+    out.set(vectors.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
+  return out;
+}

@@ -1,0 +1,120 @@
+/**
+ * Inspection of one image against a bank: embed, search (in-process or through the cluster's
+ * shards, behind NeighbourSearcher), score, map, regions, verdict.
+ */
+import { BankMeta } from '../bank/bank-meta';
+import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../image/decode';
+import { KnnResult } from '../knn/index';
+import { DefectRegion, findRegions } from '../score/regions';
+import { gaussianBlur, maxOf, patchScores, stitchTiles } from '../score/anomaly-map';
+import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
+import { SpiError } from '../errors';
+
+/** Where the nearest bank patches come from: a local faiss index or the shard cluster. */
+export interface NeighbourSearcher {
+  search(queries: Float32Array, dim: number, k: number): Promise<KnnResult>;
+}
+
+export interface Inspection {
+  score: number;
+  threshold: number;
+  isDefective: boolean;
+  regions: DefectRegion[];
+  /** Smoothed anomaly map at canvas resolution. */
+  map: Float32Array;
+  canvasWidth: number;
+  canvasHeight: number;
+  imageWidth: number;
+  imageHeight: number;
+  /** Per patch score grid stitched at canvas resolution before smoothing is not kept; raw max is. */
+  maxPatchScore: number;
+  timingsMs: { decode: number; embed: number; search: number; score: number };
+}
+
+export class Inspector {
+  constructor(
+    readonly meta: BankMeta,
+    private readonly extractor: FeatureExtractor,
+    private readonly searcher: NeighbourSearcher,
+    private readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+  ) {
+    if (extractor.backbone.id !== meta.model.id) {
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `bank ${meta.name} v${meta.version} was built with backbone ${meta.model.id}, not ${extractor.backbone.id}`,
+      );
+    }
+  }
+
+  async inspectBytes(bytes: Uint8Array, threshold?: number): Promise<Inspection> {
+    const t0 = performance.now();
+    const image = await decodeImage(bytes, this.limits);
+    const result = await this.inspectImage(image, threshold);
+    result.timingsMs.decode = performance.now() - t0 - sumTimings(result.timingsMs);
+    return result;
+  }
+
+  async inspectImage(image: RgbImage, threshold?: number): Promise<Inspection> {
+    const t0 = performance.now();
+    const embedding = await this.extractor.embed(image);
+    const t1 = performance.now();
+    const k = this.meta.score.k;
+    const knn = await this.searcher.search(embedding.vectors, embedding.dim, k);
+    const t2 = performance.now();
+    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
+    const t3 = performance.now();
+    result.timingsMs = { decode: 0, embed: t1 - t0, search: t2 - t1, score: t3 - t2 };
+    return result;
+  }
+}
+
+/** Patch distances -> anomaly map, image score, regions and verdict. */
+export function scoreEmbedding(
+  meta: BankMeta,
+  embedding: ImageEmbedding,
+  knn: KnnResult,
+  image: { width: number; height: number },
+  threshold: number,
+): Inspection {
+  const scores = patchScores(knn.distances, knn.k, meta.score.k);
+  const perTile = embedding.gridHeight * embedding.gridWidth;
+  const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
+  const { canvasWidth: w, canvasHeight: h } = embedding;
+  const raw = stitchTiles(grids, embedding.gridHeight, embedding.gridWidth, embedding.tiles, w, h);
+  const map = gaussianBlur(raw, w, h, meta.score.sigma);
+  const maxPatchScore = maxOf(scores);
+  const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
+  const isDefective = score > threshold;
+  // Regions in original-image pixels; with a centre crop the canvas maps to the cropped window.
+  const toImage = canvasToImage(meta, image.width, image.height, w, h);
+  let regions = findRegions(map, w, h, threshold, toImage);
+  if (isDefective && regions.length === 0) regions = findRegions(map, w, h, score * 0.9, toImage);
+  return {
+    score,
+    threshold,
+    isDefective,
+    regions,
+    map,
+    canvasWidth: w,
+    canvasHeight: h,
+    imageWidth: image.width,
+    imageHeight: image.height,
+    maxPatchScore,
+    timingsMs: { decode: 0, embed: 0, search: 0, score: 0 },
+  };
+}
+
+function canvasToImage(meta: BankMeta, imageW: number, imageH: number, canvasW: number, canvasH: number) {
+  const { resize, crop } = meta.view;
+  const fullW = resize > 0 ? resize : canvasW;
+  const fullH = resize > 0 ? resize : canvasH;
+  const scaleX = imageW / fullW;
+  const scaleY = imageH / fullH;
+  const offX = crop > 0 ? ((fullW - canvasW) >> 1) * scaleX : 0;
+  const offY = crop > 0 ? ((fullH - canvasH) >> 1) * scaleY : 0;
+  return { scaleX, scaleY, offsetX: offX, offsetY: offY };
+}
+
+function sumTimings(t: Inspection['timingsMs']): number {
+  return t.embed + t.search + t.score;
+}

@@ -1,0 +1,116 @@
+/**
+ * From per-patch k-NN distances to an anomaly map at canvas resolution: patch scores per tile,
+ * bilinear upsampling of each tile's patch grid to its pixels, stitching overlapping tiles by their
+ * mean, and Gaussian smoothing (sigma 4 px at 224, as PatchCore).
+ */
+import { axisWeights } from '../embed/patch-embed';
+import { Tile } from '../image/views';
+
+/** Score of each patch: the mean of its k nearest distances (k = 1: nearest-patch distance). */
+export function patchScores(distances: Float32Array, k: number, useK: number): Float32Array {
+  const n = distances.length / k;
+  const kk = Math.max(1, Math.min(useK, k));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < kk; j++) s += distances[i * k + j];
+    out[i] = s / kk;
+  }
+  return out;
+}
+
+/** Accumulates tile grids onto the canvas; overlapping tiles average. */
+export function stitchTiles(
+  grids: Float32Array[],
+  gridHeight: number,
+  gridWidth: number,
+  tiles: Tile[],
+  canvasWidth: number,
+  canvasHeight: number,
+): Float32Array {
+  const sum = new Float32Array(canvasWidth * canvasHeight);
+  if (tiles.length === 1) {
+    upsampleInto(grids[0], gridHeight, gridWidth, tiles[0], canvasWidth, sum);
+    return sum;
+  }
+  const weight = new Float32Array(canvasWidth * canvasHeight);
+  tiles.forEach((tile, t) => {
+    upsampleInto(grids[t], gridHeight, gridWidth, tile, canvasWidth, sum);
+    for (let y = 0; y < tile.height; y++) {
+      const row = (tile.top + y) * canvasWidth + tile.left;
+      for (let x = 0; x < tile.width; x++) weight[row + x] += 1;
+    }
+  });
+  for (let i = 0; i < sum.length; i++) sum[i] /= weight[i] || 1;
+  return sum;
+}
+
+function upsampleInto(
+  grid: Float32Array,
+  gh: number,
+  gw: number,
+  tile: Tile,
+  canvasWidth: number,
+  out: Float32Array,
+): void {
+  const xs = axisWeights(gw, tile.width);
+  const ys = axisWeights(gh, tile.height);
+  for (let y = 0; y < tile.height; y++) {
+    const r0 = ys.i0[y] * gw;
+    const r1 = ys.i1[y] * gw;
+    const fy = ys.f[y];
+    const row = (tile.top + y) * canvasWidth + tile.left;
+    for (let x = 0; x < tile.width; x++) {
+      const x0 = xs.i0[x];
+      const x1 = xs.i1[x];
+      const fx = xs.f[x];
+      const top = grid[r0 + x0] + (grid[r0 + x1] - grid[r0 + x0]) * fx;
+      const bottom = grid[r1 + x0] + (grid[r1 + x1] - grid[r1 + x0]) * fx;
+      out[row + x] += top + (bottom - top) * fy;
+    }
+  }
+}
+
+/** Separable Gaussian blur, kernel truncated at 4 sigma, borders reflected. */
+export function gaussianBlur(map: Float32Array, width: number, height: number, sigma: number): Float32Array {
+  if (sigma <= 0) return map;
+  const radius = Math.max(1, Math.ceil(4 * sigma));
+  const kernel = new Float32Array(2 * radius + 1);
+  let total = 0;
+  for (let i = -radius; i <= radius; i++)
+    total += kernel[i + radius] = Math.exp((-i * i) / (2 * sigma * sigma));
+  for (let i = 0; i < kernel.length; i++) kernel[i] /= total;
+  const tmp = new Float32Array(map.length);
+  const out = new Float32Array(map.length);
+  const reflect = (i: number, n: number): number => {
+    if (n === 1) return 0;
+    while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+    return i;
+  };
+  const colIndex = new Int32Array(width + 2 * radius);
+  for (let i = 0; i < colIndex.length; i++) colIndex[i] = reflect(i - radius, width);
+  for (let y = 0; y < height; y++) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      let s = 0;
+      for (let k = 0; k < kernel.length; k++) s += kernel[k] * map[row + colIndex[x + k]];
+      tmp[row + x] = s;
+    }
+  }
+  const rowIndex = new Int32Array(height + 2 * radius);
+  for (let i = 0; i < rowIndex.length; i++) rowIndex[i] = reflect(i - radius, height) * width;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let s = 0;
+      for (let k = 0; k < kernel.length; k++) s += kernel[k] * tmp[rowIndex[y + k] + x];
+      out[y * width + x] = s;
+    }
+  }
+  return out;
+}
+
+export function maxOf(values: Float32Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < values.length; i++) if (values[i] > m) m = values[i];
+  return m;
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds faiss-node (installed from its npm tarball by `npm ci --ignore-scripts`) against Debian's
+# libfaiss-dev (faiss 1.7.3, static) and libopenblas-dev with node-gyp. Its own install script would
+# download a prebuilt binary or clone faiss, neither of which is possible here.
+# Our patch (scripts/faiss-node-0.5.1.patch) fixes idx_t for faiss 1.7.3 and adds Float32Array
+# add/search, an async search on the libuv pool, and setNprobe for IVF indexes.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+pkg="$root/node_modules/faiss-node"
+patch_file="$here/faiss-node-0.5.1.patch"
+stamp="$pkg/build/Release/.spi-build-stamp"
+
+fail() { echo "build-faiss-node: $*" >&2; exit 1; }
+
+[ -d "$pkg" ] || fail "node_modules/faiss-node is missing: run 'npm ci --ignore-scripts' first."
+version="$(node -p "require('$pkg/package.json').version")"
+[ "$version" = "0.5.1" ] || fail "expected faiss-node 0.5.1, found $version (the patch is written for 0.5.1)."
+[ -f /usr/include/faiss/IndexFlat.h ] || fail "faiss headers not found: install libfaiss-dev (make setup does)."
+[ -f /usr/lib/x86_64-linux-gnu/libfaiss.a ] || [ -f /usr/lib/libfaiss.a ] || fail "libfaiss.a not found: install libfaiss-dev."
+ls /usr/lib/*/libopenblas.so* >/dev/null 2>&1 || fail "libopenblas not found: install libopenblas-dev."
+
+want="$(sha256sum "$patch_file" "$0" | sha256sum | cut -d' ' -f1)"
+if [ -f "$pkg/build/Release/faiss-node.node" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  echo "build-faiss-node: up to date"
+  exit 0
+fi
+
+cd "$pkg"
+# Start from the pristine tarball source so a re-run never applies the patch twice.
+if [ ! -f src/faiss.cc.orig-spi ]; then cp src/faiss.cc src/faiss.cc.orig-spi; fi
+cp src/faiss.cc.orig-spi src/faiss.cc
+patch -p1 --forward --quiet < "$patch_file" || fail "patch did not apply to faiss-node $version."
+
+cat > binding.gyp <<'GYP'
+{
+  "targets": [{
+    "target_name": "faiss-node",
+    "sources": ["src/faiss.cc"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "/usr/include"],
+    "defines": ["NAPI_VERSION=6", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-fopenmp", "-O2"],
+    "libraries": ["-lfaiss", "-lopenblas", "-lgomp"]
+  }]
+}
+GYP
+
+gyp="$root/node_modules/node-gyp/bin/node-gyp.js"
+[ -f "$gyp" ] || fail "node-gyp is missing from node_modules (it is a devDependency)."
+node "$gyp" rebuild --nodedir=/usr --jobs="$(nproc)" || fail "node-gyp failed; see the compiler output above."
+node -e "const f=require('$pkg'); const i=new f.IndexFlatL2(2); i.addBuffer(new Float32Array([0,0,1,1])); const r=i.searchBuffer(new Float32Array([1,1]),1); if(r.labels[0]!==1) process.exit(1)" \
+  || fail "the built module does not load or search correctly."
+echo "$want" > "$stamp"
+echo "build-faiss-node: built $pkg/build/Release/faiss-node.node"

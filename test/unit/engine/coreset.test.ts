@@ -1,0 +1,112 @@
+import { strict as assert } from 'node:assert';
+import { DEFAULT_CORESET, coresetSize, selectCoreset, topIndices } from '../../../lib/coreset/coreset';
+import { mulberry32 } from '../../../lib/util/random';
+
+/** Clustered data: many points around a few centres, plus a few far outliers. */
+function clustered(n: number, dim: number, seed: number): Float32Array {
+  const rand = mulberry32(seed);
+  const centres = Array.from({ length: 8 }, () => Array.from({ length: dim }, () => rand() * 10));
+  const out = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    const c = centres[i % 8];
+    for (let k = 0; k < dim; k++) out[i * dim + k] = c[k] + (rand() - 0.5) * 0.5;
+  }
+  // Rare patterns (every 200th point far away): what random subsampling tends to miss.
+  for (let i = 0; i < n; i += 200) for (let k = 0; k < dim; k++) out[i * dim + k] = 30 + rand() * 10;
+  return out;
+}
+
+function coveringRadius(x: Float32Array, dim: number, picked: Int32Array): number {
+  let worst = 0;
+  for (let i = 0; i < x.length / dim; i++) {
+    let best = Infinity;
+    for (const p of picked) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += (x[i * dim + k] - x[p * dim + k]) ** 2;
+      best = Math.min(best, s);
+    }
+    worst = Math.max(worst, best);
+  }
+  return Math.sqrt(worst);
+}
+
+/** Textbook greedy k-center, the reference for batch = 1. */
+function referenceGreedy(x: Float32Array, dim: number, m: number, start: number): number[] {
+  const n = x.length / dim;
+  const d = new Float64Array(n).fill(Infinity);
+  const picked = [start];
+  for (;;) {
+    const c = picked[picked.length - 1];
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += (x[i * dim + k] - x[c * dim + k]) ** 2;
+      d[i] = Math.min(d[i], s);
+    }
+    if (picked.length === m) break;
+    let best = 0;
+    for (let i = 1; i < n; i++) if (d[i] > d[best]) best = i;
+    picked.push(best);
+  }
+  return picked.sort((a, b) => a - b);
+}
+
+describe('coreset', () => {
+  const dim = 8;
+  const x = clustered(1200, dim, 3);
+
+  it('computes the kept size from ratio or absolute size', () => {
+    assert.equal(coresetSize(1000, { ...DEFAULT_CORESET, ratio: 0.1 }), 100);
+    assert.equal(coresetSize(1000, { ...DEFAULT_CORESET, size: 42 }), 42);
+    assert.equal(coresetSize(10, { ...DEFAULT_CORESET, size: 42 }), 10);
+    assert.equal(coresetSize(1000, { ...DEFAULT_CORESET, method: 'none' }), 1000);
+  });
+
+  it('batch = 1 is exactly the textbook greedy k-center', () => {
+    const cfg = { ...DEFAULT_CORESET, size: 40, batch: 1, projectDim: 0, seed: 5 };
+    const got = Array.from(selectCoreset(x, dim, cfg));
+    const start = Math.floor(((5 * 2654435761) >>> 0) % 1200);
+    assert.deepEqual(got, referenceGreedy(x, dim, 40, start));
+  });
+
+  it('greedy covers the data far better than random subsampling at the same size', () => {
+    const greedy = selectCoreset(x, dim, { ...DEFAULT_CORESET, size: 60, projectDim: 0 });
+    const random = selectCoreset(x, dim, { ...DEFAULT_CORESET, method: 'random', size: 60 });
+    assert.equal(greedy.length, 60);
+    assert.equal(new Set(greedy).size, 60);
+    assert.ok(coveringRadius(x, dim, greedy) < 0.8 * coveringRadius(x, dim, random));
+  });
+
+  it('batched greedy on a projection stays close to exact greedy', () => {
+    const exact = coveringRadius(
+      x,
+      dim,
+      selectCoreset(x, dim, { ...DEFAULT_CORESET, size: 80, batch: 1, projectDim: 0 }),
+    );
+    const fast = coveringRadius(
+      x,
+      dim,
+      selectCoreset(x, dim, { ...DEFAULT_CORESET, size: 80, batch: 8, projectDim: 4 }),
+    );
+    assert.ok(fast < exact * 1.6, `fast ${fast} vs exact ${exact}`);
+  });
+
+  it('uses faiss for the distance update on large inputs and reports progress', () => {
+    const big = clustered(30000, dim, 4);
+    const seen: number[] = [];
+    const picked = selectCoreset(big, dim, { ...DEFAULT_CORESET, size: 300 }, (done) => seen.push(done));
+    assert.equal(picked.length, 300);
+    assert.equal(seen[seen.length - 1], 300);
+    assert.ok(seen.length > 10);
+  });
+
+  it('random subsampling is reproducible from its seed', () => {
+    const a = selectCoreset(x, dim, { ...DEFAULT_CORESET, method: 'random', size: 50, seed: 9 });
+    const b = selectCoreset(x, dim, { ...DEFAULT_CORESET, method: 'random', size: 50, seed: 9 });
+    assert.deepEqual(a, b);
+  });
+
+  it('topIndices finds the k largest values', () => {
+    const v = Float32Array.from([5, 1, 9, 3, 9, 7]);
+    assert.deepEqual(topIndices(v, 3).sort(), [2, 4, 5]);
+  });
+});

@@ -1,0 +1,109 @@
+import { strict as assert } from 'node:assert';
+import { avgPool3x3, embedPatches, resizeBilinear, RandomProjection } from '../../../lib/embed/patch-embed';
+import { gaussianBlur, patchScores, stitchTiles } from '../../../lib/score/anomaly-map';
+import { findRegions } from '../../../lib/score/regions';
+import { tileGrid, DEFAULT_VIEW } from '../../../lib/image/views';
+import { thresholdF1, thresholdFromNominal, manualThreshold } from '../../../lib/threshold/threshold';
+
+const map = (c: number, h: number, w: number, f: (ch: number, y: number, x: number) => number) => {
+  const data = new Float32Array(c * h * w);
+  for (let ch = 0; ch < c; ch++)
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) data[(ch * h + y) * w + x] = f(ch, y, x);
+  return { data, channels: c, height: h, width: w };
+};
+
+describe('patch embedding', () => {
+  it('3x3 average pools over valid neighbours only', () => {
+    const pooled = avgPool3x3(map(1, 3, 3, (_c, y, x) => y * 3 + x));
+    assert.equal(pooled.data[4], 4); // centre: mean of 0..8
+    assert.equal(pooled.data[0], (0 + 1 + 3 + 4) / 4); // corner: 4 valid cells
+  });
+
+  it('bilinear resize keeps constants and matches align_corners=false sampling', () => {
+    const constant = resizeBilinear(
+      map(2, 2, 2, () => 3),
+      4,
+      4,
+    );
+    assert.ok(constant.data.every((v) => Math.abs(v - 3) < 1e-6));
+    const ramp = resizeBilinear(
+      map(1, 1, 2, (_c, _y, x) => x),
+      1,
+      4,
+    );
+    assert.deepEqual(Array.from(ramp.data), [0, 0.25, 0.75, 1]);
+  });
+
+  it('concatenates stages per patch with the deeper stage upsampled', () => {
+    const e = embedPatches([map(2, 4, 4, (c) => c + 1), map(3, 2, 2, (c) => 10 * (c + 1))]);
+    assert.equal(e.dim, 5);
+    assert.equal(e.vectors.length, 16 * 5);
+    assert.deepEqual(Array.from(e.vectors.subarray(5 * 5, 6 * 5)), [1, 2, 10, 20, 30]);
+  });
+
+  it('random projection is seeded and roughly preserves distances', () => {
+    const a = new RandomProjection(64, 32, 3);
+    assert.deepEqual(a.matrix, new RandomProjection(64, 32, 3).matrix);
+    const e = embedPatches([map(64, 2, 2, (c, y, x) => Math.sin(c * 7 + y * 3 + x))], a);
+    assert.equal(e.dim, 32);
+  });
+});
+
+describe('anomaly map and regions', () => {
+  it('averages the k nearest distances into a patch score', () => {
+    assert.deepEqual(Array.from(patchScores(Float32Array.from([1, 3, 2, 4]), 2, 1)), [1, 2]);
+    assert.deepEqual(Array.from(patchScores(Float32Array.from([1, 3, 2, 4]), 2, 2)), [2, 3]);
+  });
+
+  it('stitches overlapping tiles by their mean', () => {
+    const tiles = tileGrid(6, 4, { ...DEFAULT_VIEW, tile: 4, overlap: 2 });
+    assert.deepEqual(
+      tiles.map((t) => t.left),
+      [0, 2],
+    );
+    const out = stitchTiles([new Float32Array(4).fill(1), new Float32Array(4).fill(3)], 2, 2, tiles, 6, 4);
+    assert.equal(out[0], 1);
+    assert.equal(out[3], 2); // covered by both tiles
+    assert.equal(out[5], 3);
+  });
+
+  it('Gaussian smoothing keeps the mass and spreads a peak symmetrically', () => {
+    const m = new Float32Array(41 * 41);
+    m[20 * 41 + 20] = 1;
+    const s = gaussianBlur(m, 41, 41, 2);
+    const total = s.reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(total - 1) < 1e-4);
+    assert.ok(Math.abs(s[20 * 41 + 18] - s[20 * 41 + 22]) < 1e-7);
+    assert.ok(s[20 * 41 + 20] > s[20 * 41 + 21]);
+  });
+
+  it('finds connected regions with boxes and peaks, scaled to the image', () => {
+    const w = 10;
+    const m = new Float32Array(100);
+    m[11] = m[12] = m[22] = 5; // one 8-connected blob
+    m[77] = 9; // another
+    const regions = findRegions(m, w, 10, 1, { scaleX: 2, scaleY: 2, offsetX: 0, offsetY: 0 });
+    assert.equal(regions.length, 2);
+    assert.deepEqual(regions[0], { x: 14, y: 14, width: 2, height: 2, area: 4, peakScore: 9 });
+    assert.deepEqual({ ...regions[1] }, { x: 2, y: 2, width: 4, height: 4, area: 12, peakScore: 5 });
+  });
+});
+
+describe('threshold', () => {
+  it('sits above every held-out nominal score and mean + 3 std', () => {
+    const t = thresholdFromNominal([1, 1.1, 0.9, 1.05]);
+    assert.equal(t.method, 'nominal');
+    assert.ok(t.value >= 1.1);
+    assert.ok(t.value >= t.nominal!.mean + 3 * t.nominal!.std - 1e-9);
+  });
+
+  it('finds the F1-optimal cut between labelled scores', () => {
+    const t = thresholdF1([0.1, 0.2, 0.3, 0.8, 0.9], [0, 0, 0, 1, 1]);
+    assert.equal(t.f1, 1);
+    assert.ok(t.value > 0.3 && t.value < 0.8);
+  });
+
+  it('refuses a non-finite manual threshold', () => {
+    assert.throws(() => manualThreshold(NaN), /finite/);
+  });
+});

@@ -1,0 +1,78 @@
+import { strict as assert } from 'node:assert';
+import { KnnIndex } from '../../../lib/knn/index';
+import { mulberry32 } from '../../../lib/util/random';
+
+function randomVectors(n: number, dim: number, seed: number): Float32Array {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: n * dim }, () => rand());
+}
+
+/** Brute-force nearest distance, the reference faiss must agree with. */
+function bruteNearest(bank: Float32Array, q: Float32Array, dim: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < q.length / dim; i++) {
+    let best = Infinity;
+    for (let j = 0; j < bank.length / dim; j++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += (q[i * dim + k] - bank[j * dim + k]) ** 2;
+      best = Math.min(best, s);
+    }
+    out.push(Math.sqrt(best));
+  }
+  return out;
+}
+
+describe('knn (faiss-node built against Debian libfaiss)', () => {
+  const dim = 16;
+  const bank = randomVectors(2000, dim, 1);
+  const queries = randomVectors(50, dim, 2);
+
+  it('IndexFlatL2 returns the exact Euclidean nearest distances', () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'Flat' });
+    assert.equal(index.size, 2000);
+    const result = index.searchSync(queries, 3);
+    assert.equal(result.k, 3);
+    const ref = bruteNearest(bank, queries, dim);
+    for (let i = 0; i < 50; i++) {
+      assert.ok(Math.abs(result.distances[i * 3] - ref[i]) < 1e-4, `query ${i}`);
+      assert.ok(result.distances[i * 3] <= result.distances[i * 3 + 1]);
+    }
+  });
+
+  it('async search on the thread pool matches the synchronous one', async () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'Flat' });
+    const [a, b] = await Promise.all([index.search(queries, 2), index.search(queries, 2)]);
+    assert.deepEqual(Array.from(a.labels), Array.from(index.searchSync(queries, 2).labels));
+    assert.deepEqual(Array.from(a.distances), Array.from(b.distances));
+  });
+
+  it('IVF index finds the stored vectors themselves with nprobe = nlist', () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'IVF16,Flat', nprobe: 16 });
+    const self = bank.subarray(0, 20 * dim);
+    const result = index.searchSync(self, 1);
+    for (let i = 0; i < 20; i++) {
+      assert.equal(result.labels[i], i);
+      assert.ok(result.distances[i] < 1e-3);
+    }
+  });
+
+  it('serialises and restores an index with identical answers', () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'IVF16,Flat', nprobe: 4 });
+    const restored = KnnIndex.deserialize(index.serialize(), { factory: 'IVF16,Flat', nprobe: 4 });
+    assert.deepEqual(
+      Array.from(restored.searchSync(queries, 2).labels),
+      Array.from(index.searchSync(queries, 2).labels),
+    );
+  });
+
+  it('clamps k to the bank size and refuses bad input with clear messages', () => {
+    const small = KnnIndex.build(bank.subarray(0, 3 * dim), dim, { factory: 'Flat' });
+    assert.equal(small.searchSync(queries, 5).k, 3);
+    assert.throws(
+      () => KnnIndex.build(bank.subarray(0, 10 * dim), dim, { factory: 'IVF64,Flat' }),
+      /needs at least 64/,
+    );
+    assert.throws(() => small.searchSync(queries.subarray(0, 5), 1), /not a multiple of the dimension/);
+    assert.throws(() => small.searchSync(queries, 0), /k must be a positive integer/);
+  });
+});
