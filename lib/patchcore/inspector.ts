@@ -84,10 +84,11 @@ export function scoreEmbedding(
   const map = gaussianBlur(raw, w, h, meta.score.sigma);
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
-  const isDefective = score > threshold;
+  const isDefective = score >= threshold;
   // Regions in original-image pixels; with a centre crop the canvas maps to the cropped window.
   const toImage = canvasToImage(meta, image.width, image.height, w, h);
   let regions = findRegions(map, w, h, threshold, toImage);
+  // The verdict can rest on a peak just at the threshold: still say where it is.
   if (isDefective && regions.length === 0) regions = findRegions(map, w, h, score * 0.9, toImage);
   return {
     score,

@@ -27,7 +27,7 @@ export function findRegions(
   const stack = new Int32Array(width * height);
   const regions: DefectRegion[] = [];
   for (let start = 0; start < map.length; start++) {
-    if (labels[start] !== 0 || !(map[start] > threshold)) continue;
+    if (labels[start] !== 0 || !(map[start] >= threshold)) continue;
     const id = regions.length + 1;
     let top = 0;
     stack[top++] = start;
@@ -55,7 +55,7 @@ export function findRegions(
           const nx = px + dx;
           if (nx < 0 || nx >= width) continue;
           const q = ny * width + nx;
-          if (labels[q] === 0 && map[q] > threshold) {
+          if (labels[q] === 0 && map[q] >= threshold) {
             labels[q] = id;
             stack[top++] = q;
           }

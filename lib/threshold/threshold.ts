@@ -1,7 +1,10 @@
+import { f1Max } from '../eval/metrics';
+
 /**
  * The decision threshold on the anomaly score. Without defect labels it comes from held-out nominal
  * images: above every held-out score and above mean + 3 std, so a normal sheet is rarely rejected.
  * With labelled defects the F1-optimal threshold is offered. A manual value always wins.
+ * Everywhere, score >= threshold means defective.
  */
 export type ThresholdMethod = 'nominal' | 'f1' | 'manual';
 
@@ -34,28 +37,13 @@ export function thresholdFromNominal(scores: ArrayLike<number>): Threshold {
   };
 }
 
-/** The threshold with the best F1 on labelled scores (1 = defective): midpoint between neighbours. */
+/** The threshold with the best F1 on labelled scores (1 = defective). */
 export function thresholdF1(
   scores: ArrayLike<number>,
   labels: ArrayLike<number>,
 ): Threshold & { f1: number } {
-  const order = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b] - scores[a]);
-  const positives = Array.from(labels).filter((l) => l === 1).length;
-  let tp = 0;
-  let fp = 0;
-  let best = { f1: 0, value: Infinity };
-  for (let r = 0; r < order.length; r++) {
-    if (labels[order[r]] === 1) tp++;
-    else fp++;
-    const next = r + 1 < order.length ? scores[order[r + 1]] : -Infinity;
-    if (next === scores[order[r]]) continue; // only cut between distinct scores
-    const f1 = positives === 0 ? 0 : (2 * tp) / (2 * tp + fp + (positives - tp));
-    if (f1 > best.f1) {
-      const here = scores[order[r]];
-      best = { f1, value: Number.isFinite(next) ? (here + next) / 2 : here - 1e-6 };
-    }
-  }
-  return { value: best.value, method: 'f1', f1: best.f1 };
+  const best = f1Max(scores, labels);
+  return { value: best.threshold, method: 'f1', f1: best.f1 };
 }
 
 export function manualThreshold(value: number): Threshold {

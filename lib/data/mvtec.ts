@@ -1,0 +1,70 @@
+/**
+ * Reading a category folder in MVTec AD layout:
+ *   train/good/*            good images for the bank
+ *   test/good/*, test/<defect_type>/*
+ *   ground_truth/<defect_type>/<stem>_mask.png
+ * Also used for a plain folder of good images (no train/ inside): every image in it is "train".
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ImageSource } from '../patchcore/fit';
+import { invalid } from '../errors';
+
+export interface TestItem {
+  /** Path relative to the category folder, e.g. "test/broken_large/000.png". */
+  path: string;
+  absPath: string;
+  label: 0 | 1;
+  defectType: string;
+  maskPath?: string;
+}
+
+export interface Category {
+  root: string;
+  name: string;
+  train: string[];
+  test: TestItem[];
+}
+
+const IMAGE_EXT = /\.(png|jpe?g|tiff?|webp|bmp)$/i;
+
+export function listImages(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => IMAGE_EXT.test(f))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+export function readCategory(root: string): Category {
+  if (!fs.existsSync(root)) throw invalid(`data folder ${root} does not exist`);
+  const trainDir = path.join(root, 'train', 'good');
+  const train = fs.existsSync(trainDir) ? listImages(trainDir) : listImages(root);
+  if (train.length === 0) throw invalid(`no good images in ${fs.existsSync(trainDir) ? trainDir : root}`);
+  const test: TestItem[] = [];
+  const testDir = path.join(root, 'test');
+  if (fs.existsSync(testDir)) {
+    for (const type of fs.readdirSync(testDir).sort()) {
+      for (const abs of listImages(path.join(testDir, type))) {
+        const stem = path.basename(abs).replace(/\.[^.]+$/, '');
+        const mask = path.join(root, 'ground_truth', type, `${stem}_mask.png`);
+        test.push({
+          path: path.relative(root, abs),
+          absPath: abs,
+          label: type === 'good' ? 0 : 1,
+          defectType: type,
+          maskPath: type !== 'good' && fs.existsSync(mask) ? mask : undefined,
+        });
+      }
+    }
+  }
+  return { root, name: path.basename(path.resolve(root)), train, test };
+}
+
+export function fileSources(files: string[], relativeTo: string): ImageSource[] {
+  return files.map((file) => ({
+    path: path.relative(relativeTo, file),
+    read: () => fs.promises.readFile(file),
+  }));
+}

@@ -1,0 +1,161 @@
+/**
+ * `spi eval` behind the CLI: fit on train/good of an MVTec-layout category, score every test
+ * image, and write scores.json, metrics.json and a self-contained report.html.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Category } from '../data/mvtec';
+import { decodeImage } from '../image/decode';
+import { toCanvas } from '../image/views';
+import { FeatureExtractor } from '../patchcore/feature-extractor';
+import { fitBank, FitSettings, LocalSearcher } from '../patchcore/fit';
+import { fileSources } from '../data/mvtec';
+import { Inspector } from '../patchcore/inspector';
+import { inspectionOverlay } from '../patchcore/overlay';
+import { imageMetrics } from './summary';
+import { pixelAuroc, pro } from './metrics';
+import { renderReport } from './report';
+import type { ReportImage, ReportMetrics } from './types';
+import { BANK_FORMAT } from '../bank/bank-meta';
+
+export interface EvalOptions {
+  out: string;
+  /** Overlays in the report's gallery (defective first); 0 = none. */
+  gallery: number;
+  onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+export interface EvalResult {
+  metrics: ReportMetrics & { timings: Record<string, number>; bankPatches: number; threshold: number };
+  scores: { path: string; label: 0 | 1; score: number }[];
+}
+
+export async function evaluateCategory(
+  extractor: FeatureExtractor,
+  category: Category,
+  settings: FitSettings,
+  options: EvalOptions,
+): Promise<EvalResult> {
+  fs.mkdirSync(options.out, { recursive: true });
+  const t0 = performance.now();
+  const fitted = await fitBank(extractor, fileSources(category.train, category.root), settings, {
+    onProgress: options.onProgress,
+  });
+  const fitMs = performance.now() - t0;
+  const meta = {
+    ...fitted.meta,
+    format: BANK_FORMAT,
+    vectors: { rows: fitted.vectors.length / fitted.dim, dim: fitted.dim, sha256: '', file: '' },
+  };
+  const inspector = new Inspector(meta, extractor, new LocalSearcher(fitted.index));
+  const threshold = meta.threshold.value;
+
+  const maps: Float32Array[] = [];
+  const masks: Uint8Array[] = [];
+  const widths: number[] = [];
+  const images: (ReportImage & { inspectMs: number })[] = [];
+  const galleryPicks = pickGallery(category, options.gallery);
+  const t1 = performance.now();
+  for (const [i, item] of category.test.entries()) {
+    const rgb = await decodeImage(await fs.promises.readFile(item.absPath));
+    const started = performance.now();
+    const r = await inspector.inspectImage(rgb);
+    const inspectMs = performance.now() - started;
+    const mask = item.maskPath
+      ? await maskToCanvas(item.maskPath, settings, r.canvasWidth, r.canvasHeight)
+      : new Uint8Array(r.map.length);
+    maps.push(r.map);
+    masks.push(mask);
+    widths.push(r.canvasWidth);
+    let overlayPng: Buffer | undefined;
+    if (galleryPicks.has(i)) {
+      const imageMask = item.maskPath
+        ? (await decodeImage(await fs.promises.readFile(item.maskPath))).data.filter((_, j) => j % 3 === 0)
+        : undefined;
+      overlayPng = await inspectionOverlay(rgb, r, settings.view, imageMask as Uint8Array | undefined, 256);
+    }
+    images.push({
+      path: item.path,
+      label: item.label,
+      defectType: item.defectType,
+      score: r.score,
+      overlayPng,
+      inspectMs,
+    });
+    options.onProgress?.('test', i + 1, category.test.length);
+  }
+  const testMs = performance.now() - t1;
+  const base = imageMetrics(images, threshold);
+  const hasMasks = masks.some((m) => m.some((v) => v > 0));
+  const metrics = {
+    ...base,
+    pixelAuroc: hasMasks ? pixelAuroc(maps, masks) : undefined,
+    pro: hasMasks ? pro(maps, masks, 0.3, { width: widths }) : undefined,
+    threshold,
+    bankPatches: fitted.vectors.length / fitted.dim,
+    timings: {
+      fitMs,
+      fitPerImageMs: fitMs / Math.max(1, category.train.length),
+      inspectPerImageMs: images.reduce((s, im) => s + im.inspectMs, 0) / Math.max(1, images.length),
+      testTotalMs: testMs,
+    },
+  };
+  const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));
+  fs.writeFileSync(
+    path.join(options.out, 'scores.json'),
+    JSON.stringify({ images: scores, threshold }, null, 2),
+  );
+  fs.writeFileSync(path.join(options.out, 'metrics.json'), JSON.stringify(metrics, null, 2));
+  const html = renderReport({
+    title: `Inspection report: ${category.name}`,
+    createdAt: new Date(),
+    dataset: category.root,
+    model: {
+      backbone: meta.model.id,
+      stages: meta.model.stages.join(', '),
+      canvas: settings.view.resize > 0 ? `${settings.view.resize}px` : `scale ${settings.view.scale}`,
+      tiling:
+        settings.view.tile > 0 ? `${settings.view.tile}px tiles, ${settings.view.overlap}px overlap` : 'none',
+      coreset: `${meta.coreset.method} ${meta.coreset.keptPatches}/${meta.coreset.inputPatches} patches`,
+      index: meta.knn.factory,
+      threshold: `${threshold.toFixed(4)} (${meta.threshold.method})`,
+    },
+    threshold,
+    images,
+    metrics,
+    timings: metrics.timings,
+  });
+  fs.writeFileSync(path.join(options.out, 'report.html'), html);
+  return { metrics, scores };
+}
+
+/** Ground-truth mask brought onto the canvas exactly as the image was (resize, crop, scale). */
+export async function maskToCanvas(
+  file: string,
+  settings: Pick<FitSettings, 'view'>,
+  width: number,
+  height: number,
+): Promise<Uint8Array> {
+  const rgb = await decodeImage(await fs.promises.readFile(file));
+  const canvas = await toCanvas(rgb, settings.view);
+  if (canvas.width !== width || canvas.height !== height)
+    throw new Error(`mask ${file} does not match its image size`);
+  const out = new Uint8Array(width * height);
+  for (let i = 0; i < out.length; i++) out[i] = canvas.data[i * 3] > 127 ? 1 : 0;
+  return out;
+}
+
+/** Defective images first, then good ones, up to `count`, spread over the types. */
+function pickGallery(category: Category, count: number): Set<number> {
+  const defective = category.test.map((t, i) => ({ t, i })).filter(({ t }) => t.label === 1);
+  const good = category.test.map((t, i) => ({ t, i })).filter(({ t }) => t.label === 0);
+  const picks = new Set<number>();
+  const take = (list: { i: number }[], n: number) => {
+    const step = Math.max(1, list.length / Math.max(1, n));
+    for (let j = 0; j < list.length && picks.size < count && j / step < n; j += step)
+      picks.add(list[Math.floor(j)].i);
+  };
+  take(defective, Math.ceil(count * 0.75));
+  take(good, count - picks.size);
+  return picks;
+}

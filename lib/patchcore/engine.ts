@@ -1,0 +1,100 @@
+/**
+ * Wiring for callers (CLI, gateway): backbones shared per (model, stages), extractors built from a
+ * bank's own settings, and banks opened from disk into a ready Inspector.
+ */
+import { Backbone, DEFAULT_SESSION, SessionSettings } from '../backbone/backbone';
+import { BankMeta } from '../bank/bank-meta';
+import { loadBank } from '../bank/bank-store';
+import { KnnIndex } from '../knn/index';
+import { ViewConfig } from '../image/views';
+import { FeatureExtractor } from './feature-extractor';
+import { LocalSearcher } from './fit';
+import { Inspector, NeighbourSearcher } from './inspector';
+import { SpiError } from '../errors';
+
+export const DEFAULT_MODEL = process.env.SPI_MODEL ?? 'mobilenet_v2-imagenet';
+export const DEFAULT_BATCH = 8;
+
+/** One onnxruntime session per (model, stages), shared by every bank that uses it. */
+export class BackbonePool {
+  private readonly sessions = new Map<string, Promise<Backbone>>();
+
+  constructor(private readonly settings: SessionSettings = DEFAULT_SESSION) {}
+
+  get(model: string, stages?: string[]): Promise<Backbone> {
+    const key = `${model}|${(stages ?? []).join(',')}`;
+    let backbone = this.sessions.get(key);
+    if (!backbone) {
+      backbone = Backbone.load(model, stages, this.settings);
+      backbone.catch(() => this.sessions.delete(key));
+      this.sessions.set(key, backbone);
+    }
+    return backbone;
+  }
+
+  async close(): Promise<void> {
+    const all = await Promise.allSettled(this.sessions.values());
+    this.sessions.clear();
+    for (const r of all) if (r.status === 'fulfilled') await r.value.close();
+  }
+}
+
+export interface ExtractorSettings {
+  model: string;
+  stages?: string[];
+  view: ViewConfig;
+  projectionDim: number;
+  projectionSeed: number;
+  batchSize?: number;
+}
+
+export async function createExtractor(pool: BackbonePool, s: ExtractorSettings): Promise<FeatureExtractor> {
+  const backbone = await pool.get(s.model, s.stages);
+  return new FeatureExtractor(backbone, {
+    view: s.view,
+    projectionDim: s.projectionDim,
+    projectionSeed: s.projectionSeed,
+    batchSize: s.batchSize ?? DEFAULT_BATCH,
+  });
+}
+
+/** The extractor a bank was built with; refuses a backbone whose weights changed since. */
+export async function extractorForBank(pool: BackbonePool, meta: BankMeta): Promise<FeatureExtractor> {
+  const extractor = await createExtractor(pool, {
+    model: meta.model.id,
+    stages: meta.model.stages,
+    view: meta.view,
+    projectionDim: meta.embedding.projection?.dim ?? 0,
+    projectionSeed: meta.embedding.projection?.seed ?? 0,
+  });
+  const have = extractor.backbone.spec.sha256;
+  if (meta.model.sha256 && have && meta.model.sha256 !== have) {
+    throw new SpiError(
+      'FAILED_PRECONDITION',
+      `bank ${meta.name} v${meta.version} was built with a different ${meta.model.id} file (sha256 ${meta.model.sha256.slice(0, 12)}…, installed ${have.slice(0, 12)}…); rebuild the bank`,
+    );
+  }
+  return extractor;
+}
+
+export interface OpenedBank {
+  meta: BankMeta;
+  index: KnnIndex;
+  inspector: Inspector;
+}
+
+/** Loads a bank folder and builds its in-process index and inspector. */
+export async function openBank(
+  pool: BackbonePool,
+  dir: string,
+  searcher?: NeighbourSearcher,
+): Promise<OpenedBank> {
+  const { meta, vectors } = loadBank(dir);
+  const index = KnnIndex.build(vectors, meta.vectors.dim, meta.knn);
+  const inspector = new Inspector(
+    meta,
+    await extractorForBank(pool, meta),
+    searcher ?? new LocalSearcher(index),
+  );
+  return { meta, index, inspector };
+}

@@ -1,0 +1,46 @@
+/** `spi eval --data <category-dir> --out <dir>`: fit on train/good, score test/, write the report. */
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { readCategory } from '../../../lib/data/mvtec';
+import { evaluateCategory } from '../../../lib/eval/evaluate';
+import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
+import { ENGINE_FLAGS, extractorFrom, fitFrom, num } from '../options';
+import { Progress } from '../progress';
+import { invalid } from '../../../lib/errors';
+
+export async function evalCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...ENGINE_FLAGS,
+      data: { type: 'string' },
+      out: { type: 'string' },
+      gallery: { type: 'string', default: '48' },
+    },
+  });
+  if (!values.data || !values.out)
+    throw invalid('usage: spi eval --data <MVTec-layout category> --out <dir> [engine flags]');
+  const category = readCategory(values.data);
+  if (category.test.length === 0) throw invalid(`${values.data} has no test/ images to evaluate`);
+  const pool = new BackbonePool();
+  const progress = new Progress();
+  try {
+    const extractor = await createExtractor(pool, extractorFrom(values));
+    const settings = fitFrom(values, category.name, [category.name]);
+    const { metrics } = await evaluateCategory(extractor, category, settings, {
+      out: values.out,
+      gallery: num(values, 'gallery'),
+      onProgress: (s, d, t) => progress.update(s, d, t),
+    });
+    progress.stop();
+    const f = (v: number | undefined) => (v === undefined ? 'n/a' : v.toFixed(4));
+    console.log(
+      `${category.name}: image AUROC ${f(metrics.imageAuroc)}, pixel AUROC ${f(metrics.pixelAuroc)}, PRO ${f(metrics.pro)}, ` +
+        `F1@t ${f(metrics.f1AtThreshold.f1)}, F1max ${f(metrics.f1Max.f1)}, bank ${metrics.bankPatches} patches, ` +
+        `${metrics.timings.inspectPerImageMs.toFixed(1)} ms/image -> ${path.join(values.out, 'report.html')}`,
+    );
+  } finally {
+    progress.stop();
+    await pool.close();
+  }
+}

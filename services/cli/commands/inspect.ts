@@ -1,0 +1,59 @@
+/** `spi inspect --bank <dir> --out <dir> <images...>`: verdicts as JSON, overlays as PNG. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { BackbonePool, openBank } from '../../../lib/patchcore/engine';
+import { decodeImage } from '../../../lib/image/decode';
+import { inspectionOverlay } from '../../../lib/patchcore/overlay';
+import { invalid } from '../../../lib/errors';
+import { listImages } from '../../../lib/data/mvtec';
+import { Progress } from '../progress';
+
+export async function inspectCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { bank: { type: 'string' }, out: { type: 'string' }, threshold: { type: 'string' } },
+  });
+  if (!values.bank || positionals.length === 0) {
+    throw invalid('usage: spi inspect --bank <bank dir> [--out <dir>] <image or folder>...');
+  }
+  const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImages(p) : [p]));
+  const pool = new BackbonePool();
+  const progress = new Progress();
+  try {
+    const { inspector, meta } = await openBank(pool, values.bank);
+    const threshold = values.threshold !== undefined ? Number(values.threshold) : undefined;
+    if (values.out) fs.mkdirSync(values.out, { recursive: true });
+    const verdicts = [];
+    for (const [i, file] of files.entries()) {
+      const bytes = await fs.promises.readFile(file);
+      const image = await decodeImage(bytes);
+      const r = await inspector.inspectImage(image, threshold);
+      const overlay = values.out ? path.join(values.out, `${path.parse(file).name}.overlay.png`) : undefined;
+      if (overlay) await fs.promises.writeFile(overlay, await inspectionOverlay(image, r, meta.view));
+      verdicts.push({
+        file,
+        verdict: r.isDefective ? 'defective' : 'good',
+        score: r.score,
+        threshold: r.threshold,
+        regions: r.regions,
+        overlay,
+        timingsMs: r.timingsMs,
+      });
+      progress.update('inspect', i + 1, files.length);
+    }
+    progress.stop();
+    const report = { bank: meta.name, version: meta.version, model: meta.model.id, verdicts };
+    if (values.out) fs.writeFileSync(path.join(values.out, 'verdicts.json'), JSON.stringify(report, null, 2));
+    for (const v of verdicts) console.log(`${v.verdict.padEnd(9)} ${v.score.toFixed(4)}  ${v.file}`);
+    const bad = verdicts.filter((v) => v.verdict === 'defective').length;
+    console.log(
+      `${verdicts.length} images: ${bad} defective, ${verdicts.length - bad} good` +
+        (values.out ? ` -> ${values.out}` : ''),
+    );
+  } finally {
+    progress.stop();
+    await pool.close();
+  }
+}

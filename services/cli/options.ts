@@ -1,0 +1,86 @@
+/**
+ * Command-line flags shared by `spi fit`, `spi eval` and friends, turned into engine settings in one
+ * visible hop. Every flag has a default that works for a 224 px inspection.
+ */
+import { ParseArgsConfig } from 'node:util';
+import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
+import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
+import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
+import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
+import { ViewConfig } from '../../lib/image/views';
+import { invalid } from '../../lib/errors';
+
+export const ENGINE_FLAGS = {
+  model: { type: 'string', default: DEFAULT_MODEL },
+  stages: { type: 'string' },
+  resize: { type: 'string', default: '224' },
+  crop: { type: 'string', default: '0' },
+  scale: { type: 'string', default: '1' },
+  tile: { type: 'string', default: '0' },
+  overlap: { type: 'string', default: '32' },
+  projection: { type: 'string', default: '0' },
+  coreset: { type: 'string', default: DEFAULT_CORESET.method },
+  ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
+  'coreset-size': { type: 'string', default: '0' },
+  index: { type: 'string', default: 'Flat' },
+  nprobe: { type: 'string', default: '8' },
+  k: { type: 'string', default: String(DEFAULT_SCORE.k) },
+  sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
+  'image-score': { type: 'string', default: DEFAULT_SCORE.imageScore },
+  holdout: { type: 'string', default: String(DEFAULT_FIT.holdoutFraction) },
+  threshold: { type: 'string' },
+  name: { type: 'string' },
+  batch: { type: 'string', default: '8' },
+} satisfies ParseArgsConfig['options'];
+
+export type EngineFlagValues = { [K in keyof typeof ENGINE_FLAGS]?: string };
+
+export function num(values: Record<string, unknown>, key: string): number {
+  const raw = values[key];
+  const n = Number(raw);
+  if (raw === undefined || raw === '' || !Number.isFinite(n))
+    throw invalid(`--${key} must be a number, got "${String(raw)}"`);
+  return n;
+}
+
+export function viewFrom(v: EngineFlagValues): ViewConfig {
+  return {
+    resize: num(v, 'resize'),
+    crop: num(v, 'crop'),
+    scale: num(v, 'scale'),
+    tile: num(v, 'tile'),
+    overlap: num(v, 'overlap'),
+  };
+}
+
+export function extractorFrom(v: EngineFlagValues): ExtractorSettings {
+  return {
+    model: v.model ?? DEFAULT_MODEL,
+    stages: v.stages ? v.stages.split(',').map((s) => s.trim()) : undefined,
+    view: viewFrom(v),
+    projectionDim: num(v, 'projection'),
+    projectionSeed: DEFAULT_FIT.projectionSeed,
+    batchSize: num(v, 'batch'),
+  };
+}
+
+export function fitFrom(v: EngineFlagValues, name: string, categories: string[]): FitSettings {
+  const method = (v.coreset ?? 'greedy') as CoresetMethod;
+  if (!['greedy', 'random', 'none'].includes(method))
+    throw invalid(`--coreset must be greedy, random or none, got "${method}"`);
+  const imageScore = (v['image-score'] ?? 'map-max') as ImageScoreMethod;
+  if (!['map-max', 'patch-max'].includes(imageScore))
+    throw invalid(`--image-score must be map-max or patch-max`);
+  return {
+    ...DEFAULT_FIT,
+    name: v.name ?? name,
+    categories,
+    view: viewFrom(v),
+    projectionDim: num(v, 'projection'),
+    coreset: { ...DEFAULT_CORESET, method, ratio: num(v, 'ratio'), size: num(v, 'coreset-size') },
+    knn: { factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') },
+    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore },
+    holdoutFraction: num(v, 'holdout'),
+    threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
+  };
+}
