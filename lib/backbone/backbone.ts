@@ -5,6 +5,9 @@
 import * as ort from 'onnxruntime-node';
 import { ModelSpec, StageSpec } from '../../models/spec';
 import { resolveModel } from '../../models/registry';
+import { cutAtStages } from '../../models/surgery';
+import { decodeModel, encodeModel } from '../../models/onnx/io';
+import * as fs from 'node:fs';
 import { RgbImage } from '../image/decode';
 import { SpiError } from '../errors';
 
@@ -54,7 +57,17 @@ export class Backbone {
       executionMode: 'sequential',
     };
     if (settings.intraOpThreads > 0) options.intraOpNumThreads = settings.intraOpThreads;
-    const session = await ort.InferenceSession.create(onnxPath, options);
+    // Only the chosen stages stay graph outputs: nothing after the deepest one runs. (It also avoids
+    // asking onnxruntime-node for a subset of outputs, whose fetch mapping is unreliable in 1.23.)
+    const all = spec.stages.map((s) => s.tensor);
+    const wanted = stages.map((s) => s.tensor);
+    const session =
+      wanted.length === all.length && wanted.every((t, i) => t === all[i])
+        ? await ort.InferenceSession.create(onnxPath, options)
+        : await ort.InferenceSession.create(
+            encodeModel(cutAtStages(decodeModel(fs.readFileSync(onnxPath)), wanted)),
+            options,
+          );
     return new Backbone(spec, stages, session);
   }
 
@@ -75,10 +88,7 @@ export class Backbone {
     const feeds = {
       [this.spec.inputName]: new ort.Tensor('float32', input, [tiles.length, 3, height, width]),
     };
-    const outputs = await this.session.run(
-      feeds,
-      this.stages.map((s) => s.tensor),
-    );
+    const outputs = await this.session.run(feeds);
     return this.stages.map((stage) => {
       const tensor = outputs[stage.tensor];
       const [n, c, h, w] = tensor.dims as number[];
