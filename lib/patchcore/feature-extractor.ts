@@ -2,6 +2,7 @@
  * Image -> patch embeddings: canvas, tiles, backbone in batches, patch embedding per tile. The one
  * implementation both the in-process engine and the cluster gateway use.
  */
+import { createHash } from 'node:crypto';
 import { Backbone } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
 import { Tile, ViewConfig, tileGrid, toCanvas } from '../image/views';
@@ -75,4 +76,22 @@ export function concat(parts: Float32Array[]): Float32Array {
     o += p.length;
   }
   return out;
+}
+
+/**
+ * Remembers embeddings by image content, for evaluations that score the same images under several
+ * coreset or threshold settings (the backbone then runs once per image, not once per setting).
+ */
+export class CachedExtractor extends FeatureExtractor {
+  private readonly cache = new Map<string, Promise<ImageEmbedding>>();
+
+  override embed(image: RgbImage): Promise<ImageEmbedding> {
+    const key = createHash('sha1').update(image.data).update(`${image.width}x${image.height}`).digest('hex');
+    let hit = this.cache.get(key);
+    if (!hit) {
+      hit = super.embed(image);
+      this.cache.set(key, hit);
+    }
+    return hit;
+  }
 }

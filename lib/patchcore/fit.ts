@@ -11,7 +11,7 @@ import { DEFAULT_KNN, KnnConfig, KnnIndex } from '../knn/index';
 import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, concat } from './feature-extractor';
 import { Inspector, NeighbourSearcher } from './inspector';
-import { invalid } from '../errors';
+import { SpiError, invalid } from '../errors';
 
 export interface ImageSource {
   /** Name recorded in the bank (a relative path, an upload name). */
@@ -79,7 +79,7 @@ export async function fitBank(
   for (const [i, source] of split.train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
-    const embedding = await extractor.embed(await decodeImage(bytes, limits));
+    const embedding = await extractor.embed(await decodeNamed(source.path, bytes, limits));
     dim = embedding.dim;
     parts.push(embedding.vectors);
     options.onProgress?.('embed', i + 1, split.train.length);
@@ -161,6 +161,16 @@ function splitHoldout(images: ImageSource[], settings: FitSettings, thresholdIma
     train: images.filter((_, i) => !held.has(i)),
     holdout: images.filter((_, i) => held.has(i)),
   };
+}
+
+/** Decodes a training image; a bad one is named in the error, so the engineer knows which to fix. */
+async function decodeNamed(name: string, bytes: Uint8Array, limits: DecodeLimits) {
+  try {
+    return await decodeImage(bytes, limits);
+  } catch (err) {
+    if (err instanceof SpiError) throw new SpiError(err.kind, `image "${name}": ${err.message}`);
+    throw err;
+  }
 }
 
 export function gather(vectors: Float32Array, dim: number, rows: Int32Array): Float32Array {

@@ -1,0 +1,143 @@
+/**
+ * `spi eval-suite` (make eval): the evaluation behind the README's figures, on ../shared/data.
+ * Each run is one `spi eval` with its own settings; backbone embeddings are cached per image, so the
+ * coreset comparison costs one backbone pass per image. Writes <out>/<run>/ (scores, metrics,
+ * report) and <out>/results.json + results.md.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { readCategory } from '../../../lib/data/mvtec';
+import { evaluateCategory } from '../../../lib/eval/evaluate';
+import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
+import { CachedExtractor } from '../../../lib/patchcore/feature-extractor';
+import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom } from '../options';
+import { Progress } from '../progress';
+
+interface Run {
+  name: string;
+  data: string;
+  flags: EngineFlagValues;
+  /** Runs sharing a group share one embedding cache (same backbone and view). */
+  group: string;
+}
+
+const DEFAULTS: EngineFlagValues = Object.fromEntries(
+  Object.entries(ENGINE_FLAGS).flatMap(([k, v]) => ('default' in v ? [[k, v.default]] : [])),
+);
+
+export function suiteRuns(dataRoot: string, only?: string): Run[] {
+  const bottle = path.join(dataRoot, 'mvtec_ad', 'bottle');
+  const pcb = path.join(dataRoot, 'deeppcb', 'group12100');
+  const runs: Run[] = [
+    { name: 'bottle', data: bottle, flags: {}, group: 'bottle' },
+    ...['greedy', 'random'].flatMap((method) =>
+      ['0.01', '0.1', '0.25'].map((ratio) => ({
+        name: `bottle-coreset-${method}-${ratio}`,
+        data: bottle,
+        flags: { coreset: method, ratio },
+        group: 'bottle',
+      })),
+    ),
+    { name: 'bottle-coreset-none', data: bottle, flags: { coreset: 'none' }, group: 'bottle' },
+    {
+      name: 'deeppcb-tiled',
+      data: pcb,
+      flags: { resize: '0', tile: '224', overlap: '32' },
+      group: 'pcb-tiled',
+    },
+    { name: 'deeppcb-resized', data: pcb, flags: {}, group: 'pcb' },
+    {
+      name: 'bottle-inception_v3',
+      data: bottle,
+      flags: { model: 'inception_v3-imagenet', resize: '299' },
+      group: 'bottle-inc',
+    },
+  ];
+  return only ? runs.filter((r) => r.name.startsWith(only)) : runs;
+}
+
+export async function evalSuiteCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      out: { type: 'string', default: 'eval-results' },
+      data: { type: 'string', default: path.join('..', 'shared', 'data') },
+      only: { type: 'string' },
+    },
+  });
+  const out = values.out!;
+  fs.mkdirSync(out, { recursive: true });
+  const pool = new BackbonePool();
+  const progress = new Progress();
+  const extractors = new Map<string, CachedExtractor>();
+  const results: Record<string, unknown>[] = [];
+  try {
+    for (const run of suiteRuns(values.data!, values.only)) {
+      const flags = { ...DEFAULTS, ...run.flags };
+      const category = readCategory(run.data);
+      let extractor = extractors.get(run.group);
+      if (!extractor) {
+        const plain = await createExtractor(pool, extractorFrom(flags));
+        extractor = new CachedExtractor(plain.backbone, plain.options);
+        extractors.clear(); // one cache at a time keeps memory bounded
+        extractors.set(run.group, extractor);
+      }
+      const started = Date.now();
+      const { metrics } = await evaluateCategory(
+        extractor,
+        category,
+        fitFrom(flags, category.name, [category.name]),
+        {
+          out: path.join(out, run.name),
+          gallery: 24,
+          onProgress: (s, d, t) => progress.update(`${run.name} ${s}`, d, t),
+        },
+      );
+      const row = {
+        run: run.name,
+        data: path.relative(values.data!, run.data),
+        model: flags.model,
+        view: `resize ${flags.resize} tile ${flags.tile}`,
+        coreset: `${flags.coreset} ${flags.ratio}`,
+        imageAuroc: metrics.imageAuroc,
+        pixelAuroc: metrics.pixelAuroc,
+        pro: metrics.pro,
+        f1AtThreshold: metrics.f1AtThreshold.f1,
+        f1Max: metrics.f1Max.f1,
+        bankPatches: metrics.bankPatches,
+        inspectMsPerImage: metrics.timings.inspectPerImageMs,
+        wallSeconds: (Date.now() - started) / 1000,
+      };
+      results.push(row);
+      progress.stop();
+      console.log(formatRow(row));
+      fs.writeFileSync(
+        path.join(out, 'results.json'),
+        JSON.stringify({ createdAt: new Date().toISOString(), results }, null, 2),
+      );
+    }
+    fs.writeFileSync(path.join(out, 'results.md'), markdownTable(results));
+    console.log(`\n${markdownTable(results)}\nwritten to ${path.join(out, 'results.json')} and results.md`);
+  } finally {
+    progress.stop();
+    await pool.close();
+  }
+}
+
+const f4 = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : 'n/a');
+
+function formatRow(r: Record<string, unknown>): string {
+  return `${String(r.run).padEnd(28)} image AUROC ${f4(r.imageAuroc)}  pixel ${f4(r.pixelAuroc)}  PRO ${f4(r.pro)}  bank ${r.bankPatches}`;
+}
+
+function markdownTable(rows: Record<string, unknown>[]): string {
+  const head =
+    '| run | model | view | coreset | image AUROC | pixel AUROC | PRO | F1@t | bank patches | ms/image |';
+  const sep = '|---|---|---|---|---|---|---|---|---|---|';
+  const body = rows.map(
+    (r) =>
+      `| ${r.run} | ${r.model} | ${r.view} | ${r.coreset} | ${f4(r.imageAuroc)} | ${f4(r.pixelAuroc)} | ${f4(r.pro)} | ${f4(r.f1AtThreshold)} | ${r.bankPatches} | ${Number(r.inspectMsPerImage).toFixed(0)} |`,
+  );
+  return [head, sep, ...body].join('\n') + '\n';
+}
