@@ -1,0 +1,141 @@
+/**
+ * Calling a bank shard: typed arrays in and out, SpiErrors (via the one status mapping) on failure.
+ * Used by gateways (search) and the admin (load, drop).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { sha256 } from '../bank/bank-store';
+import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../../services/common/proto';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
+import { fromServiceError } from '../../services/common/status';
+import { bytesOf, float32View, int32View } from './bytes';
+import { PartitionRef } from './types';
+
+export interface ShardSearchReply {
+  /** Euclidean, [queries x k], ascending per row. */
+  distances: Float32Array;
+  /** Global bank rows, -1 where fewer than k were found. */
+  labels: Int32Array;
+  k: number;
+}
+
+export interface PartitionUploadSpec {
+  ref: PartitionRef;
+  dim: number;
+  rowOffset: number;
+  /** faiss factory string (default Flat). */
+  index?: string;
+  nprobe?: number;
+  /** Computed from the vectors when omitted. */
+  sha256?: string;
+}
+
+export interface CallOptions {
+  /** Milliseconds from now. */
+  timeoutMs?: number;
+}
+
+const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+
+export class ShardClient {
+  private readonly client: BankShardGrpcClient;
+
+  constructor(
+    readonly address: string,
+    options: grpc.ChannelOptions = {},
+  ) {
+    this.client = newBankShardClient(address, {
+      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      ...options,
+    });
+  }
+
+  search(
+    ref: PartitionRef,
+    queries: Float32Array,
+    dim: number,
+    k: number,
+    opts: CallOptions = {},
+  ): Promise<ShardSearchReply> {
+    return new Promise((resolve, reject) => {
+      this.client.search(
+        { partition: ref, queries: bytesOf(queries), dim, k },
+        new grpc.Metadata(),
+        callOptions(opts),
+        (err, res) => {
+          if (err || !res) return reject(fromServiceError(err));
+          try {
+            resolve({ distances: float32View(res.distances), labels: int32View(res.labels), k: res.k });
+          } catch (e) {
+            reject(e);
+          }
+        },
+      );
+    });
+  }
+
+  /** Streams a partition (header, then chunks); resolves once the shard has built and persisted it. */
+  loadPartition(
+    spec: PartitionUploadSpec,
+    vectors: Float32Array,
+    opts: CallOptions & { chunkBytes?: number } = {},
+  ): Promise<PartitionInfoMsg> {
+    const bytes = bytesOf(vectors);
+    const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    return new Promise((resolve, reject) => {
+      const call = this.client.loadPartition(new grpc.Metadata(), callOptions(opts), (err, res) =>
+        err || !res ? reject(fromServiceError(err)) : resolve(res),
+      );
+      call.write({
+        part: 'header',
+        header: {
+          partition: spec.ref,
+          dim: spec.dim,
+          rows: vectors.length / spec.dim,
+          rowOffset: spec.rowOffset,
+          index: spec.index ?? 'Flat',
+          nprobe: spec.nprobe ?? 0,
+          sha256: spec.sha256 ?? sha256(bytes),
+        },
+      });
+      // Respect flow control: wait for 'drain' rather than buffering the whole partition in grpc.
+      let offset = 0;
+      const pump = (): void => {
+        while (offset < bytes.length) {
+          const chunk = bytes.subarray(offset, offset + chunkBytes);
+          offset += chunk.length;
+          if (!call.write({ part: 'chunk', chunk })) {
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+      };
+      pump();
+    });
+  }
+
+  dropPartition(ref: PartitionRef, opts: CallOptions = {}): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.client.dropPartition(ref, new grpc.Metadata(), callOptions(opts), (err, res) =>
+        err || !res ? reject(fromServiceError(err)) : resolve(res.dropped),
+      );
+    });
+  }
+
+  listPartitions(opts: CallOptions = {}): Promise<PartitionInfoMsg[]> {
+    return new Promise((resolve, reject) => {
+      this.client.listPartitions({}, new grpc.Metadata(), callOptions(opts), (err, res) =>
+        err || !res ? reject(fromServiceError(err)) : resolve(res.partitions),
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+function callOptions(opts: CallOptions): Partial<grpc.CallOptions> {
+  return opts.timeoutMs ? { deadline: Date.now() + opts.timeoutMs } : {};
+}

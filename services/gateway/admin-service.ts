@@ -1,0 +1,162 @@
+/**
+ * BankAdmin RPCs: thin adapters over BankBuilder and the registry. Builds stream progress back;
+ * the last message carries the bank.
+ */
+import * as fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { BankMeta } from '../../lib/bank/bank-meta';
+import { BankVersionRecord, checkBankName } from '../../lib/cluster/types';
+import { Registry } from '../../lib/cluster/registry';
+import { DEFAULT_CORESET, CoresetMethod } from '../../lib/coreset/coreset';
+import { readCategory, fileSources } from '../../lib/data/mvtec';
+import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
+import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
+import { SpiError, invalid } from '../../lib/errors';
+import { Logger } from '../common/log';
+import { toServiceError, wrapUnary } from '../common/status';
+import { BankBuilder, BuildRequest } from './bank-builder';
+import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from './messages';
+
+export interface AdminDefaults {
+  model: string;
+  resize: number;
+  replicas: number;
+}
+
+export const DEFAULT_ADMIN: AdminDefaults = { model: DEFAULT_MODEL, resize: 224, replicas: 2 };
+
+export function adminHandlers(
+  builder: BankBuilder,
+  registry: Registry,
+  defaults: AdminDefaults,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
+  const build =
+    (mode: 'create' | 'rotate') => (call: grpc.ServerDuplexStream<BuildRequestMsg, BuildProgressMsg>) => {
+      void (async () => {
+        try {
+          const { spec, images } = await receiveBuild(call);
+          const req = toBuildRequest(mode, spec, images, defaults);
+          const record = await builder.build(req, (stage, done, total) => call.write({ stage, done, total }));
+          call.write({ stage: 'done', done: 1, total: 1, bank: await bankInfo(registry, record.bank) });
+          call.end();
+        } catch (err) {
+          log.warn(`${mode} bank failed`, { err });
+          call.emit('error', toServiceError(err, log));
+        }
+      })();
+    };
+
+  return {
+    createBank: build('create'),
+    rotateBank: build('rotate'),
+    listBanks: wrapUnary(async () => ({
+      banks: await Promise.all((await registry.listBanks()).map((b) => bankInfo(registry, b))),
+    })),
+    getBank: wrapUnary(async (call: grpc.ServerUnaryCall<{ bank: string }, BankInfoMsg>) => {
+      const info = await bankInfo(registry, checkBankName(call.request.bank));
+      if (info.versions.length === 0)
+        throw new SpiError('NOT_FOUND', `bank "${call.request.bank}" does not exist`);
+      return info;
+    }),
+    activateVersion: wrapUnary(
+      async (call: grpc.ServerUnaryCall<{ bank: string; version: number }, BankInfoMsg>) => {
+        await builder.activate(checkBankName(call.request.bank), call.request.version);
+        return bankInfo(registry, call.request.bank);
+      },
+    ),
+    deleteBank: wrapUnary(async (call: grpc.ServerUnaryCall<{ bank: string; version: number }, unknown>) => ({
+      bank: call.request.bank,
+      deletedVersions: await builder.delete(call.request.bank, call.request.version),
+    })),
+  };
+}
+
+async function receiveBuild(
+  call: AsyncIterable<BuildRequestMsg>,
+): Promise<{ spec: BuildSpecMsg; images: ImageSource[] }> {
+  let spec: BuildSpecMsg | undefined;
+  const images: ImageSource[] = [];
+  for await (const msg of call) {
+    if (msg.part === 'spec') {
+      if (spec) throw invalid('BuildRequest.spec sent twice');
+      spec = msg.spec;
+    } else if (msg.part === 'image') {
+      if (!spec) throw invalid('the first BuildRequest must carry the spec');
+      const { name, data } = msg.image;
+      if (!data || data.length === 0) throw invalid(`uploaded image "${name}" is empty`);
+      images.push({ path: name || `upload-${images.length}`, read: async () => data });
+    }
+  }
+  if (!spec) throw invalid('the build stream carried no spec');
+  if (spec.serverFolder) {
+    if (images.length > 0) throw invalid('send images or set server_folder, not both');
+    if (!fs.existsSync(spec.serverFolder))
+      throw invalid(`server folder ${spec.serverFolder} does not exist on the gateway`);
+    const category = readCategory(spec.serverFolder);
+    images.push(...fileSources(category.train, category.root));
+  }
+  return { spec, images };
+}
+
+function toBuildRequest(
+  mode: 'create' | 'rotate',
+  spec: BuildSpecMsg,
+  images: ImageSource[],
+  d: AdminDefaults,
+): BuildRequest {
+  const method = (spec.coresetMethod || DEFAULT_CORESET.method) as CoresetMethod;
+  if (!['greedy', 'random', 'none'].includes(method))
+    throw invalid(`coreset_method must be greedy, random or none`);
+  return {
+    bank: checkBankName(spec.bank),
+    mode,
+    model: spec.model || d.model,
+    images,
+    partitions: spec.partitions,
+    replicas: spec.replicas || d.replicas,
+    activate: spec.activate ?? true,
+    settings: {
+      ...DEFAULT_FIT,
+      categories: [spec.bank],
+      view: {
+        resize: spec.resize || d.resize,
+        crop: 0,
+        scale: 1,
+        tile: spec.tile,
+        overlap: spec.tileOverlap || 32,
+      },
+      coreset: {
+        ...DEFAULT_CORESET,
+        method,
+        ratio: spec.coresetRatio || DEFAULT_CORESET.ratio,
+        size: spec.coresetSize,
+      },
+      knn: { factory: spec.index || 'Flat', nprobe: spec.nprobe || 8 },
+      threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
+    },
+  };
+}
+
+export async function bankInfo(registry: Registry, bank: string): Promise<BankInfoMsg> {
+  const [versions, active] = await Promise.all([registry.listVersions(bank), registry.getActive(bank)]);
+  return { name: bank, activeVersion: active ?? 0, versions: versions.map((r) => versionInfo(r, active)) };
+}
+
+function versionInfo(r: BankVersionRecord, active: number | null) {
+  const meta = r.meta as unknown as Partial<BankMeta>;
+  return {
+    version: r.version,
+    state: r.version === active ? 'active' : r.state,
+    model: meta.model?.id ?? '',
+    patches: meta.vectors?.rows ?? 0,
+    dim: meta.vectors?.dim ?? 0,
+    threshold: meta.threshold?.value ?? 0,
+    thresholdMethod: meta.threshold?.method ?? '',
+    index: r.index,
+    partitions: r.partitions.length,
+    replicas: r.partitions[0]?.shards.length ?? 0,
+    createdAt: r.createdAt,
+    sourceImages: meta.sources?.length ?? 0,
+  };
+}

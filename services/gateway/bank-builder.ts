@@ -1,0 +1,258 @@
+/**
+ * Building and rotating banks across the cluster: fit with the engine, split the bank into
+ * partitions, assign replicas to live shards, stream each partition to its shards, mark the version
+ * ready, flip the active pointer in one etcd transaction, and, after in-flight requests on the old
+ * version had time to finish, drop the old version from the shards.
+ */
+import { BankMeta } from '../../lib/bank/bank-meta';
+import { BANK_FORMAT } from '../../lib/bank/bank-meta';
+import { sha256, vectorBytes } from '../../lib/bank/bank-store';
+import { Registry } from '../../lib/cluster/registry';
+import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
+import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
+import { FitSettings, ImageSource, fitBank } from '../../lib/patchcore/fit';
+import { SpiError, invalid, notFound } from '../../lib/errors';
+import { Logger } from '../common/log';
+import { ShardDirectory } from './cluster-searcher';
+
+export interface BuildRequest {
+  bank: string;
+  mode: 'create' | 'rotate';
+  model: string;
+  settings: Omit<FitSettings, 'name' | 'version'>;
+  images: ImageSource[];
+  partitions: number;
+  replicas: number;
+  activate: boolean;
+}
+
+export type BuildStage = 'embed' | 'coreset' | 'threshold' | 'load' | 'activate' | 'drop' | 'done';
+export type BuildProgress = (stage: BuildStage, done: number, total: number) => void;
+
+export interface BuilderSettings {
+  /** Time given to in-flight requests on an old version before it is dropped (ms). */
+  drainMs: number;
+  /** Deadline of one LoadPartition call (ms). */
+  loadTimeoutMs: number;
+}
+
+export class BankBuilder {
+  constructor(
+    private readonly registry: Registry,
+    private readonly shards: ShardDirectory,
+    private readonly backbones: BackbonePool,
+    private readonly settings: BuilderSettings,
+    private readonly log: Logger,
+  ) {}
+
+  async build(req: BuildRequest, progress: BuildProgress): Promise<BankVersionRecord> {
+    checkBankName(req.bank);
+    const existing = await this.registry.listVersions(req.bank);
+    if (req.mode === 'create' && existing.length > 0) {
+      throw new SpiError(
+        'ALREADY_EXISTS',
+        `bank "${req.bank}" already exists; use RotateBank for a new version`,
+      );
+    }
+    if (req.mode === 'rotate' && existing.length === 0)
+      throw notFound(`bank "${req.bank}" does not exist; use CreateBank`);
+    if (req.images.length === 0) throw invalid('no images to build the bank from');
+    const liveShards = [...this.shards.view().shards.keys()].sort();
+    if (liveShards.length === 0)
+      throw new SpiError('UNAVAILABLE', 'no bank shard is registered; start shards first');
+    const version = existing.reduce((m, r) => Math.max(m, r.version), 0) + 1;
+    const base: BankVersionRecord = {
+      bank: req.bank,
+      version,
+      state: 'building',
+      createdAt: new Date().toISOString(),
+      meta: {},
+      partitions: [],
+      index: req.settings.knn.factory,
+      nprobe: req.settings.knn.nprobe ?? 0,
+    };
+    await this.registry.createVersion(base);
+    try {
+      return await this.buildVersion(req, base, liveShards, progress);
+    } catch (err) {
+      // A failed build leaves no half-loaded version behind.
+      await this.retire(base).catch((e) => this.log.warn('cleanup after failed build failed', { err: e }));
+      throw err;
+    }
+  }
+
+  private async buildVersion(
+    req: BuildRequest,
+    base: BankVersionRecord,
+    liveShards: string[],
+    progress: BuildProgress,
+  ): Promise<BankVersionRecord> {
+    const extractor = await createExtractor(this.backbones, {
+      model: req.model,
+      view: req.settings.view,
+      projectionDim: req.settings.projectionDim,
+      projectionSeed: req.settings.projectionSeed,
+    });
+    const fitted = await fitBank(
+      extractor,
+      req.images,
+      { ...req.settings, name: req.bank, version: base.version },
+      { onProgress: (stage, done, total) => progress(stage, done, total) },
+    );
+    const rows = fitted.vectors.length / fitted.dim;
+    const meta: BankMeta = {
+      ...fitted.meta,
+      format: BANK_FORMAT,
+      vectors: { rows, dim: fitted.dim, sha256: sha256(vectorBytes(fitted.vectors)), file: '' },
+    };
+    const partitions = assignPartitions(rows, req.partitions || liveShards.length, req.replicas, liveShards);
+    const record: BankVersionRecord = {
+      ...base,
+      state: 'loading',
+      meta: meta as unknown as Record<string, unknown>,
+      partitions,
+    };
+    await this.registry.putVersion(record);
+
+    const uploads = partitions.flatMap((p) => p.shards.map((shard) => ({ p, shard })));
+    let loaded = 0;
+    progress('load', 0, uploads.length);
+    await Promise.all(
+      uploads.map(async ({ p, shard }) => {
+        const client = this.shards.client(shard);
+        if (!client) throw new SpiError('UNAVAILABLE', `shard ${shard} left the cluster during the build`);
+        const slice = fitted.vectors.subarray(p.rowOffset * fitted.dim, (p.rowOffset + p.rows) * fitted.dim);
+        await client.loadPartition(
+          {
+            ref: { bank: req.bank, version: base.version, partition: p.partition },
+            dim: fitted.dim,
+            rowOffset: p.rowOffset,
+            index: record.index,
+            nprobe: record.nprobe,
+          },
+          slice,
+          { timeoutMs: this.settings.loadTimeoutMs },
+        );
+        progress('load', ++loaded, uploads.length);
+      }),
+    );
+    await this.waitUntilVisible(record);
+    const ready: BankVersionRecord = { ...record, state: 'ready' };
+    await this.registry.putVersion(ready);
+    if (!req.activate) return ready;
+
+    const previous = await this.registry.getActive(req.bank);
+    progress('activate', 0, 1);
+    await this.registry.activate(req.bank, base.version);
+    progress('activate', 1, 1);
+    if (previous && previous !== base.version) {
+      const old = await this.registry.getVersion(req.bank, previous);
+      if (old) {
+        progress('drop', 0, 1);
+        await sleep(this.settings.drainMs);
+        await this.retire(old);
+        progress('drop', 1, 1);
+      }
+    }
+    return ready;
+  }
+
+  /** Waits until the gateway's own view shows every replica loaded (the watch may lag the RPC). */
+  private async waitUntilVisible(record: BankVersionRecord, timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const view = this.shards.view();
+      const missing = record.partitions.flatMap((p) =>
+        p.shards.filter((s) => !view.loaded.get(`${record.bank}/${record.version}/${p.partition}`)?.has(s)),
+      );
+      if (missing.length === 0) return;
+      if (Date.now() > until) {
+        throw new SpiError(
+          'UNAVAILABLE',
+          `shards ${missing.join(', ')} did not report bank ${record.bank} v${record.version} loaded`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  /** Drops a version's partitions from every shard holding them and deletes its record. */
+  async retire(record: BankVersionRecord): Promise<void> {
+    const view = this.shards.view();
+    const drops: Promise<unknown>[] = [];
+    for (const p of record.partitions) {
+      const holders = new Set([
+        ...p.shards,
+        ...(view.loaded.get(`${record.bank}/${record.version}/${p.partition}`) ?? []),
+      ]);
+      for (const shard of holders) {
+        const client = this.shards.client(shard);
+        if (client) {
+          drops.push(
+            client
+              .dropPartition(
+                { bank: record.bank, version: record.version, partition: p.partition },
+                { timeoutMs: 10_000 },
+              )
+              .catch((err) =>
+                this.log.warn('drop failed; the shard keeps a stale partition', { shard, err }),
+              ),
+          );
+        }
+      }
+    }
+    await Promise.all(drops);
+    await this.registry.deleteVersion(record.bank, record.version);
+  }
+
+  async activate(bank: string, version: number): Promise<void> {
+    await this.registry.activate(bank, version);
+  }
+
+  /** Deletes one inactive version, or the whole bank when version is 0. */
+  async delete(bank: string, version: number): Promise<number[]> {
+    checkBankName(bank);
+    const versions = await this.registry.listVersions(bank);
+    if (versions.length === 0) throw notFound(`bank "${bank}" does not exist`);
+    if (version) {
+      const record = versions.find((r) => r.version === version);
+      if (!record) throw notFound(`bank "${bank}" has no version ${version}`);
+      const active = await this.registry.getActive(bank);
+      if (active === version)
+        throw new SpiError(
+          'FAILED_PRECONDITION',
+          `bank "${bank}" v${version} is active; activate another version first`,
+        );
+      await this.retire(record);
+      return [version];
+    }
+    const removed = await this.registry.deleteBank(bank); // gateways stop routing first
+    for (const record of versions) await this.retire(record).catch(() => undefined);
+    return removed;
+  }
+}
+
+/** Contiguous row ranges; replica r of partition p goes to shard (p + r) mod n. */
+export function assignPartitions(
+  rows: number,
+  count: number,
+  replicas: number,
+  shards: string[],
+): PartitionAssignment[] {
+  const parts = Math.max(1, Math.min(count, rows));
+  const copies = Math.max(1, Math.min(replicas, shards.length));
+  const out: PartitionAssignment[] = [];
+  for (let p = 0; p < parts; p++) {
+    const start = Math.floor((p * rows) / parts);
+    const end = Math.floor(((p + 1) * rows) / parts);
+    out.push({
+      partition: p,
+      rowOffset: start,
+      rows: end - start,
+      shards: Array.from({ length: copies }, (_, r) => shards[(p + r) % shards.length]),
+    });
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

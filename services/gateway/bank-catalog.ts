@@ -1,0 +1,71 @@
+/**
+ * Which bank version answers a request, and the Inspector for it. A request resolves the version
+ * once, at its start, and keeps that version's record and searcher to the end: an answer never
+ * mixes versions, even if the active pointer flips meanwhile.
+ */
+import { BankMeta } from '../../lib/bank/bank-meta';
+import { BankVersionRecord } from '../../lib/cluster/types';
+import { BackbonePool, extractorForBank } from '../../lib/patchcore/engine';
+import { Inspector } from '../../lib/patchcore/inspector';
+import { SpiError, notFound } from '../../lib/errors';
+import { ClusterSearcher, FanOutSettings, ShardDirectory } from './cluster-searcher';
+
+export interface ResolvedBank {
+  record: BankVersionRecord;
+  inspector: Inspector;
+}
+
+export class BankCatalog {
+  private readonly inspectors = new Map<string, Promise<ResolvedBank>>();
+
+  constructor(
+    private readonly shards: ShardDirectory,
+    private readonly backbones: BackbonePool,
+    private readonly fanOut: FanOutSettings,
+  ) {}
+
+  /** The active version of `bank`, or the pinned `version` when non-zero. */
+  resolve(bank: string, version = 0): Promise<ResolvedBank> {
+    const view = this.shards.view();
+    if (view.revision === 0)
+      throw new SpiError('UNAVAILABLE', 'the gateway has no view of the cluster yet (etcd not reached)');
+    const v = version || view.active.get(bank);
+    if (!v) {
+      const known = [...view.active.keys()].sort();
+      throw notFound(
+        `bank "${bank}" does not exist or has no active version` +
+          (known.length ? ` (banks: ${known.join(', ')})` : ''),
+      );
+    }
+    const record = view.versions.get(`${bank}/${v}`);
+    if (!record || record.state === 'retired') throw notFound(`bank "${bank}" has no version ${v}`);
+    if (record.state !== 'ready')
+      throw new SpiError('FAILED_PRECONDITION', `bank "${bank}" v${v} is still ${record.state}`);
+    const key = `${bank}/${v}`;
+    let resolved = this.inspectors.get(key);
+    if (!resolved) {
+      resolved = this.open(record);
+      resolved.catch(() => this.inspectors.delete(key));
+      this.inspectors.set(key, resolved);
+    }
+    return resolved;
+  }
+
+  /** Forgets inspectors of versions that are gone from the view. */
+  prune(): void {
+    const view = this.shards.view();
+    for (const key of this.inspectors.keys()) {
+      const record = view.versions.get(key);
+      if (!record || record.state === 'retired') this.inspectors.delete(key);
+    }
+  }
+
+  private async open(record: BankVersionRecord): Promise<ResolvedBank> {
+    const meta = record.meta as unknown as BankMeta;
+    const extractor = await extractorForBank(this.backbones, meta);
+    return {
+      record,
+      inspector: new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut)),
+    };
+  }
+}

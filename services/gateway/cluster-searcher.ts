@@ -1,0 +1,126 @@
+/**
+ * The gateway's fan-out: one Search per partition of a bank version, each to one live replica, in
+ * parallel, under the request's deadline. A replica that fails is replaced by the next; one that
+ * hangs is hedged (the next replica is asked too after `hedgeMs`); the first answer wins. With no
+ * replica left the whole request fails UNAVAILABLE: never a silently partial verdict.
+ */
+import { BankVersionRecord, PartitionAssignment } from '../../lib/cluster/types';
+import { ClusterView } from '../../lib/cluster/view';
+import { ShardClient, ShardSearchReply } from '../../lib/cluster/shard-client';
+import { KnnResult } from '../../lib/knn/index';
+import { NeighbourSearcher } from '../../lib/patchcore/inspector';
+import { SpiError } from '../../lib/errors';
+import { mergeTopK } from './merge-topk';
+
+export interface ShardDirectory {
+  /** The latest view of the cluster (live shards, loaded partitions). */
+  view(): ClusterView;
+  /** A client for a live shard, or undefined if it is not (or no longer) registered. */
+  client(shardId: string): ShardClient | undefined;
+}
+
+export interface FanOutSettings {
+  /** Whole search budget, milliseconds. */
+  deadlineMs: number;
+  /** Ask a second replica when the first has not answered after this long. */
+  hedgeMs: number;
+}
+
+export const DEFAULT_FAN_OUT: FanOutSettings = { deadlineMs: 5000, hedgeMs: 150 };
+
+export class ClusterSearcher implements NeighbourSearcher {
+  private turn = 0;
+
+  constructor(
+    readonly record: BankVersionRecord,
+    private readonly shards: ShardDirectory,
+    private readonly settings: FanOutSettings = DEFAULT_FAN_OUT,
+  ) {}
+
+  async search(queries: Float32Array, dim: number, k: number): Promise<KnnResult> {
+    const deadline = Date.now() + this.settings.deadlineMs;
+    const turn = this.turn++;
+    const parts = await Promise.all(
+      this.record.partitions.map((p) => this.searchPartition(p, queries, dim, k, deadline, turn)),
+    );
+    return mergeTopK(parts, queries.length / dim, k);
+  }
+
+  /** Live shards that hold this partition, rotated per request to spread the load. */
+  replicasOf(p: PartitionAssignment, turn: number): string[] {
+    const view = this.shards.view();
+    const key = `${this.record.bank}/${this.record.version}/${p.partition}`;
+    const loaded = view.loaded.get(key) ?? new Set<string>();
+    const live = [...loaded].filter((id) => view.shards.has(id)).sort();
+    if (live.length === 0) return live;
+    const start = turn % live.length;
+    return [...live.slice(start), ...live.slice(0, start)];
+  }
+
+  private searchPartition(
+    p: PartitionAssignment,
+    queries: Float32Array,
+    dim: number,
+    k: number,
+    deadline: number,
+    turn: number,
+  ): Promise<KnnResult> {
+    const replicas = this.replicasOf(p, turn);
+    const where = `partition ${p.partition} of bank ${this.record.bank} v${this.record.version}`;
+    if (replicas.length === 0) {
+      return Promise.reject(new SpiError('UNAVAILABLE', `${where} has no live replica`));
+    }
+    return new Promise<KnnResult>((resolve, reject) => {
+      let next = 0;
+      let pending = 0;
+      let done = false;
+      const errors: string[] = [];
+      let hedge: NodeJS.Timeout | undefined;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        if (hedge) clearTimeout(hedge);
+        fn();
+      };
+      const launch = (): void => {
+        if (done || next >= replicas.length) return;
+        const id = replicas[next++];
+        const client = this.shards.client(id);
+        if (!client) {
+          errors.push(`${id}: not registered`);
+          return launch();
+        }
+        const timeoutMs = deadline - Date.now();
+        if (timeoutMs <= 0) return;
+        pending++;
+        client.search(ref(this.record, p), queries, dim, k, { timeoutMs }).then(
+          (reply) => finish(() => resolve(toKnn(reply))),
+          (err: Error) => {
+            pending--;
+            errors.push(`${id}: ${err.message}`);
+            if (next < replicas.length) launch();
+            else if (pending === 0) {
+              const kind = errors.every((e) => /deadline/i.test(e)) ? 'DEADLINE_EXCEEDED' : 'UNAVAILABLE';
+              finish(() =>
+                reject(new SpiError(kind, `${where}: every replica failed (${errors.join('; ')})`)),
+              );
+            }
+          },
+        );
+        // A replica that neither answers nor fails (a paused process) must not hold the request.
+        if (next < replicas.length) hedge = setTimeout(launch, this.settings.hedgeMs);
+      };
+      launch();
+      if (pending === 0 && !done)
+        finish(() => reject(new SpiError('UNAVAILABLE', `${where}: ${errors.join('; ')}`)));
+    });
+  }
+}
+
+function ref(record: BankVersionRecord, p: PartitionAssignment) {
+  return { bank: record.bank, version: record.version, partition: p.partition };
+}
+
+function toKnn(reply: ShardSearchReply): KnnResult {
+  return { distances: reply.distances, labels: Float64Array.from(reply.labels), k: reply.k };
+}

@@ -1,0 +1,112 @@
+/**
+ * Inspector RPCs: a thin adapter from messages to the engine. Inspect answers one frame;
+ * InspectStream answers frames in order, one at a time, reading the next frame only after the
+ * previous answer was written (gRPC flow control then holds back a client that sends too fast).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { checkBankName } from '../../lib/cluster/types';
+import { Inspection } from '../../lib/patchcore/inspector';
+import { invalid } from '../../lib/errors';
+import { Logger } from '../common/log';
+import { toServiceError, wrapUnary } from '../common/status';
+import { BankCatalog } from './bank-catalog';
+import { InspectRequestMsg, InspectResponseMsg } from './messages';
+
+export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.UntypedServiceImplementation {
+  const inspect = async (req: InspectRequestMsg): Promise<InspectResponseMsg> => {
+    const started = performance.now();
+    checkBankName(req.bank);
+    if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
+    const threshold = typeof req.threshold === 'number' ? req.threshold : undefined;
+    const { record, inspector } = await catalog.resolve(req.bank, req.version);
+    const r = await inspector.inspectBytes(req.image, threshold);
+    return toResponse(req, record.bank, record.version, r, performance.now() - started);
+  };
+
+  return {
+    inspect: wrapUnary<InspectRequestMsg, InspectResponseMsg>((call) => inspect(call.request), log),
+    inspectStream: (call: grpc.ServerDuplexStream<InspectRequestMsg, InspectResponseMsg>) => {
+      void (async () => {
+        try {
+          for await (const req of call as AsyncIterable<InspectRequestMsg>) {
+            let res: InspectResponseMsg;
+            try {
+              res = await inspect(req);
+            } catch (err) {
+              const status = toServiceError(err, log);
+              res = {
+                ...emptyResponse(req),
+                errorCode: status.code ?? grpc.status.INTERNAL,
+                error: status.details ?? 'failed',
+              };
+            }
+            if (!call.write(res)) await new Promise((resolve) => call.once('drain', resolve));
+          }
+          call.end();
+        } catch (err) {
+          log.warn('inspect stream ended with an error', { err });
+          call.destroy(err as Error);
+        }
+      })();
+    },
+  };
+}
+
+function toResponse(
+  req: InspectRequestMsg,
+  bank: string,
+  version: number,
+  r: Inspection,
+  totalMs: number,
+): InspectResponseMsg {
+  return {
+    ...emptyResponse(req),
+    bank,
+    version,
+    score: r.score,
+    threshold: r.threshold,
+    isDefective: r.isDefective,
+    regions: r.regions.map((g) => ({
+      x: g.x,
+      y: g.y,
+      width: g.width,
+      height: g.height,
+      area: g.area,
+      peakScore: g.peakScore,
+    })),
+    anomalyMap: req.returnMap
+      ? Buffer.from(r.map.buffer, r.map.byteOffset, r.map.byteLength)
+      : Buffer.alloc(0),
+    mapWidth: r.canvasWidth,
+    mapHeight: r.canvasHeight,
+    imageWidth: r.imageWidth,
+    imageHeight: r.imageHeight,
+    timings: {
+      decodeMs: r.timingsMs.decode,
+      embedMs: r.timingsMs.embed,
+      searchMs: r.timingsMs.search,
+      scoreMs: r.timingsMs.score,
+      totalMs,
+    },
+  };
+}
+
+function emptyResponse(req: InspectRequestMsg): InspectResponseMsg {
+  return {
+    requestId: req.requestId ?? '',
+    bank: req.bank ?? '',
+    version: 0,
+    score: 0,
+    threshold: 0,
+    isDefective: false,
+    regions: [],
+    anomalyMap: Buffer.alloc(0),
+    mapWidth: 0,
+    mapHeight: 0,
+    imageWidth: 0,
+    imageHeight: 0,
+    timings: null,
+    errorCode: 0,
+    error: '',
+  };
+}

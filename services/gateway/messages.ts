@@ -1,0 +1,87 @@
+/** Inspector and BankAdmin messages as @grpc/proto-loader delivers them (see services/common/proto.ts). */
+export interface InspectRequestMsg {
+  bank: string;
+  image: Buffer;
+  version: number;
+  threshold?: number | null;
+  returnMap: boolean;
+  requestId: string;
+}
+
+export interface DefectRegionMsg {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  area: number;
+  peakScore: number;
+}
+
+export interface InspectResponseMsg {
+  requestId: string;
+  bank: string;
+  version: number;
+  score: number;
+  threshold: number;
+  isDefective: boolean;
+  regions: DefectRegionMsg[];
+  anomalyMap: Buffer;
+  mapWidth: number;
+  mapHeight: number;
+  imageWidth: number;
+  imageHeight: number;
+  timings: { decodeMs: number; embedMs: number; searchMs: number; scoreMs: number; totalMs: number } | null;
+  errorCode: number;
+  error: string;
+}
+
+export interface BuildSpecMsg {
+  bank: string;
+  serverFolder: string;
+  model: string;
+  coresetRatio: number;
+  coresetSize: number;
+  coresetMethod: string;
+  index: string;
+  nprobe: number;
+  partitions: number;
+  replicas: number;
+  threshold?: number | null;
+  activate?: boolean | null;
+  resize: number;
+  tile: number;
+  tileOverlap: number;
+}
+
+export type BuildRequestMsg =
+  | { part: 'spec'; spec: BuildSpecMsg }
+  | { part: 'image'; image: { name: string; data: Buffer } }
+  | { part?: undefined };
+
+export interface BankVersionInfoMsg {
+  version: number;
+  state: string;
+  model: string;
+  patches: number;
+  dim: number;
+  threshold: number;
+  thresholdMethod: string;
+  index: string;
+  partitions: number;
+  replicas: number;
+  createdAt: string;
+  sourceImages: number;
+}
+
+export interface BankInfoMsg {
+  name: string;
+  activeVersion: number;
+  versions: BankVersionInfoMsg[];
+}
+
+export interface BuildProgressMsg {
+  stage: string;
+  done: number;
+  total: number;
+  bank?: BankInfoMsg | null;
+}

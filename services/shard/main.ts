@@ -1,0 +1,111 @@
+/**
+ * Bank-shard node: `spi shard ...` or `node --import tsx services/shard/main.ts --port 0 --data-dir DIR
+ * --etcd host:2379`.
+ * Flags win over environment variables (SPI_SHARD_*, SPI_ETCD, SPI_ETCD_PREFIX, SPI_LEASE_TTL).
+ * Logs {"msg":"shard ready","port":N} once it serves and is registered; SIGTERM deregisters, lets
+ * in-flight calls finish and exits 0.
+ */
+import { parseArgs } from 'node:util';
+import { invalid } from '../../lib/errors';
+import { createLogger } from '../common/log';
+import { startShard } from './server';
+
+const log = createLogger('shard');
+
+function intOf(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw invalid(`--${name} must be a non-negative integer, got ${raw}`);
+  return n;
+}
+
+const USAGE = `usage: spi shard [options]
+  --port N            gRPC port, 0 = any free port (env SPI_SHARD_PORT; default 0)
+  --host H            interface to listen on (env SPI_SHARD_HOST; default 0.0.0.0)
+  --data-dir DIR      persist partitions here and reload them at start (env SPI_SHARD_DATA_DIR)
+  --etcd A,B          etcd endpoints; without: run unregistered (env SPI_ETCD)
+  --etcd-prefix P     etcd key prefix (env SPI_ETCD_PREFIX; default /spi/)
+  --lease-ttl S       etcd lease TTL in seconds (env SPI_LEASE_TTL; default 5)
+  --id ID             shard id (env SPI_SHARD_ID; default <hostname>-<port>)
+  --advertise H:P     address gateways dial (env SPI_SHARD_ADVERTISE; default host:port)
+  --max-message-mb N  largest gRPC message (default 64)`;
+
+/** Starts the shard and resolves once it is ready; it then runs until SIGTERM / SIGINT. */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      etcd: { type: 'string' },
+      'etcd-prefix': { type: 'string' },
+      'lease-ttl': { type: 'string' },
+      id: { type: 'string' },
+      advertise: { type: 'string' },
+      'max-message-mb': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  // A stray rejection (e.g. inside the etcd client while etcd restarts) must not take the shard down.
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { err }));
+  const env = process.env;
+  const etcd = (values.etcd ?? env.SPI_ETCD ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const shard = await startShard({
+    port: intOf('port', values.port ?? env.SPI_SHARD_PORT, 0),
+    host: values.host ?? env.SPI_SHARD_HOST ?? '0.0.0.0',
+    dataDir: values['data-dir'] ?? env.SPI_SHARD_DATA_DIR,
+    etcd,
+    etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
+    leaseTtlS: intOf('lease-ttl', values['lease-ttl'] ?? env.SPI_LEASE_TTL, 5) || 5,
+    id: values.id ?? env.SPI_SHARD_ID,
+    advertise: values.advertise ?? env.SPI_SHARD_ADVERTISE,
+    maxMessageBytes: intOf('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024,
+    log,
+  });
+  log.info('shard ready', {
+    port: shard.port,
+    id: shard.id,
+    address: shard.address,
+    partitions: shard.store.list().length,
+    etcd: shard.registry !== null,
+    registered: shard.registration?.registered ?? false,
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn('second signal: exiting now', { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    log.info('shard stopping', { signal });
+    shard.close(10_000).then(
+      () => {
+        log.info('shard stopped');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error('shard stop failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    log.error('shard failed to start', { err });
+    process.exit(1);
+  });
+}

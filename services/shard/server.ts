@@ -1,0 +1,159 @@
+/**
+ * The BankShard gRPC service over a PartitionStore, and `startShard`, which wires store, server and
+ * etcd registration together (used by main.ts and by embedded clusters in one process).
+ */
+import * as os from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import { invalid } from '../../lib/errors';
+import { Registry } from '../../lib/cluster/registry';
+import { ShardRegistration } from '../../lib/cluster/shard-registration';
+import { float32View, bytesOf } from '../../lib/cluster/bytes';
+import { PartitionRef } from '../../lib/cluster/types';
+import {
+  BankShardHandlers,
+  LoadPartitionRequestMsg,
+  PartitionInfoMsg,
+  PartitionRefMsg,
+  serviceDefinition,
+} from '../common/proto';
+import { wrapClientStream, wrapUnary } from '../common/status';
+import { startGrpcServer, hostPort } from '../common/grpc-server';
+import { Logger, createLogger } from '../common/log';
+import { PartitionStore, PartitionSummary, PartitionUpload } from './partition-store';
+
+function refOf(msg: PartitionRefMsg | null | undefined): PartitionRef {
+  if (!msg) throw invalid('partition (bank, version, partition) is required');
+  return { bank: msg.bank, version: msg.version, partition: msg.partition };
+}
+
+function infoOf(s: PartitionSummary): PartitionInfoMsg {
+  return { partition: s.ref, rows: s.rows, dim: s.dim, index: s.index };
+}
+
+/** Reads a LoadPartition stream: one header, then chunks. Rejects if the client goes away. */
+async function receivePartition(
+  store: PartitionStore,
+  call: grpc.ServerReadableStream<LoadPartitionRequestMsg, PartitionInfoMsg>,
+): Promise<PartitionSummary> {
+  let upload: PartitionUpload | null = null;
+  const cancelled = new Promise<never>((_, reject) =>
+    call.on('cancelled', () => reject(invalid('LoadPartition cancelled by the client'))),
+  );
+  cancelled.catch(() => undefined);
+  const consume = async (): Promise<void> => {
+    for await (const msg of call as AsyncIterable<LoadPartitionRequestMsg>) {
+      if (msg.part === 'header') {
+        if (upload) throw invalid('LoadPartition: a second header arrived; send one header, then chunks');
+        const h = msg.header;
+        upload = store.beginLoad({
+          ref: refOf(h.partition),
+          dim: h.dim,
+          rows: h.rows,
+          rowOffset: h.rowOffset,
+          index: h.index,
+          nprobe: h.nprobe,
+          sha256: h.sha256,
+        });
+      } else if (msg.part === 'chunk') {
+        if (!upload) throw invalid('LoadPartition: a chunk arrived before the header');
+        upload.write(msg.chunk);
+      }
+    }
+  };
+  await Promise.race([consume(), cancelled]);
+  if (!upload) throw invalid('LoadPartition: the stream ended without a header');
+  return (upload as PartitionUpload).finish();
+}
+
+export function bankShardHandlers(store: PartitionStore, log: Logger): BankShardHandlers {
+  return {
+    search: wrapUnary(async (call) => {
+      const req = call.request;
+      const res = await store.search(refOf(req.partition), float32View(req.queries), req.dim, req.k);
+      return { distances: bytesOf(res.distances), labels: bytesOf(res.labels), k: res.k };
+    }, log),
+    loadPartition: wrapClientStream(async (call) => infoOf(await receivePartition(store, call)), log),
+    dropPartition: wrapUnary(async (call) => ({ dropped: await store.drop(refOf(call.request)) }), log),
+    listPartitions: wrapUnary(async () => ({ partitions: store.list().map(infoOf) }), log),
+  };
+}
+
+export interface ShardOptions {
+  host?: string;
+  /** 0 = any free port. */
+  port?: number;
+  /** Where partitions persist; undefined = memory only. */
+  dataDir?: string;
+  /** etcd endpoints; none = run unregistered (embedded use). */
+  etcd?: string[];
+  etcdPrefix?: string;
+  leaseTtlS?: number;
+  /** Default: <hostname>-<port>. */
+  id?: string;
+  /** Address gateways dial; default host:port (the hostname when listening on all interfaces). */
+  advertise?: string;
+  maxMessageBytes?: number;
+  log?: Logger;
+}
+
+export interface RunningShard {
+  id: string;
+  port: number;
+  address: string;
+  store: PartitionStore;
+  registry: Registry | null;
+  /** Its presence in etcd (null when unregistered); `registration.registered` says if it is in etcd now. */
+  registration: ShardRegistration | null;
+  /** Deregisters (so gateways stop routing here), then lets in-flight calls finish. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startShard(options: ShardOptions = {}): Promise<RunningShard> {
+  const host = options.host ?? '0.0.0.0';
+  let log = options.log ?? createLogger('shard');
+  const store = PartitionStore.open({ dataDir: options.dataDir, log });
+  const server = await startGrpcServer({
+    host,
+    port: options.port ?? 0,
+    maxMessageBytes: options.maxMessageBytes,
+    services: [{ definition: serviceDefinition('BankShard'), implementation: bankShardHandlers(store, log) }],
+  });
+  const id = options.id ?? `${os.hostname()}-${server.port}`;
+  store.name = `shard ${id}`;
+  const wildcard = host === '0.0.0.0' || host === '::' || host === '';
+  const address = options.advertise ?? hostPort(wildcard ? os.hostname() : host, server.port);
+  log = log.child({ shard: id });
+
+  let registry: Registry | null = null;
+  let registration: ShardRegistration | null = null;
+  if (options.etcd && options.etcd.length > 0) {
+    registry = new Registry({
+      endpoints: options.etcd,
+      prefix: options.etcdPrefix,
+      leaseTtlS: options.leaseTtlS,
+      log,
+    });
+    // Resolves even while etcd is down: the registration keeps trying in the background.
+    registration = await registry.registerShard({ id, address, startedAt: new Date().toISOString() });
+    await store.setAnnouncer(registration);
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    id,
+    port: server.port,
+    address,
+    store,
+    registry,
+    registration,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        await registry
+          ?.close()
+          .catch((err: Error) => log.warn('etcd deregistration failed', { err: err.message }));
+        await server.shutdown(graceMs);
+      })();
+      return closing;
+    },
+  };
+}
