@@ -37,7 +37,8 @@ export async function decodeImage(
   }
   let meta: sharp.Metadata;
   try {
-    meta = await sharp(bytes).metadata();
+    // The header alone, with no pixel limit, so an oversized image is reported with its size.
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (err) {
     throw invalid(`image could not be read: ${describe(err)}`);
   }

@@ -3,6 +3,7 @@
  * the last message carries the bank.
  */
 import * as fs from 'node:fs';
+import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { BankMeta } from '../../lib/bank/bank-meta';
 import { BankVersionRecord, checkBankName } from '../../lib/cluster/types';
@@ -13,6 +14,7 @@ import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
 import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
 import { SpiError, invalid } from '../../lib/errors';
 import { Logger } from '../common/log';
+import { incoming } from '../common/streams';
 import { toServiceError, wrapUnary } from '../common/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
 import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from './messages';
@@ -37,7 +39,10 @@ export function adminHandlers(
         try {
           const { spec, images } = await receiveBuild(call);
           const req = toBuildRequest(mode, spec, images, defaults);
-          const record = await builder.build(req, (stage, done, total) => call.write({ stage, done, total }));
+          const record = await builder.build(
+            req,
+            throttled((p) => call.write(p)),
+          );
           call.write({ stage: 'done', done: 1, total: 1, bank: await bankInfo(registry, record.bank) });
           call.end();
         } catch (err) {
@@ -72,12 +77,10 @@ export function adminHandlers(
   };
 }
 
-async function receiveBuild(
-  call: AsyncIterable<BuildRequestMsg>,
-): Promise<{ spec: BuildSpecMsg; images: ImageSource[] }> {
+async function receiveBuild(call: Readable): Promise<{ spec: BuildSpecMsg; images: ImageSource[] }> {
   let spec: BuildSpecMsg | undefined;
   const images: ImageSource[] = [];
-  for await (const msg of call) {
+  for await (const msg of incoming<BuildRequestMsg>(call)) {
     if (msg.part === 'spec') {
       if (spec) throw invalid('BuildRequest.spec sent twice');
       spec = msg.spec;
@@ -99,7 +102,18 @@ async function receiveBuild(
   return { spec, images };
 }
 
-function toBuildRequest(
+/** Progress at most about every 2% per stage, and always the first and last step. */
+function throttled(send: (p: BuildProgressMsg) => void) {
+  const last = new Map<string, number>();
+  return (stage: string, done: number, total: number) => {
+    const prev = last.get(stage);
+    if (prev !== undefined && done < total && done - prev < total / 50) return;
+    last.set(stage, done);
+    send({ stage, done, total });
+  };
+}
+
+export function toBuildRequest(
   mode: 'create' | 'rotate',
   spec: BuildSpecMsg,
   images: ImageSource[],

@@ -9,8 +9,8 @@ import { BANK_FORMAT } from '../../lib/bank/bank-meta';
 import { sha256, vectorBytes } from '../../lib/bank/bank-store';
 import { Registry } from '../../lib/cluster/registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
-import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
-import { FitSettings, ImageSource, fitBank } from '../../lib/patchcore/fit';
+import { FitSettings, ImageSource } from '../../lib/patchcore/fit';
+import { fitInWorker } from '../../lib/patchcore/fit-worker';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../common/log';
 import { ShardDirectory } from './cluster-searcher';
@@ -40,7 +40,6 @@ export class BankBuilder {
   constructor(
     private readonly registry: Registry,
     private readonly shards: ShardDirectory,
-    private readonly backbones: BackbonePool,
     private readonly settings: BuilderSettings,
     private readonly log: Logger,
   ) {}
@@ -87,17 +86,13 @@ export class BankBuilder {
     liveShards: string[],
     progress: BuildProgress,
   ): Promise<BankVersionRecord> {
-    const extractor = await createExtractor(this.backbones, {
-      model: req.model,
-      view: req.settings.view,
-      projectionDim: req.settings.projectionDim,
-      projectionSeed: req.settings.projectionSeed,
-    });
-    const fitted = await fitBank(
-      extractor,
-      req.images,
-      { ...req.settings, name: req.bank, version: base.version },
-      { onProgress: (stage, done, total) => progress(stage, done, total) },
+    // Fitting runs on a worker thread: this process keeps answering inspections meanwhile.
+    const images = await Promise.all(
+      req.images.map(async (im) => ({ path: im.path, data: await im.read() })),
+    );
+    const fitted = await fitInWorker(
+      { model: req.model, settings: { ...req.settings, name: req.bank, version: base.version }, images },
+      (stage, done, total) => progress(stage, done, total),
     );
     const rows = fitted.vectors.length / fitted.dim;
     const meta: BankMeta = {

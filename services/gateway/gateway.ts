@@ -38,19 +38,17 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const log = options.log ?? createLogger('gateway');
   const registry = new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log });
-  let directory: WatchedShardDirectory | undefined;
-  let catalog: BankCatalog | undefined;
-  const watcher = registry.watchView((view) => {
-    directory?.prune(view);
-    catalog?.prune();
-  });
-  directory = new WatchedShardDirectory(() => watcher.view);
+  // The directory reads the watcher's latest view lazily; the watcher prunes both on every change.
+  const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view);
   const backbones = new BackbonePool();
-  catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
+  const catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
+  const watcher = registry.watchView((view) => {
+    directory.prune(view);
+    catalog.prune();
+  });
   const builder = new BankBuilder(
     registry,
     directory,
-    backbones,
     { drainMs: options.drainMs ?? 2000, loadTimeoutMs: 120_000 },
     log,
   );
@@ -75,7 +73,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       (closing ??= (async () => {
         await server.shutdown(graceMs);
         await watcher.close();
-        directory?.close();
+        directory.close();
         await registry.close();
         await backbones.close();
       })()),

@@ -8,6 +8,7 @@ import { checkBankName } from '../../lib/cluster/types';
 import { Inspection } from '../../lib/patchcore/inspector';
 import { invalid } from '../../lib/errors';
 import { Logger } from '../common/log';
+import { incoming } from '../common/streams';
 import { toServiceError, wrapUnary } from '../common/status';
 import { BankCatalog } from './bank-catalog';
 import { InspectRequestMsg, InspectResponseMsg } from './messages';
@@ -28,7 +29,7 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
     inspectStream: (call: grpc.ServerDuplexStream<InspectRequestMsg, InspectResponseMsg>) => {
       void (async () => {
         try {
-          for await (const req of call as AsyncIterable<InspectRequestMsg>) {
+          for await (const req of incoming<InspectRequestMsg>(call)) {
             let res: InspectResponseMsg;
             try {
               res = await inspect(req);

@@ -19,6 +19,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       'deadline-ms': { type: 'string', default: '5000' },
       'hedge-ms': { type: 'string', default: '150' },
       'drain-ms': { type: 'string', default: '2000' },
+      'max-message-mb': { type: 'string', default: '64' },
       embedded: { type: 'boolean', default: false },
     },
     strict: true,
@@ -42,6 +43,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
     fanOut: { deadlineMs: Number(values['deadline-ms']), hedgeMs: Number(values['hedge-ms']) },
     drainMs: Number(values['drain-ms']),
+    maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
     log,
   });
   await gateway.ready;

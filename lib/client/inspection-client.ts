@@ -1,0 +1,186 @@
+/**
+ * A typed Node client for line controllers and operators: Inspect with a deadline and retries on
+ * UNAVAILABLE, InspectStream with backpressure, and the BankAdmin calls (builds stream images up and
+ * report progress). Errors come back as SpiError with the server's message.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { clientConstructor } from '../../services/common/proto';
+import { fromServiceError } from '../../services/common/status';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
+import { incoming } from '../../services/common/streams';
+import type {
+  BankInfoMsg,
+  BuildProgressMsg,
+  BuildRequestMsg,
+  BuildSpecMsg,
+  InspectRequestMsg,
+  InspectResponseMsg,
+} from '../../services/gateway/messages';
+
+export type InspectRequest = Partial<InspectRequestMsg> & { bank: string; image: Buffer };
+export type InspectResponse = InspectResponseMsg;
+export type BuildSpec = Partial<BuildSpecMsg> & { bank: string };
+export type BankInfo = BankInfoMsg;
+
+export interface ClientOptions {
+  /** Per-call deadline for Inspect (ms). */
+  deadlineMs?: number;
+  /** Extra attempts on UNAVAILABLE (a gateway restarting, a network blip). */
+  retries?: number;
+  credentials?: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
+}
+
+type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+export class InspectionClient {
+  private readonly inspector: AnyClient;
+  private readonly admin: AnyClient;
+  private readonly deadlineMs: number;
+  private readonly retries: number;
+
+  constructor(
+    readonly address: string,
+    options: ClientOptions = {},
+  ) {
+    const creds = options.credentials ?? grpc.credentials.createInsecure();
+    const channel = {
+      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      ...options.channelOptions,
+    };
+    this.inspector = new (clientConstructor('Inspector'))(address, creds, channel) as unknown as AnyClient;
+    this.admin = new (clientConstructor('BankAdmin'))(address, creds, channel) as unknown as AnyClient;
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.retries = options.retries ?? 2;
+  }
+
+  /** One frame; retried on UNAVAILABLE with a short backoff, within the deadline. */
+  async inspect(req: InspectRequest, deadlineMs = this.deadlineMs): Promise<InspectResponse> {
+    const deadline = Date.now() + deadlineMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.unary<InspectResponse>(this.inspector, 'inspect', req, deadline);
+      } catch (err) {
+        const e = err as grpc.ServiceError;
+        const retry =
+          e.code === grpc.status.UNAVAILABLE && attempt < this.retries && Date.now() + 50 < deadline;
+        if (!retry) throw fromServiceError(err);
+        await sleep(Math.min(50 * 2 ** attempt, 500));
+      }
+    }
+  }
+
+  /**
+   * Frames in, answers out, in order. The generator pulls the next frame only when the stream can
+   * take it (write() returned true or 'drain' fired), so a slow server slows the producer down.
+   */
+  async *inspectStream(
+    frames: AsyncIterable<InspectRequest> | Iterable<InspectRequest>,
+  ): AsyncGenerator<InspectResponse> {
+    const call = (
+      this.inspector.inspectStream as () => grpc.ClientDuplexStream<InspectRequest, InspectResponse>
+    ).call(this.inspector);
+    const pump = (async () => {
+      for await (const frame of frames) {
+        if (!call.write(frame)) await new Promise((resolve) => call.once('drain', resolve));
+      }
+      call.end();
+    })();
+    pump.catch((err) => call.destroy(err as Error));
+    try {
+      for await (const res of incoming<InspectResponse>(call)) yield res;
+    } catch (err) {
+      throw fromServiceError(err);
+    }
+    await pump;
+  }
+
+  createBank(
+    spec: BuildSpec,
+    images: { name: string; data: Buffer }[],
+    onProgress?: (p: BuildProgressMsg) => void,
+  ) {
+    return this.build('createBank', spec, images, onProgress);
+  }
+
+  rotateBank(
+    spec: BuildSpec,
+    images: { name: string; data: Buffer }[],
+    onProgress?: (p: BuildProgressMsg) => void,
+  ) {
+    return this.build('rotateBank', spec, images, onProgress);
+  }
+
+  listBanks(): Promise<BankInfo[]> {
+    return this.unary<{ banks: BankInfo[] }>(this.admin, 'listBanks', {}, Date.now() + this.deadlineMs).then(
+      (r) => r.banks,
+    );
+  }
+
+  getBank(bank: string): Promise<BankInfo> {
+    return this.unary(this.admin, 'getBank', { bank }, Date.now() + this.deadlineMs);
+  }
+
+  activateVersion(bank: string, version: number): Promise<BankInfo> {
+    return this.unary(this.admin, 'activateVersion', { bank, version }, Date.now() + 60_000);
+  }
+
+  deleteBank(bank: string, version = 0): Promise<{ bank: string; deletedVersions: number[] }> {
+    return this.unary(this.admin, 'deleteBank', { bank, version }, Date.now() + 60_000);
+  }
+
+  close(): void {
+    this.inspector.close();
+    this.admin.close();
+  }
+
+  private async build(
+    method: 'createBank' | 'rotateBank',
+    spec: BuildSpec,
+    images: { name: string; data: Buffer }[],
+    onProgress?: (p: BuildProgressMsg) => void,
+  ): Promise<BankInfo> {
+    const call = (
+      this.admin[method] as () => grpc.ClientDuplexStream<BuildRequestMsg, BuildProgressMsg>
+    ).call(this.admin);
+    const send = async () => {
+      const write = async (msg: BuildRequestMsg) => {
+        if (!call.write(msg)) await new Promise((resolve) => call.once('drain', resolve));
+      };
+      await write({ part: 'spec', spec: spec as BuildSpecMsg });
+      for (const image of images) await write({ part: 'image', image });
+      call.end();
+    };
+    const sending = send();
+    let bank: BankInfo | undefined;
+    try {
+      for await (const p of incoming<BuildProgressMsg>(call)) {
+        onProgress?.(p);
+        if (p.bank) bank = p.bank;
+      }
+    } catch (err) {
+      throw fromServiceError(err);
+    }
+    await sending;
+    if (!bank) throw fromServiceError(new Error(`${method} ended without a result`));
+    return bank;
+  }
+
+  private unary<T>(client: AnyClient, method: string, req: unknown, deadline: number): Promise<T> {
+    return new Promise((resolve, reject) => {
+      (
+        client[method] as (
+          r: unknown,
+          m: grpc.Metadata,
+          o: grpc.CallOptions,
+          cb: (e: grpc.ServiceError | null, r: T) => void,
+        ) => void
+      ).call(client, req, new grpc.Metadata(), { deadline }, (err, res) =>
+        err ? reject(method === 'inspect' ? err : fromServiceError(err)) : resolve(res),
+      );
+    });
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,83 @@
+/**
+ * Bank fitting on a worker thread. Fitting is long and partly synchronous (coreset selection, the
+ * embedding maths); on its own thread it never stalls the gRPC event loop of the process that
+ * serves inspections meanwhile (a gateway rotating a bank under load).
+ */
+import * as path from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { BackbonePool, createExtractor } from './engine';
+import { FitProgress, FitSettings, FittedBank, fitBank } from './fit';
+import { ErrorKind, SpiError } from '../errors';
+
+export interface FitJob {
+  model: string;
+  settings: FitSettings;
+  images: { path: string; data: Uint8Array }[];
+}
+
+export type FitResult = Omit<FittedBank, 'index'>;
+
+type WorkerMessage =
+  | { type: 'progress'; stage: Parameters<FitProgress>[0]; done: number; total: number }
+  | { type: 'done'; meta: FitResult['meta']; vectors: Float32Array; dim: number }
+  | { type: 'error'; kind: ErrorKind | null; message: string };
+
+/** Runs fitBank for `job` on a new worker thread; resolves with the bank, rejects with its error. */
+export function fitInWorker(job: FitJob, onProgress?: FitProgress): Promise<FitResult> {
+  // Under tsx the sources are .ts and the worker needs the loader; compiled, it is plain .js.
+  const file = path.join(__dirname, `fit-worker${path.extname(__filename)}`);
+  const worker = file.endsWith('.ts')
+    ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData: job })
+    : new Worker(file, { workerData: job });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    worker.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'progress') onProgress?.(msg.stage, msg.done, msg.total);
+      else if (msg.type === 'done') {
+        settled = true;
+        resolve({ meta: msg.meta, vectors: msg.vectors, dim: msg.dim });
+      } else {
+        settled = true;
+        reject(msg.kind ? new SpiError(msg.kind, msg.message) : new Error(msg.message));
+      }
+    });
+    worker.on('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    worker.on('exit', (code) => {
+      if (!settled) reject(new Error(`bank fitting worker exited with code ${code}`));
+    });
+  });
+}
+
+async function runJob(job: FitJob): Promise<void> {
+  const post = (msg: WorkerMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(msg, transfer);
+  const pool = new BackbonePool();
+  try {
+    const extractor = await createExtractor(pool, {
+      model: job.model,
+      view: job.settings.view,
+      projectionDim: job.settings.projectionDim,
+      projectionSeed: job.settings.projectionSeed,
+    });
+    const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
+    const fitted = await fitBank(extractor, images, job.settings, {
+      onProgress: (stage, done, total) => post({ type: 'progress', stage, done, total }),
+    });
+    const vectors = fitted.vectors.slice();
+    post({ type: 'done', meta: fitted.meta, vectors, dim: fitted.dim }, [vectors.buffer as ArrayBuffer]);
+  } catch (err) {
+    post({
+      type: 'error',
+      kind: err instanceof SpiError ? err.kind : null,
+      message: err instanceof Error ? err.message : String(err),
+    });
+  } finally {
+    await pool.close();
+  }
+}
+
+if (!isMainThread && parentPort && (workerData as FitJob | undefined)?.settings) {
+  void runJob(workerData as FitJob);
+}

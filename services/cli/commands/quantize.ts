@@ -1,0 +1,183 @@
+/**
+ * `spi quantize` and `spi prune`: derive a faster backbone from a built one. The result is a model
+ * folder like `make models` writes (model.onnx, spec.json with a new id and sha256, card.json/md),
+ * usable anywhere a model id or folder is accepted (--model).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { invalid } from '../../../lib/errors';
+import { DerivedModel, writeDerived } from '../../../models/derived';
+import { measureLatency } from '../../../models/latency';
+import { readModel } from '../../../models/onnx/io';
+import { ModelProto } from '../../../models/onnx/proto';
+import { buildPruned } from '../../../models/prune/build';
+import { buildInt8 } from '../../../models/quantize/build';
+import { ReduceRange } from '../../../models/quantize/qdq';
+import { resolveModel } from '../../../models/registry';
+import { ModelSpec } from '../../../models/spec';
+import { Progress } from '../progress';
+
+export const QUANTIZE_USAGE = `spi quantize --model <id|dir|spec.json> --out <dir> [options]
+  --calibration randn|<folder>   seeded random-normal inputs, or good images of the job (default randn)
+  --method minmax|percentile     activation ranges (default minmax)
+  --percentile <p>               percent of values kept by percentile (default 99.99)
+  --count <n>                    calibration inputs (default 32)
+  --seed <n>                     sampling / noise seed (default 1234)
+  --prune <ratio>                prune that fraction of channels first (see spi prune)
+  --reduce-range gemm|all|none   7-bit weights for GEMM-lowered convs (default gemm: exact on AVX2)
+  --weights int8|uint8           weight storage (uint8 selects u8u8 kernels; default int8)
+  --id <id>                      model id (default: the --out folder name)`;
+
+export const PRUNE_USAGE = `spi prune --model <id|dir|spec.json> --out <dir> --ratio <r> [options]
+  --convs a,b,...                convs to prune (node names; default every prunable one)
+  --keep-output-widths           skip convs whose channels reach a stage output
+  --id <id>                      model id (default: the --out folder name)`;
+
+function number(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value === '' || !Number.isFinite(n)) throw invalid(`--${flag} must be a number, got "${value}"`);
+  return n;
+}
+
+function modelId(out: string, id: string | undefined): string {
+  const chosen = id ?? path.basename(path.resolve(out));
+  if (!/^[A-Za-z0-9._-]+$/.test(chosen))
+    throw invalid(`model id "${chosen}" must match [A-Za-z0-9._-]+ (use --id)`);
+  return chosen;
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(2)} MB`;
+}
+
+async function speedLine(parent: string, derived: DerivedModel): Promise<string> {
+  const opts = { inputName: derived.spec.inputName, inputSize: derived.spec.inputSize, runs: 15, warmup: 3 };
+  const before = await measureLatency(parent, opts);
+  const after = await measureLatency(derived.onnx, opts);
+  return `p50 ${before.p50.toFixed(1)} ms -> ${after.p50.toFixed(1)} ms (${(before.p50 / after.p50).toFixed(2)}x, 15 runs, batch 1)`;
+}
+
+function summary(parent: ModelSpec, parentBytes: number, derived: DerivedModel, out: string): string[] {
+  return [
+    `wrote ${out}: ${derived.spec.id} (sha256 ${derived.spec.sha256?.slice(0, 12)}…)`,
+    `  size ${mb(parentBytes)} -> ${mb(derived.onnx.length)}, FLOPs ${(derived.card.cost.flops / 1e9).toFixed(3)} G`,
+    `  stages: ${derived.spec.stages
+      .map((s) => {
+        const was = parent.stages.find((p) => p.name === s.name)?.channels;
+        return was === s.channels ? `${s.name} ${s.channels}` : `${s.name} ${was}->${s.channels}`;
+      })
+      .join(', ')}`,
+  ];
+}
+
+export async function quantizeCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      out: { type: 'string' },
+      calibration: { type: 'string', default: 'randn' },
+      method: { type: 'string', default: 'minmax' },
+      percentile: { type: 'string' },
+      count: { type: 'string' },
+      seed: { type: 'string' },
+      prune: { type: 'string' },
+      'reduce-range': { type: 'string', default: 'gemm' },
+      weights: { type: 'string', default: 'int8' },
+      id: { type: 'string' },
+    },
+  });
+  if (!values.model || !values.out) throw invalid(`--model and --out are required\n${QUANTIZE_USAGE}`);
+  const method = values.method as 'minmax' | 'percentile';
+  if (!['minmax', 'percentile'].includes(method)) throw invalid('--method must be minmax or percentile');
+  const reduceRange = values['reduce-range'] as ReduceRange;
+  if (!['gemm', 'all', 'none'].includes(reduceRange))
+    throw invalid('--reduce-range must be gemm, all or none');
+  const weightType = values.weights as 'int8' | 'uint8';
+  if (!['int8', 'uint8'].includes(weightType)) throw invalid('--weights must be int8 or uint8');
+  if (values.calibration !== 'randn' && !fs.existsSync(values.calibration))
+    throw invalid(`--calibration ${values.calibration}: no such folder (or use randn)`);
+  const id = modelId(values.out, values.id);
+  const { spec, onnxPath } = resolveModel(values.model);
+  let parentSpec = spec;
+  let model: ModelProto = readModel(onnxPath);
+  let prior: { transforms: string[]; details: Record<string, unknown> } | undefined;
+  const log = (m: string) => console.log(`[quantize] ${m}`);
+  log(`${spec.id} (${onnxPath}) -> ${id}`);
+  if (values.prune !== undefined) {
+    const ratio = number(values.prune, 'prune', 0);
+    const pruned = await buildPruned(spec, model, { id: `${id}-float`, ratio });
+    log(
+      `pruned ${ratio}: ${pruned.result.pruned.length} convs, FLOPs ${(pruned.derived.card.cost.flops / 1e9).toFixed(3)} G`,
+    );
+    model = pruned.model;
+    // Same id/sha256 as the parent (the card's derivedFrom), narrower stages.
+    parentSpec = { ...spec, stages: pruned.derived.spec.stages };
+    prior = { transforms: pruned.derived.card.transforms, details: pruned.derived.card.details };
+  }
+  const progress = new Progress();
+  let built;
+  try {
+    built = await buildInt8(parentSpec, model, {
+      id,
+      calibration: values.calibration,
+      method,
+      percentile: number(values.percentile, 'percentile', 99.99),
+      count: number(values.count, 'count', 32),
+      seed: number(values.seed, 'seed', 1234),
+      reduceRange,
+      weightType,
+      prior,
+      log,
+      onProgress: (stage, done, total) => progress.update(stage, done, total),
+    });
+  } finally {
+    progress.stop();
+  }
+  writeDerived(values.out, built.derived);
+  const f = built.fusion;
+  for (const line of summary(spec, fs.statSync(onnxPath).size, built.derived, values.out)) console.log(line);
+  console.log(
+    `  onnxruntime (level all): ${f.integerOps} integer kernels, ${f.floatComputeOps} float convs/GEMMs left, ${f.qdqLeft} Q/DQ left`,
+  );
+  console.log(
+    `  stage error vs float (rel. RMS): ${built.errors.map((e) => `${e.tensor} ${(100 * e.relRms).toFixed(1)}%`).join(', ')}`,
+  );
+  console.log(`  speed: ${await speedLine(onnxPath, built.derived)}`);
+}
+
+export async function pruneCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      out: { type: 'string' },
+      ratio: { type: 'string' },
+      convs: { type: 'string' },
+      'keep-output-widths': { type: 'boolean', default: false },
+      id: { type: 'string' },
+    },
+  });
+  if (!values.model || !values.out || values.ratio === undefined)
+    throw invalid(`--model, --out and --ratio are required\n${PRUNE_USAGE}`);
+  const ratio = number(values.ratio, 'ratio', 0);
+  if (!(ratio >= 0 && ratio < 1)) throw invalid('--ratio must be in [0, 1)');
+  const id = modelId(values.out, values.id);
+  const { spec, onnxPath } = resolveModel(values.model);
+  console.log(`[prune] ${spec.id} (${onnxPath}) -> ${id}, ratio ${ratio}`);
+  const built = await buildPruned(spec, readModel(onnxPath), {
+    id,
+    ratio,
+    convs: values.convs?.split(',').map((s) => s.trim()),
+    keepOutputWidths: values['keep-output-widths'],
+  });
+  writeDerived(values.out, built.derived);
+  const r = built.result;
+  console.log(
+    `[prune] ${r.pruned.length} convs pruned, ${r.skipped.length} left (residual Add/Concat or not selected)`,
+  );
+  for (const line of summary(spec, fs.statSync(onnxPath).size, built.derived, values.out)) console.log(line);
+  console.log(`  speed: ${await speedLine(onnxPath, built.derived)}`);
+}
