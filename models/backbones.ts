@@ -38,7 +38,10 @@ export const BACKBONES: BackboneDef[] = [
       'block_10_expand_relu',
       'block_10_project_BN',
     ],
-    defaultStages: ['block_6_expand_relu', 'block_10_expand_relu'],
+    // Chosen by make eval on mvtec_ad/bottle at 224: the residual-stream outputs (32 + 64 channels)
+    // beat the expanded activations (192 + 384) on image AUROC (0.997 vs 0.990) at a sixth of the
+    // embedding width, which makes the k-NN search six times cheaper.
+    defaultStages: ['block_5_add', 'block_9_add'],
     normalize: KERAS_TF_NORMALIZE,
   },
   {

@@ -12,7 +12,8 @@ import { SpiError } from '../errors';
 
 /** Where the nearest bank patches come from: a local faiss index or the shard cluster. */
 export interface NeighbourSearcher {
-  search(queries: Float32Array, dim: number, k: number): Promise<KnnResult>;
+  /** `deadline`: epoch ms by which the answer is needed (the caller's gRPC deadline), if any. */
+  search(queries: Float32Array, dim: number, k: number, deadline?: number): Promise<KnnResult>;
 }
 
 export interface Inspection {
@@ -46,20 +47,20 @@ export class Inspector {
     }
   }
 
-  async inspectBytes(bytes: Uint8Array, threshold?: number): Promise<Inspection> {
+  async inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
     const t0 = performance.now();
     const image = await decodeImage(bytes, this.limits);
-    const result = await this.inspectImage(image, threshold);
+    const result = await this.inspectImage(image, threshold, deadline);
     result.timingsMs.decode = performance.now() - t0 - sumTimings(result.timingsMs);
     return result;
   }
 
-  async inspectImage(image: RgbImage, threshold?: number): Promise<Inspection> {
+  async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
     const k = this.meta.score.k;
-    const knn = await this.searcher.search(embedding.vectors, embedding.dim, k);
+    const knn = await this.searcher.search(embedding.vectors, embedding.dim, k, deadline);
     const t2 = performance.now();
     const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
     const t3 = performance.now();

@@ -48,7 +48,7 @@ export function mapToImage(
 
 export async function inspectionOverlay(
   image: RgbImage,
-  r: Inspection,
+  r: Pick<Inspection, 'map' | 'canvasWidth' | 'canvasHeight' | 'threshold' | 'regions'>,
   view: { crop: number; resize: number } = { crop: 0, resize: 0 },
   mask?: Uint8Array,
   maxSide = 512,

@@ -6,6 +6,7 @@
 import { floatAttr, intAttr, intsAttr, stringAttr } from '../onnx/builder';
 import { AttributeProto } from '../onnx/proto';
 import { ConvertContext, TensorInfo } from './context';
+import { HEAD_LAYER_CONVERTERS } from './head-layers';
 import { KerasLayer } from './topology';
 
 type LayerConverter = (layer: KerasLayer, ctx: ConvertContext) => TensorInfo;
@@ -307,4 +308,5 @@ export const LAYER_CONVERTERS: Record<string, LayerConverter> = {
   AveragePooling2D: pooling('AveragePool'),
   Add: add,
   Concatenate: concatenate,
+  ...HEAD_LAYER_CONVERTERS,
 };

@@ -133,8 +133,9 @@ export function toBuildRequest(
     settings: {
       ...DEFAULT_FIT,
       categories: [spec.bank],
+      // Tiles with no resize: tiles at the image's own scale (high-resolution print).
       view: {
-        resize: spec.resize || d.resize,
+        resize: spec.resize || (spec.tile > 0 ? 0 : d.resize),
         crop: 0,
         scale: 1,
         tile: spec.tile,
@@ -148,6 +149,7 @@ export function toBuildRequest(
       },
       knn: { factory: spec.index || 'Flat', nprobe: spec.nprobe || 8 },
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
+      holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
     },
   };
 }

@@ -20,7 +20,7 @@ export interface ShardDirectory {
 }
 
 export interface FanOutSettings {
-  /** Whole search budget, milliseconds. */
+  /** Search budget (ms) when the caller set no deadline. */
   deadlineMs: number;
   /** Ask a second replica when the first has not answered after this long. */
   hedgeMs: number;
@@ -37,8 +37,8 @@ export class ClusterSearcher implements NeighbourSearcher {
     private readonly settings: FanOutSettings = DEFAULT_FAN_OUT,
   ) {}
 
-  async search(queries: Float32Array, dim: number, k: number): Promise<KnnResult> {
-    const deadline = Date.now() + this.settings.deadlineMs;
+  async search(queries: Float32Array, dim: number, k: number, callerDeadline?: number): Promise<KnnResult> {
+    const deadline = callerDeadline ?? Date.now() + this.settings.deadlineMs;
     const turn = this.turn++;
     const parts = await Promise.all(
       this.record.partitions.map((p) => this.searchPartition(p, queries, dim, k, deadline, turn)),

@@ -14,25 +14,28 @@ import { BankCatalog } from './bank-catalog';
 import { InspectRequestMsg, InspectResponseMsg } from './messages';
 
 export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.UntypedServiceImplementation {
-  const inspect = async (req: InspectRequestMsg): Promise<InspectResponseMsg> => {
+  const inspect = async (req: InspectRequestMsg, deadline?: number): Promise<InspectResponseMsg> => {
     const started = performance.now();
     checkBankName(req.bank);
     if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
     const threshold = typeof req.threshold === 'number' ? req.threshold : undefined;
     const { record, inspector } = await catalog.resolve(req.bank, req.version);
-    const r = await inspector.inspectBytes(req.image, threshold);
+    const r = await inspector.inspectBytes(req.image, threshold, deadline);
     return toResponse(req, record.bank, record.version, r, performance.now() - started);
   };
 
   return {
-    inspect: wrapUnary<InspectRequestMsg, InspectResponseMsg>((call) => inspect(call.request), log),
+    inspect: wrapUnary<InspectRequestMsg, InspectResponseMsg>(
+      (call) => inspect(call.request, deadlineOf(call)),
+      log,
+    ),
     inspectStream: (call: grpc.ServerDuplexStream<InspectRequestMsg, InspectResponseMsg>) => {
       void (async () => {
         try {
           for await (const req of incoming<InspectRequestMsg>(call)) {
             let res: InspectResponseMsg;
             try {
-              res = await inspect(req);
+              res = await inspect(req, deadlineOf(call));
             } catch (err) {
               const status = toServiceError(err, log);
               res = {
@@ -51,6 +54,13 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
       })();
     },
   };
+}
+
+/** The caller's deadline as epoch ms, when it set a finite one. */
+function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined {
+  const d = call.getDeadline();
+  const ms = d instanceof Date ? d.getTime() : d;
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 function toResponse(

@@ -51,6 +51,7 @@ export interface BuildSpecMsg {
   resize: number;
   tile: number;
   tileOverlap: number;
+  holdoutFraction: number;
 }
 
 export type BuildRequestMsg =

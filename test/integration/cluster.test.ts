@@ -67,6 +67,7 @@ function emptySpec(): BuildSpecMsg {
     resize: 0,
     tile: 0,
     tileOverlap: 0,
+    holdoutFraction: 0,
   };
 }
 

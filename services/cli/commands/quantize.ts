@@ -32,6 +32,8 @@ export const QUANTIZE_USAGE = `spi quantize --model <id|dir|spec.json> --out <di
 export const PRUNE_USAGE = `spi prune --model <id|dir|spec.json> --out <dir> --ratio <r> [options]
   --convs a,b,...                convs to prune (node names; default every prunable one)
   --keep-output-widths           skip convs whose channels reach a stage output
+  --compensate randn|<folder>    fold removed channels' means (over --count inputs) into reader biases
+  --count <n>                    inputs for --compensate (default 16)
   --id <id>                      model id (default: the --out folder name)`;
 
 function number(value: string | undefined, flag: string, fallback: number): number {
@@ -157,6 +159,8 @@ export async function pruneCommand(argv: string[]): Promise<void> {
       ratio: { type: 'string' },
       convs: { type: 'string' },
       'keep-output-widths': { type: 'boolean', default: false },
+      compensate: { type: 'string' },
+      count: { type: 'string' },
       id: { type: 'string' },
     },
   });
@@ -164,6 +168,8 @@ export async function pruneCommand(argv: string[]): Promise<void> {
     throw invalid(`--model, --out and --ratio are required\n${PRUNE_USAGE}`);
   const ratio = number(values.ratio, 'ratio', 0);
   if (!(ratio >= 0 && ratio < 1)) throw invalid('--ratio must be in [0, 1)');
+  if (values.compensate && values.compensate !== 'randn' && !fs.existsSync(values.compensate))
+    throw invalid(`--compensate ${values.compensate}: no such folder (or use randn)`);
   const id = modelId(values.out, values.id);
   const { spec, onnxPath } = resolveModel(values.model);
   console.log(`[prune] ${spec.id} (${onnxPath}) -> ${id}, ratio ${ratio}`);
@@ -172,6 +178,8 @@ export async function pruneCommand(argv: string[]): Promise<void> {
     ratio,
     convs: values.convs?.split(',').map((s) => s.trim()),
     keepOutputWidths: values['keep-output-widths'],
+    compensate: values.compensate,
+    compensateCount: number(values.count, 'count', 16),
   });
   writeDerived(values.out, built.derived);
   const r = built.result;

@@ -31,7 +31,7 @@ describe('models: build output and registry', function () {
     const mobilenet = resolveModel('mobilenet_v2-imagenet', dir).spec;
     assert.deepEqual(mobilenet.inputSize, [224, 224]);
     assert.deepEqual(mobilenet.normalize, { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
-    assert.deepEqual(mobilenet.defaultStages, ['block_6_expand_relu', 'block_10_expand_relu']);
+    assert.deepEqual(mobilenet.defaultStages, ['block_5_add', 'block_9_add']);
     const stage = (spec: typeof mobilenet, name: string) => spec.stages.find((s) => s.name === name);
     assert.deepEqual(stage(mobilenet, 'block_6_expand_relu'), {
       name: 'block_6_expand_relu',
@@ -74,7 +74,7 @@ describe('models: build output and registry', function () {
     assert.equal(card.onnx.sha256, sha256File(path.join(dir, 'mobilenet_v2-imagenet', 'model.onnx')));
     const md = fs.readFileSync(path.join(dir, 'mobilenet_v2-imagenet', 'card.md'), 'utf8');
     assert.match(md, /nsfwjs@4\.4\.0/);
-    assert.match(md, /block_6_expand_relu \| `block_6_expand_relu` \| 192 x 28 x 28 \| 8 \| yes/);
+    assert.match(md, /block_5_add \| `block_5_add` \| 32 x 28 x 28 \| 8 \| yes/);
   });
 
   it('is reproducible: a second build gives the same bytes', async () => {
