@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { BankMeta } from '../../lib/bank/bank-meta';
 import { BankVersionRecord, checkBankName } from '../../lib/cluster/types';
-import { Registry } from '../../lib/cluster/registry';
+import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { DEFAULT_CORESET, CoresetMethod } from '../../lib/coreset/coreset';
 import { readCategory, fileSources } from '../../lib/data/mvtec';
 import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
@@ -29,7 +29,7 @@ export const DEFAULT_ADMIN: AdminDefaults = { model: DEFAULT_MODEL, resize: 224,
 
 export function adminHandlers(
   builder: BankBuilder,
-  registry: Registry,
+  registry: ClusterRegistry,
   defaults: AdminDefaults,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
@@ -154,7 +154,7 @@ export function toBuildRequest(
   };
 }
 
-export async function bankInfo(registry: Registry, bank: string): Promise<BankInfoMsg> {
+export async function bankInfo(registry: ClusterRegistry, bank: string): Promise<BankInfoMsg> {
   const [versions, active] = await Promise.all([registry.listVersions(bank), registry.getActive(bank)]);
   return { name: bank, activeVersion: active ?? 0, versions: versions.map((r) => versionInfo(r, active)) };
 }

@@ -7,7 +7,7 @@
 import { BankMeta } from '../../lib/bank/bank-meta';
 import { BANK_FORMAT } from '../../lib/bank/bank-meta';
 import { sha256, vectorBytes } from '../../lib/bank/bank-store';
-import { Registry } from '../../lib/cluster/registry';
+import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource } from '../../lib/patchcore/fit';
 import { fitInWorker } from '../../lib/patchcore/fit-worker';
@@ -38,7 +38,7 @@ export interface BuilderSettings {
 
 export class BankBuilder {
   constructor(
-    private readonly registry: Registry,
+    private readonly registry: ClusterRegistry,
     private readonly shards: ShardDirectory,
     private readonly settings: BuilderSettings,
     private readonly log: Logger,

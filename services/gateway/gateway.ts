@@ -3,6 +3,7 @@
  * backbones shared per model. Stateless: any number of gateways can serve the same cluster.
  */
 import { Registry } from '../../lib/cluster/registry';
+import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BackbonePool } from '../../lib/patchcore/engine';
 import { Logger, createLogger } from '../common/log';
 import { serviceDefinition } from '../common/proto';
@@ -17,7 +18,10 @@ import { WatchedShardDirectory } from './shard-directory';
 export interface GatewayOptions {
   host?: string;
   port?: number;
+  /** etcd endpoints of the cluster's registry... */
   etcd: string[];
+  /** ...or a registry given directly (the embedded single-process mode). */
+  registry?: ClusterRegistry;
   etcdPrefix?: string;
   fanOut?: FanOutSettings;
   admin?: AdminDefaults;
@@ -29,7 +33,7 @@ export interface GatewayOptions {
 
 export interface RunningGateway {
   port: number;
-  registry: Registry;
+  registry: ClusterRegistry;
   /** Resolves once the first view of the cluster was read. */
   ready: Promise<void>;
   close(graceMs?: number): Promise<void>;
@@ -37,7 +41,8 @@ export interface RunningGateway {
 
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const log = options.log ?? createLogger('gateway');
-  const registry = new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log });
+  const registry: ClusterRegistry =
+    options.registry ?? new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log });
   // The directory reads the watcher's latest view lazily; the watcher prunes both on every change.
   const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view);
   const backbones = new BackbonePool();

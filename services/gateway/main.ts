@@ -21,6 +21,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       'drain-ms': { type: 'string', default: '2000' },
       'max-message-mb': { type: 'string', default: '64' },
       embedded: { type: 'boolean', default: false },
+      'data-dir': { type: 'string', default: 'spi-data' },
+      shards: { type: 'string', default: '2' },
     },
     strict: true,
   });
@@ -32,7 +34,17 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     .filter(Boolean);
   if (values.embedded) {
     const { runEmbedded } = await import('./embedded');
-    return runEmbedded(values, log);
+    return runEmbedded(
+      {
+        host: values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1',
+        port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
+        dataDir: values['data-dir']!,
+        shards: Number(values.shards),
+        drainMs: Number(values['drain-ms']),
+        maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
+      },
+      log,
+    );
   }
   if (etcd.length === 0)
     throw invalid('--etcd (or SPI_ETCD) is required; use --embedded for a single machine without etcd');

@@ -65,6 +65,21 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     );
   });
 
+  it('works on the main thread after a worker thread used faiss (per-thread constructors)', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const code = `const { Index } = require('faiss-node'); const i = Index.fromFactory(4, 'Flat');
+      i.addBuffer(new Float32Array(8)); require('node:worker_threads').parentPort.postMessage(i.ntotal());`;
+    const fromWorker = await new Promise((resolve, reject) => {
+      const w = new Worker(code, { eval: true });
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+    assert.equal(fromWorker, 2);
+    // Upstream faiss-node crashed here: its constructor reference belonged to the worker's environment.
+    const index = KnnIndex.build(bank, dim, { factory: 'Flat' });
+    assert.equal(index.size, 2000);
+  });
+
   it('clamps k to the bank size and refuses bad input with clear messages', () => {
     const small = KnnIndex.build(bank.subarray(0, 3 * dim), dim, { factory: 'Flat' });
     assert.equal(small.searchSync(queries, 5).k, 3);

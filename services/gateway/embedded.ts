@@ -1,0 +1,62 @@
+/**
+ * `spi serve --embedded`: a gateway with in-process bank shards and no etcd, for one machine (a
+ * developer, a single inspection PC). Same gateway, same shards, same gRPC API; the registry is an
+ * in-memory one saved under --data-dir, and shards persist their partitions there too.
+ */
+import * as path from 'node:path';
+import { MemoryRegistry } from '../../lib/cluster/memory-registry';
+import { Logger } from '../common/log';
+import { RunningShard, startShard } from '../shard/server';
+import { startGateway } from './gateway';
+
+export interface EmbeddedOptions {
+  host: string;
+  port: number;
+  dataDir: string;
+  shards: number;
+  drainMs: number;
+  maxMessageBytes: number;
+}
+
+export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promise<void> {
+  const registry = new MemoryRegistry(path.join(options.dataDir, 'registry.json'));
+  const shards: RunningShard[] = [];
+  for (let i = 0; i < options.shards; i++) {
+    const shard = await startShard({
+      host: '127.0.0.1',
+      port: 0,
+      id: `embedded-${i}`,
+      dataDir: path.join(options.dataDir, `shard-${i}`),
+      log: log.child({ shard: `embedded-${i}` }),
+    });
+    await shard.store.setAnnouncer(
+      registry.addShard({ id: shard.id, address: shard.address, startedAt: new Date().toISOString() }),
+    );
+    shards.push(shard);
+  }
+  const gateway = await startGateway({
+    host: options.host,
+    port: options.port,
+    etcd: [],
+    registry,
+    drainMs: options.drainMs,
+    maxMessageBytes: options.maxMessageBytes,
+    log,
+  });
+  log.info('gateway ready', {
+    port: gateway.port,
+    embedded: true,
+    shards: shards.length,
+    dataDir: options.dataDir,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info('gateway stopping', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await gateway.close(10_000);
+  await Promise.all(shards.map((s) => s.close(5_000)));
+}

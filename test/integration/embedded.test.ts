@@ -1,0 +1,56 @@
+/**
+ * `spi serve --embedded`: one process, in-process shards, no etcd; banks survive a restart.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InspectionClient } from '../../lib/client/inspection-client';
+import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
+import { printDataset, upload } from '../helpers/fixtures';
+
+async function startEmbedded(dataDir: string): Promise<{ proc: ManagedProcess; client: InspectionClient }> {
+  const proc = spawnNodeService('services/gateway/main.ts', {
+    name: 'embedded',
+    args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2'],
+  });
+  const ready = await proc.waitForLine('gateway ready', 60_000);
+  return {
+    proc,
+    client: new InspectionClient(`127.0.0.1:${Number(ready.fields.port)}`, { deadlineMs: 20_000 }),
+  };
+}
+
+describe('embedded gateway (no etcd)', function () {
+  this.timeout(120_000);
+
+  it('builds, inspects, and serves the same bank after a restart from its own disk', async () => {
+    const data = await printDataset();
+    fs.mkdirSync(TEST_TMP, { recursive: true });
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    let { proc, client } = await startEmbedded(dataDir);
+    try {
+      const info = await client.createBank(
+        { bank: 'solo', partitions: 2, replicas: 1 },
+        upload(data.train.slice(0, 4)),
+      );
+      assert.equal(info.activeVersion, 1);
+      const image = fs.readFileSync(data.testDefective[0]);
+      const before = await client.inspect({ bank: 'solo', image });
+      client.close();
+      assert.equal((await proc.stop()).code, 0);
+
+      ({ proc, client } = await startEmbedded(dataDir));
+      const after = await client.inspect({ bank: 'solo', image });
+      assert.equal(after.version, 1);
+      assert.equal(after.score, before.score);
+      assert.deepEqual(
+        (await client.listBanks()).map((b) => b.name),
+        ['solo'],
+      );
+    } finally {
+      client.close();
+      await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
