@@ -114,10 +114,10 @@ export class MemoryRegistry implements ClusterRegistry {
 
   watchView(onChange?: (view: ClusterView) => void): LiveView {
     if (onChange) this.listeners.add(onChange);
-    const registry = this;
+    const current = () => this.view;
     return {
       get view() {
-        return registry.view;
+        return current();
       },
       ready: Promise.resolve(),
       close: async () => {

@@ -13,7 +13,8 @@ import { readFloatTensor, tensorDims } from '../../../models/onnx/tensors';
 import { buildPruned } from '../../../models/prune/build';
 import { channelGroups, nodeLabel } from '../../../models/prune/channel-groups';
 import { filterL1, keepChannels } from '../../../models/prune/l1';
-import { pruneModel } from '../../../models/prune/prune';
+import { channelMeans } from '../../../models/prune/means';
+import { compensationTensors, pruneModel } from '../../../models/prune/prune';
 import { randnSet } from '../../../models/quantize/calibration-data';
 import { quantizeModel } from '../../../models/quantize/quantize';
 import { mulberry32 } from '../../../lib/util/random';
@@ -115,6 +116,23 @@ describe('models: channel pruning on a tiny residual block', function () {
     assert.deepEqual(encodeModel(r.model), encodeModel(model));
     const [a, b] = [await run(model, input, 6), await run(r.model, input, 6)];
     assert.deepEqual(b.add.data, a.add.data);
+  });
+
+  it('bias compensation keeps the mean of what the pruned channels fed', async () => {
+    const set = randnSet(4, [6, 6], 9);
+    assert.deepEqual(compensationTensors(model), ['depthwise_relu']);
+    const means = await channelMeans(model, 'input', ['depthwise_relu'], set);
+    const mean = (t: ort.Tensor) => Array.from(t.data as Float32Array).reduce((a, b) => a + b, 0) / t.size;
+    let plain = 0;
+    let compensated = 0;
+    for (const x of set.inputs) {
+      const ref = mean((await run(model, x, 6)).add);
+      plain += Math.abs(mean((await run(pruneModel(model, { ratio: 0.5 }).model, x, 6)).add) - ref);
+      compensated += Math.abs(
+        mean((await run(pruneModel(model, { ratio: 0.5, means }).model, x, 6)).add) - ref,
+      );
+    }
+    assert.ok(compensated < plain / 2, `mean shift ${compensated} with compensation vs ${plain} without`);
   });
 
   it('can keep stage widths, and refuses unknown conv names', () => {
