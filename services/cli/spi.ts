@@ -1,6 +1,7 @@
 /**
  * `spi`: the command-line entry point. Each command lives in services/cli/commands/ and is loaded
- * on demand, so `spi shard` never loads onnxruntime and `spi fit` never loads gRPC.
+ * on demand, so `spi shard` never loads onnxruntime and `spi fit` never loads gRPC. (require, not
+ * import(): under tsx's CommonJS hook, as in mocha, a dynamic import() of a .ts file fails.)
  */
 import { SpiError } from '../../lib/errors';
 
@@ -9,32 +10,36 @@ type Command = { summary: string; run: (argv: string[]) => Promise<void> };
 const commands: Record<string, Command> = {
   fit: {
     summary: 'build a bank from good images',
-    run: async (a) => (await import('./commands/fit')).fitCommand(a),
+    run: (a) => (require('./commands/fit') as typeof import('./commands/fit')).fitCommand(a),
   },
   inspect: {
     summary: 'inspect images against a bank (JSON verdicts, PNG overlays)',
-    run: async (a) => (await import('./commands/inspect')).inspectCommand(a),
+    run: (a) => (require('./commands/inspect') as typeof import('./commands/inspect')).inspectCommand(a),
   },
   eval: {
     summary: 'evaluate on an MVTec-layout folder (scores.json, metrics.json, report.html)',
-    run: async (a) => (await import('./commands/eval')).evalCommand(a),
+    run: (a) => (require('./commands/eval') as typeof import('./commands/eval')).evalCommand(a),
   },
   'eval-suite': {
     summary: 'the full evaluation behind the README figures (make eval)',
-    run: async (a) => (await import('./commands/eval-suite')).evalSuiteCommand(a),
+    run: (a) =>
+      (require('./commands/eval-suite') as typeof import('./commands/eval-suite')).evalSuiteCommand(a),
   },
   synth: {
     summary: 'generate print-like images with defects and masks (MVTec layout)',
-    run: async (a) => (await import('./commands/synth')).synthCommand(a),
+    run: (a) => (require('./commands/synth') as typeof import('./commands/synth')).synthCommand(a),
   },
   serve: {
     summary: 'run a gateway (--embedded: with in-process shards and no etcd)',
-    run: async (a) => (await import('../gateway/main')).main(a),
+    run: (a) => (require('../gateway/main') as typeof import('../gateway/main')).main(a),
   },
-  shard: { summary: 'run a bank shard', run: async (a) => (await import('../shard/main')).main(a) },
+  shard: {
+    summary: 'run a bank shard',
+    run: (a) => (require('../shard/main') as typeof import('../shard/main')).main(a),
+  },
   demo: {
     summary: 'bring up a local cluster, build a bank, inspect, rotate, write a report',
-    run: async (a) => (await import('./commands/demo')).demoCommand(a),
+    run: (a) => (require('./commands/demo') as typeof import('./commands/demo')).demoCommand(a),
   },
 };
 

@@ -33,7 +33,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     .map((s) => s.trim())
     .filter(Boolean);
   if (values.embedded) {
-    const { runEmbedded } = await import('./embedded');
+    const { runEmbedded } = require('./embedded') as typeof import('./embedded');
     return runEmbedded(
       {
         host: values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1',

@@ -24,7 +24,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       out: { type: 'string', default: 'demo-out' },
       seed: { type: 'string', default: '1' },
       size: { type: 'string', default: '512' },
-      train: { type: 'string', default: '24' },
+      train: { type: 'string', default: '32' },
       shards: { type: 'string', default: '2' },
       tile: { type: 'string', default: '224' },
     },
@@ -33,7 +33,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   // Logs and shard data of the demo cluster go under <out>/cluster (read by services/local/*).
   process.env.SPI_LOCAL_DIR = path.join(out, 'cluster');
-  const { startLocalCluster } = await import('../../local/cluster');
+  const { startLocalCluster } = require('../../local/cluster') as typeof import('../../local/cluster');
 
   const dataDir = path.join(out, 'data');
   step(`generating print images with defects in ${dataDir}`);
@@ -43,6 +43,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
     trainGood: num(values, 'train'),
     testGood: 6,
     perDefect: 3,
+    // A registered inspection camera: good sheets sit within half a pixel of each other.
+    variation: { maxShift: 0.5 },
   });
   const category = readCategory(dataDir);
   const uploads = category.train.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f) }));

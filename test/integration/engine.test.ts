@@ -1,0 +1,119 @@
+/**
+ * The in-process engine end to end, on the real MobileNetV2 backbone with onnxruntime and faiss:
+ * `spi fit`, `spi inspect` and `spi eval` on our generated print images.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { run } from '../../services/cli/spi';
+import { loadBank } from '../../lib/bank/bank-store';
+import { BackbonePool, openBank } from '../../lib/patchcore/engine';
+import { TEST_TMP } from '../helpers/processes';
+import { printDataset, PrintDataset } from '../helpers/fixtures';
+import { SpiError } from '../../lib/errors';
+
+describe('engine: fit, inspect, eval on generated prints', function () {
+  this.timeout(180_000);
+  let data: PrintDataset;
+  let out: string;
+
+  before(async () => {
+    data = await printDataset('prints-engine', 10);
+    fs.mkdirSync(TEST_TMP, { recursive: true });
+    out = fs.mkdtempSync(path.join(TEST_TMP, 'engine-'));
+  });
+  after(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  it('spi fit writes a versioned bank with its settings, sources and threshold', async () => {
+    assert.equal(
+      await run(['fit', '--data', data.root, '--out', path.join(out, 'bank'), '--holdout', '0.2']),
+      0,
+    );
+    const { meta, vectors } = loadBank(path.join(out, 'bank'));
+    assert.equal(meta.model.id, 'mobilenet_v2-imagenet');
+    assert.deepEqual(meta.model.stages, ['block_5_add', 'block_9_add']);
+    assert.equal(meta.sources.length, 8); // 2 of 10 held back for the threshold
+    assert.ok(meta.sources.every((s) => /^[0-9a-f]{64}$/.test(s.sha256)));
+    assert.equal(meta.threshold.method, 'nominal');
+    assert.equal(vectors.length, meta.vectors.rows * meta.vectors.dim);
+    assert.equal(meta.coreset.keptPatches, Math.round(meta.coreset.inputPatches * 0.1));
+  });
+
+  it('spi inspect scores defects above good prints and points at them', async () => {
+    const inspected = path.join(out, 'inspected');
+    const files = [...data.testGood, ...data.testDefective];
+    assert.equal(await run(['inspect', '--bank', path.join(out, 'bank'), '--out', inspected, ...files]), 0);
+    const report = JSON.parse(fs.readFileSync(path.join(inspected, 'verdicts.json'), 'utf8'));
+    const score = (f: string) => report.verdicts.find((v: { file: string }) => v.file === f).score as number;
+    const worstGood = Math.max(...data.testGood.map(score));
+    const caught = data.testDefective.filter((f) => score(f) > worstGood);
+    assert.ok(
+      caught.length >= data.testDefective.length - 1,
+      `${caught.length}/${data.testDefective.length} above the good prints`,
+    );
+    for (const v of report.verdicts) assert.ok(fs.existsSync(v.overlay));
+    // The strongest region of a defective print lies on its ground-truth mask.
+    const flagged = report.verdicts.filter(
+      (v: { verdict: string; file: string }) =>
+        v.verdict === 'defective' && data.testDefective.includes(v.file),
+    );
+    assert.ok(flagged.length > 0);
+    const sharp = (await import('sharp')).default;
+    let hits = 0;
+    for (const v of flagged) {
+      const type = path.basename(path.dirname(v.file));
+      const maskFile = path.join(data.root, 'ground_truth', type, `${path.parse(v.file).name}_mask.png`);
+      const { data: mask, info } = await sharp(maskFile)
+        .greyscale()
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      const r = v.regions[0];
+      let inside = 0;
+      for (let y = r.y; y < r.y + r.height && y < info.height; y++)
+        for (let x = r.x; x < r.x + r.width && x < info.width; x++)
+          inside += mask[y * info.width + x] > 0 ? 1 : 0;
+      if (inside > 0) hits++;
+    }
+    assert.ok(hits >= Math.ceil(flagged.length * 0.6), `${hits}/${flagged.length} top regions on the defect`);
+  });
+
+  it('refuses a bank built with another backbone, by name', async () => {
+    const dir = path.join(out, 'bank');
+    const meta = JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8'));
+    const other = path.join(out, 'bank-other');
+    fs.cpSync(dir, other, { recursive: true });
+    fs.writeFileSync(
+      path.join(other, 'bank.json'),
+      JSON.stringify({ ...meta, model: { ...meta.model, sha256: 'f'.repeat(64) } }),
+    );
+    const pool = new BackbonePool();
+    try {
+      await assert.rejects(
+        openBank(pool, other),
+        (err: SpiError) =>
+          err.kind === 'FAILED_PRECONDITION' && /different mobilenet_v2-imagenet/.test(err.message),
+      );
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('spi eval writes scores.json, metrics.json and a report', async () => {
+    const dir = path.join(out, 'eval');
+    assert.equal(await run(['eval', '--data', data.root, '--out', dir, '--gallery', '4']), 0);
+    const scores = JSON.parse(fs.readFileSync(path.join(dir, 'scores.json'), 'utf8'));
+    assert.equal(scores.images.length, data.testGood.length + data.testDefective.length);
+    for (const im of scores.images) {
+      assert.match(im.path, /^test\/[a-z_]+\/[^/]+\.png$/);
+      assert.ok(im.label === 0 || im.label === 1);
+      assert.equal(typeof im.score, 'number');
+    }
+    assert.equal(typeof scores.threshold, 'number');
+    const metrics = JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8'));
+    assert.ok(metrics.imageAuroc >= 0.7, `image AUROC ${metrics.imageAuroc}`); // chance is 0.5; some defects are subtle at 224 px
+    assert.ok(metrics.pixelAuroc > 0.8, `pixel AUROC ${metrics.pixelAuroc}`);
+    assert.ok(metrics.pro > 0 && metrics.pro <= 1);
+    assert.ok(metrics.perType.length >= 2);
+    assert.match(fs.readFileSync(path.join(dir, 'report.html'), 'utf8'), /<svg/);
+  });
+});
