@@ -8,7 +8,7 @@ import { Category } from '../data/mvtec';
 import { decodeImage } from '../image/decode';
 import { toCanvas } from '../image/views';
 import { FeatureExtractor } from '../patchcore/feature-extractor';
-import { fitBank, FitSettings, LocalSearcher } from '../patchcore/fit';
+import { fitBank, FitSettings, ImageSource, LocalSearcher } from '../patchcore/fit';
 import { fileSources } from '../data/mvtec';
 import { Inspector } from '../patchcore/inspector';
 import { inspectionOverlay } from '../patchcore/overlay';
@@ -20,6 +20,8 @@ import { BANK_FORMAT } from '../bank/bank-meta';
 
 export interface EvalOptions {
   out: string;
+  /** Bank images other than the category's own train/good (a unified multi-category bank). */
+  train?: ImageSource[];
   /** Overlays in the report's gallery (defective first); 0 = none. */
   gallery: number;
   onProgress?: (stage: string, done: number, total: number) => void;
@@ -38,9 +40,14 @@ export async function evaluateCategory(
 ): Promise<EvalResult> {
   fs.mkdirSync(options.out, { recursive: true });
   const t0 = performance.now();
-  const fitted = await fitBank(extractor, fileSources(category.train, category.root), settings, {
-    onProgress: options.onProgress,
-  });
+  const fitted = await fitBank(
+    extractor,
+    options.train ?? fileSources(category.train, category.root),
+    settings,
+    {
+      onProgress: options.onProgress,
+    },
+  );
   const fitMs = performance.now() - t0;
   const meta = {
     ...fitted.meta,

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { readCategory } from '../../../lib/data/mvtec';
+import { fileSources, readCategory } from '../../../lib/data/mvtec';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
 import { CachedExtractor } from '../../../lib/patchcore/feature-extractor';
@@ -17,6 +17,8 @@ import { Progress } from '../progress';
 interface Run {
   name: string;
   data: string;
+  /** Categories whose train/good images form one unified bank with this one's. */
+  unifiedWith?: string[];
   flags: EngineFlagValues;
   /** Runs sharing a group share one embedding cache (same backbone and view). */
   group: string;
@@ -84,12 +86,19 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         extractors.set(run.group, extractor);
       }
       const started = Date.now();
+      const others = (run.unifiedWith ?? []).map((dir) => readCategory(dir));
+      const names = [category.name, ...others.map((c) => c.name)];
+      // A unified bank: every category's good images, recorded with their category in the path.
+      const train = others.length
+        ? [category, ...others].flatMap((c) => fileSources(c.train, path.dirname(c.root)))
+        : undefined;
       const { metrics } = await evaluateCategory(
         extractor,
         category,
-        fitFrom(flags, category.name, [category.name]),
+        fitFrom(flags, names.join('+'), names),
         {
           out: path.join(out, run.name),
+          train,
           gallery: 24,
           onProgress: (s, d, t) => progress.update(`${run.name} ${s}`, d, t),
         },
@@ -100,6 +109,7 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         model: flags.model,
         view: `resize ${flags.resize} tile ${flags.tile}`,
         coreset: `${flags.coreset} ${flags.ratio}`,
+        bankFrom: names.join(' + '),
         imageAuroc: metrics.imageAuroc,
         pixelAuroc: metrics.pixelAuroc,
         pro: metrics.pro,
