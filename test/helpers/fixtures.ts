@@ -19,7 +19,14 @@ export interface PrintDataset {
 /** 224 px print images (the engine's default canvas, so no resize in the way). */
 export async function printDataset(name = 'prints-224', trainGood = 8): Promise<PrintDataset> {
   const root = path.join(TEST_TMP, name);
-  await generateDataset(root, { seed: 7, size: 224, trainGood, testGood: 2, perDefect: 1, variation: { maxShift: 0.5 } });
+  await generateDataset(root, {
+    seed: 7,
+    size: 224,
+    trainGood,
+    testGood: 2,
+    perDefect: 1,
+    variation: { maxShift: 0.5 },
+  });
   const testDir = path.join(root, 'test');
   const types = fs.readdirSync(testDir).filter((t) => t !== 'good');
   return {
