@@ -274,6 +274,28 @@ describe('cluster: gateway + shards + etcd on loopback', function () {
     assert.equal(res.version, 2);
   });
 
+  it('streams frames in order, answering a bad frame with its error without ending the stream', async () => {
+    const good = fs.readFileSync(data.testGood[0]);
+    const bad = fs.readFileSync(data.testDefective[0]);
+    const frames = [
+      { bank: 'rot', image: good, requestId: 'a' },
+      { bank: 'rot', image: Buffer.from('corrupt'), requestId: 'b' },
+      { bank: 'rot', image: bad, requestId: 'c' },
+      { bank: 'missing', image: good, requestId: 'd' },
+    ];
+    const answers: InspectResponse[] = [];
+    for await (const a of client.inspectStream(frames)) answers.push(a);
+    assert.deepEqual(
+      answers.map((a) => a.requestId),
+      ['a', 'b', 'c', 'd'],
+    );
+    assert.equal(answers[0].errorCode, 0);
+    assert.equal(answers[1].errorCode, grpc.status.INVALID_ARGUMENT);
+    assert.match(answers[1].error, /could not be read|corrupt/);
+    assert.ok(answers[2].score > answers[0].score);
+    assert.equal(answers[3].errorCode, grpc.status.NOT_FOUND);
+  });
+
   it('loses no request when a replica is killed, serves again from disk after a restart, finishes past a frozen replica, and says UNAVAILABLE with none left', async () => {
     // 3 partitions x 2 replicas on shards 0-2: p0 on {0,1}, p1 on {1,2}, p2 on {2,0}.
     await client.createBank(
