@@ -8,15 +8,13 @@ import { Category } from '../data/mvtec';
 import { decodeImage } from '../image/decode';
 import { toCanvas } from '../image/views';
 import { FeatureExtractor } from '../patchcore/feature-extractor';
-import { fitBank, FitSettings, ImageSource, LocalSearcher } from '../patchcore/fit';
+import { fitBank, fittedInspector, FitSettings, ImageSource } from '../patchcore/fit';
 import { fileSources } from '../data/mvtec';
-import { Inspector } from '../patchcore/inspector';
 import { inspectionOverlay } from '../patchcore/overlay';
 import { imageMetrics } from './summary';
 import { pixelAuroc, pro } from './metrics';
 import { renderReport } from './report';
 import type { ReportImage, ReportMetrics } from './types';
-import { BANK_FORMAT } from '../bank/bank-meta';
 
 export interface EvalOptions {
   out: string;
@@ -49,12 +47,8 @@ export async function evaluateCategory(
     },
   );
   const fitMs = performance.now() - t0;
-  const meta = {
-    ...fitted.meta,
-    format: BANK_FORMAT,
-    vectors: { rows: fitted.vectors.length / fitted.dim, dim: fitted.dim, sha256: '', file: '' },
-  };
-  const inspector = new Inspector(meta, extractor, new LocalSearcher(fitted.index));
+  const inspector = fittedInspector(fitted, extractor);
+  const meta = inspector.meta;
   const threshold = meta.threshold.value;
 
   const maps: Float32Array[] = [];

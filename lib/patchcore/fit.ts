@@ -2,7 +2,7 @@
  * Building a memory bank from good images: embed every patch, subsample by coreset, index, and set
  * the threshold from held-out good images (or a separate folder, or a manual value).
  */
-import { BankMeta, DEFAULT_SCORE, ScoreConfig } from '../bank/bank-meta';
+import { BANK_FORMAT, BankMeta, DEFAULT_SCORE, ScoreConfig } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
@@ -134,7 +134,7 @@ async function chooseThreshold(
 ): Promise<Threshold> {
   if (manual !== undefined) return manualThreshold(manual);
   const inspector = new Inspector(
-    { ...meta, format: 1, vectors: { rows: 0, dim: 0, sha256: '', file: '' } },
+    completeMeta(meta, index.dim, index.size),
     extractor,
     new LocalSearcher(index),
     limits,
@@ -171,6 +171,25 @@ async function decodeNamed(name: string, bytes: Uint8Array, limits: DecodeLimits
     if (err instanceof SpiError) throw new SpiError(err.kind, `image "${name}": ${err.message}`);
     throw err;
   }
+}
+
+/** A fitted bank's metadata as stored, for code that inspects with it before (or without) saving. */
+export function completeMeta(
+  meta: FittedBank['meta'],
+  dim: number,
+  rows: number,
+  vectorsSha256 = '',
+): BankMeta {
+  return { ...meta, format: BANK_FORMAT, vectors: { rows, dim, sha256: vectorsSha256, file: '' } };
+}
+
+/** An in-process inspector over a freshly fitted bank. */
+export function fittedInspector(fitted: FittedBank, extractor: FeatureExtractor): Inspector {
+  return new Inspector(
+    completeMeta(fitted.meta, fitted.dim, fitted.index.size),
+    extractor,
+    new LocalSearcher(fitted.index),
+  );
 }
 
 export function gather(vectors: Float32Array, dim: number, rows: Int32Array): Float32Array {

@@ -5,11 +5,10 @@
  * version had time to finish, drop the old version from the shards.
  */
 import { BankMeta } from '../../lib/bank/bank-meta';
-import { BANK_FORMAT } from '../../lib/bank/bank-meta';
 import { sha256, vectorBytes } from '../../lib/bank/bank-store';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
-import { FitSettings, ImageSource } from '../../lib/patchcore/fit';
+import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
 import { fitInWorker } from '../../lib/patchcore/fit-worker';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../common/log';
@@ -95,11 +94,7 @@ export class BankBuilder {
       (stage, done, total) => progress(stage, done, total),
     );
     const rows = fitted.vectors.length / fitted.dim;
-    const meta: BankMeta = {
-      ...fitted.meta,
-      format: BANK_FORMAT,
-      vectors: { rows, dim: fitted.dim, sha256: sha256(vectorBytes(fitted.vectors)), file: '' },
-    };
+    const meta: BankMeta = completeMeta(fitted.meta, fitted.dim, rows, sha256(vectorBytes(fitted.vectors)));
     const partitions = assignPartitions(rows, req.partitions || liveShards.length, req.replicas, liveShards);
     const record: BankVersionRecord = {
       ...base,

@@ -2,12 +2,18 @@
  * The gateway process: Inspector and BankAdmin over gRPC, a live view of the cluster from etcd,
  * backbones shared per model. Stateless: any number of gateways can serve the same cluster.
  */
+import { Registry as MetricsRegistry } from 'prom-client';
 import { Registry } from '../../lib/cluster/registry';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BackbonePool } from '../../lib/patchcore/engine';
 import { Logger, createLogger } from '../common/log';
 import { serviceDefinition } from '../common/proto';
 import { startGrpcServer } from '../common/grpc-server';
+import { GATEWAY_HEALTH_SERVICES, ServingHealth } from '../common/health';
+import { GatewayReadiness } from '../common/gateway-readiness';
+import { GrpcServerMetrics, newMetricsRegistry, registerHealthMetrics } from '../common/metrics';
+import { registerInspectMetrics, registerViewMetrics } from '../common/gateway-metrics';
+import { HEALTH_SERVICE, reflectionBindings } from '../common/reflection';
 import { AdminDefaults, DEFAULT_ADMIN, adminHandlers } from './admin-service';
 import { BankBuilder } from './bank-builder';
 import { BankCatalog } from './bank-catalog';
@@ -28,6 +34,8 @@ export interface GatewayOptions {
   /** Grace before an old version is dropped after a rotation (ms). */
   drainMs?: number;
   maxMessageBytes?: number;
+  /** How long readiness waits for every active bank to have a live replica (ms, default 30 s). */
+  readyWaitMs?: number;
   log?: Logger;
 }
 
@@ -36,6 +44,10 @@ export interface RunningGateway {
   registry: ClusterRegistry;
   /** Resolves once the first view of the cluster was read. */
   ready: Promise<void>;
+  /** grpc.health.v1 statuses; the overall one is the readiness main.ts serves on /readyz. */
+  health: ServingHealth;
+  /** Prometheus metrics of this gateway (main.ts serves them on /metrics). */
+  metrics: MetricsRegistry;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -47,10 +59,18 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view);
   const backbones = new BackbonePool();
   const catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
+  const health = new ServingHealth(GATEWAY_HEALTH_SERVICES);
+  const readiness = new GatewayReadiness(health, log, options.readyWaitMs);
+  const grpcMetrics = new GrpcServerMetrics(newMetricsRegistry());
   const watcher = registry.watchView((view) => {
     directory.prune(view);
     catalog.prune();
+    readiness.update(view);
   });
+  readiness.follow(watcher);
+  registerViewMetrics(grpcMetrics.registry, () => watcher.view);
+  registerInspectMetrics(grpcMetrics);
+  registerHealthMetrics(grpcMetrics.registry, health);
   const builder = new BankBuilder(
     registry,
     directory,
@@ -61,12 +81,15 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     host: options.host,
     port: options.port,
     maxMessageBytes: options.maxMessageBytes,
+    channelOptions: grpcMetrics.serverOptions(),
     services: [
       { definition: serviceDefinition('Inspector'), implementation: inspectorHandlers(catalog, log) },
       {
         definition: serviceDefinition('BankAdmin'),
         implementation: adminHandlers(builder, registry, options.admin ?? DEFAULT_ADMIN, log),
       },
+      health.binding(),
+      ...reflectionBindings(['spi.v1.Inspector', 'spi.v1.BankAdmin', HEALTH_SERVICE]),
     ],
   });
   let closing: Promise<void> | undefined;
@@ -74,8 +97,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     port: server.port,
     registry,
     ready: watcher.ready,
+    health,
+    metrics: grpcMetrics.registry,
     close: (graceMs = 10_000) =>
       (closing ??= (async () => {
+        // Not ready first (probes, health watchers), then drain in-flight calls.
+        health.shutdown();
+        readiness.close();
         await server.shutdown(graceMs);
         await watcher.close();
         directory.close();

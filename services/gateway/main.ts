@@ -1,31 +1,38 @@
 /**
  * Gateway node: `spi serve --port 50051 --etcd host:2379`. Flags win over environment variables
- * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR). Logs
- * {"msg":"gateway ready","port":N} once it serves; SIGTERM drains in-flight calls and exits 0.
+ * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT).
+ * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
+ * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
+ * readiness off, waits --shutdown-delay-ms, drains in-flight calls (--shutdown-grace-ms) and exits 0.
  */
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { createLogger } from '../common/log';
+import { DEFAULT_GATEWAY_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
+import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
 
+/** The flags of `spi serve` (exported so the Kubernetes manifest tests check args against them). */
+export const GATEWAY_FLAGS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  etcd: { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'deadline-ms': { type: 'string', default: '5000' },
+  'hedge-ms': { type: 'string', default: '150' },
+  'drain-ms': { type: 'string', default: '2000' },
+  'max-message-mb': { type: 'string', default: '64' },
+  embedded: { type: 'boolean', default: false },
+  'data-dir': { type: 'string', default: 'spi-data' },
+  shards: { type: 'string', default: '2' },
+  'metrics-port': { type: 'string' },
+  'ready-wait-ms': { type: 'string', default: '30000' },
+  'shutdown-delay-ms': { type: 'string', default: '0' },
+  'shutdown-grace-ms': { type: 'string', default: '10000' },
+} satisfies NonNullable<ParseArgsConfig['options']>;
+
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      etcd: { type: 'string' },
-      'etcd-prefix': { type: 'string' },
-      'deadline-ms': { type: 'string', default: '5000' },
-      'hedge-ms': { type: 'string', default: '150' },
-      'drain-ms': { type: 'string', default: '2000' },
-      'max-message-mb': { type: 'string', default: '64' },
-      embedded: { type: 'boolean', default: false },
-      'data-dir': { type: 'string', default: 'spi-data' },
-      shards: { type: 'string', default: '2' },
-    },
-    strict: true,
-  });
+  const { values } = parseArgs({ args: argv, options: GATEWAY_FLAGS, strict: true });
   const env = process.env;
   const log = createLogger('gateway');
   const etcd = (values.etcd ?? env.SPI_ETCD ?? '')
@@ -48,26 +55,46 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   }
   if (etcd.length === 0)
     throw invalid('--etcd (or SPI_ETCD) is required; use --embedded for a single machine without etcd');
+  const metricsPort = metricsPortSetting(
+    values['metrics-port'] ?? env.SPI_METRICS_PORT,
+    DEFAULT_GATEWAY_METRICS_PORT,
+  );
+  const host = values.host ?? env.SPI_GATEWAY_HOST ?? '0.0.0.0';
   const gateway = await startGateway({
-    host: values.host ?? env.SPI_GATEWAY_HOST ?? '0.0.0.0',
+    host,
     port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
     etcd,
     etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
     fanOut: { deadlineMs: Number(values['deadline-ms']), hedgeMs: Number(values['hedge-ms']) },
     drainMs: Number(values['drain-ms']),
     maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
+    readyWaitMs: Number(values['ready-wait-ms']),
     log,
   });
+  const ops = await startOpsServerIfEnabled(
+    metricsPort,
+    { host, registry: gateway.metrics, health: gateway.health },
+    log,
+  ).catch(async (err: unknown) => {
+    await gateway.close(0);
+    throw err;
+  });
+  if (ops) collectProcessMetrics(gateway.metrics);
   await gateway.ready;
-  log.info('gateway ready', { port: gateway.port });
+  log.info('gateway ready', { port: gateway.port, metricsPort: ops?.port ?? null });
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info('gateway stopping', { signal });
-      gateway.close(10_000).then(resolve, resolve);
+      // Unready at once, so load balancers and probes move away while calls still succeed.
+      gateway.health.shutdown();
+      new Promise((r) => setTimeout(r, Number(values['shutdown-delay-ms'])))
+        .then(() => gateway.close(Number(values['shutdown-grace-ms'])))
+        .then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  await ops?.close();
   log.info('gateway stopped');
 }
 

@@ -11,9 +11,8 @@ import { InspectionClient, InspectResponse } from '../../lib/client/inspection-c
 import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
 import { BuildSpecMsg } from '../../services/gateway/messages';
 import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
-import { LocalSearcher, fitBank } from '../../lib/patchcore/fit';
+import { fitBank, fittedInspector } from '../../lib/patchcore/fit';
 import { Inspector } from '../../lib/patchcore/inspector';
-import { BANK_FORMAT } from '../../lib/bank/bank-meta';
 import { fileSources } from '../../lib/data/mvtec';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardClient } from '../../lib/cluster/shard-client';
@@ -44,12 +43,7 @@ async function localInspector(
     projectionSeed: 0,
   });
   const fitted = await fitBank(extractor, req.images, { ...req.settings, name: bank, version: 1 });
-  const meta = {
-    ...fitted.meta,
-    format: BANK_FORMAT,
-    vectors: { rows: 0, dim: fitted.dim, sha256: '', file: '' },
-  };
-  return new Inspector(meta, extractor, new LocalSearcher(fitted.index));
+  return fittedInspector(fitted, extractor);
 }
 
 function emptySpec(): BuildSpecMsg {

@@ -1,16 +1,20 @@
 /** `spi fit --data <folder> --out <bank-dir>`: build a bank from good images. */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { saveBank } from '../../../lib/bank/bank-store';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
-import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
-import { fitBank, FittedBank } from '../../../lib/patchcore/fit';
+import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
+import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
+import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
 import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom } from '../options';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 
 export const FIT_USAGE = `spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
   --threshold-dir <folder>   good images for the threshold (default: hold back --holdout of the data)
+  --f1-from <folder>         labelled images in MVTec layout (test/good, test/<defect>): use the
+                             F1-optimal threshold on them instead of the automatic one
   model/view/coreset/index flags: see 'spi help'`;
 
 export async function fitCommand(argv: string[]): Promise<void> {
@@ -21,6 +25,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
       data: { type: 'string' },
       out: { type: 'string' },
       'threshold-dir': { type: 'string' },
+      'f1-from': { type: 'string' },
     },
   });
   if (!values.data || !values.out) throw invalid(`--data and --out are required\n${FIT_USAGE}`);
@@ -36,6 +41,8 @@ export async function fitCommand(argv: string[]): Promise<void> {
       progress,
       values['threshold-dir'],
     );
+    if (values['f1-from'])
+      fitted.meta.threshold = await f1Threshold(pool, fitted, values['f1-from'], progress);
     const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim);
     progress.stop();
     console.log(
@@ -62,4 +69,28 @@ export async function fitFromFolder(
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
   });
+}
+
+/** Scores labelled images with the new bank and takes the threshold with the best F1 on them. */
+async function f1Threshold(
+  pool: BackbonePool,
+  fitted: FittedBank,
+  dir: string,
+  progress: Progress,
+): Promise<Threshold> {
+  const labelled = readCategory(dir).test;
+  if (!labelled.some((t) => t.label === 1) || !labelled.some((t) => t.label === 0)) {
+    throw invalid(`${dir}/test needs both good and defective images for an F1 threshold`);
+  }
+  const meta = completeMeta(fitted.meta, fitted.dim, fitted.index.size);
+  const inspector = fittedInspector(fitted, await extractorForBank(pool, meta));
+  const scores: number[] = [];
+  for (const [i, item] of labelled.entries()) {
+    scores.push((await inspector.inspectBytes(await fs.promises.readFile(item.absPath))).score);
+    progress.update('f1', i + 1, labelled.length);
+  }
+  return thresholdF1(
+    scores,
+    labelled.map((t) => t.label),
+  );
 }
