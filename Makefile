@@ -12,7 +12,7 @@ TSX          := node --import tsx
 MOCHA        := node_modules/.bin/mocha --config .mocharc.json
 STATS        := build/test-stats
 
-.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench quantize clean
+.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench quantize docs clean
 
 help:
 	@echo "make demo   - bring up an embedded cluster, build a bank, inspect, rotate, write a report"
@@ -22,6 +22,7 @@ help:
 	@echo "make eval   - full evaluation on ../shared/data (results in eval-results/)"
 	@echo "make bench  - speed figures (results in bench/results.json and bench/results.md)"
 	@echo "make build  - compile TypeScript to dist/"
+	@echo "make docs   - regenerate docs/API.md from the proto"
 	@echo "make clean  - remove build outputs"
 
 setup: $(SYSTEM_STAMP) $(NODE_STAMP) $(FAISS_NODE) $(MODELS_STAMP)
@@ -82,6 +83,10 @@ eval: setup
 
 bench: setup
 	$(TSX) bench/run.ts --out bench
+
+# API reference from the proto comments.
+docs: $(NODE_STAMP)
+	$(TSX) scripts/gen-api-docs.ts
 
 clean:
 	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md

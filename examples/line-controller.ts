@@ -1,0 +1,49 @@
+/**
+ * An example line controller: watches a folder where the camera drops frames, streams them to the
+ * gateway with InspectStream (backpressure: a slow cluster slows the reader, nothing piles up), and
+ * prints a reject signal per defective sheet. Run:
+ *   node --import tsx examples/line-controller.ts --gateway 127.0.0.1:50051 --bank job-42 --frames ./frames
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { InspectionClient, InspectRequest } from '../lib/client/inspection-client';
+
+async function* framesFrom(dir: string, bank: string): AsyncGenerator<InspectRequest> {
+  for (const file of fs.readdirSync(dir).sort()) {
+    if (!/\.(png|jpe?g|tiff?)$/i.test(file)) continue;
+    yield { bank, image: await fs.promises.readFile(path.join(dir, file)), requestId: file };
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      gateway: { type: 'string', default: '127.0.0.1:50051' },
+      bank: { type: 'string' },
+      frames: { type: 'string' },
+    },
+  });
+  if (!values.bank || !values.frames)
+    throw new Error('usage: --gateway host:port --bank <bank> --frames <folder>');
+  const client = new InspectionClient(values.gateway!, { deadlineMs: 2000, retries: 2 });
+  try {
+    for await (const answer of client.inspectStream(framesFrom(values.frames, values.bank))) {
+      if (answer.error)
+        console.log(`${answer.requestId}: NOT INSPECTED (${answer.error}) -> divert for manual check`);
+      else if (answer.isDefective) {
+        const where = answer.regions.map((r) => `${r.width}x${r.height}@${r.x},${r.y}`).join(' ');
+        console.log(
+          `${answer.requestId}: REJECT score ${answer.score.toFixed(2)} > ${answer.threshold.toFixed(2)} at ${where}`,
+        );
+      } else console.log(`${answer.requestId}: pass (${answer.score.toFixed(2)}, bank v${answer.version})`);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exitCode = 1;
+});
