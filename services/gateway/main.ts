@@ -80,10 +80,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     throw err;
   });
   if (ops) collectProcessMetrics(gateway.metrics);
-  await gateway.ready;
-  log.info('gateway ready', { port: gateway.port, metricsPort: ops?.port ?? null });
-  await new Promise<void>((resolve) => {
+  // Signal handlers before the ready line: a SIGTERM right after it must still drain.
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
+      stopping = true;
       log.info('gateway stopping', { signal });
       // Unready at once, so load balancers and probes move away while calls still succeed.
       gateway.health.shutdown();
@@ -94,6 +95,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  await Promise.race([gateway.ready, stopped]);
+  if (!stopping) log.info('gateway ready', { port: gateway.port, metricsPort: ops?.port ?? null });
+  await stopped;
   await ops?.close();
   log.info('gateway stopped');
 }

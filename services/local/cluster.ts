@@ -48,6 +48,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         `shard-${index}`,
         '--data-dir',
         path.join(dir, `shard-${index}`),
+        '--metrics-port',
+        '0',
         ...(options.shardArgs ?? []),
       ],
     });
@@ -59,7 +61,17 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     await Promise.all(Array.from({ length: options.shards }, (_, i) => startShard(i)));
     const gateway = spawnNodeService('services/gateway/main.ts', {
       name: 'gateway',
-      args: ['--host', '127.0.0.1', '--port', '0', '--etcd', etcd.endpoint, ...(options.gatewayArgs ?? [])],
+      args: [
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--etcd',
+        etcd.endpoint,
+        '--metrics-port',
+        '0',
+        ...(options.gatewayArgs ?? []),
+      ],
     });
     const ready = await gateway.waitForLine('gateway ready', 60_000);
     const gatewayAddress = `127.0.0.1:${Number(ready.fields.port)}`;

@@ -1,13 +1,16 @@
 /**
  * Bank-shard node: `spi shard ...` or `node --import tsx services/shard/main.ts --port 0 --data-dir DIR
  * --etcd host:2379`.
- * Flags win over environment variables (SPI_SHARD_*, SPI_ETCD, SPI_ETCD_PREFIX, SPI_LEASE_TTL).
- * Logs {"msg":"shard ready","port":N} once it serves and is registered; SIGTERM deregisters, lets
- * in-flight calls finish and exits 0.
+ * Flags win over environment variables (SPI_SHARD_*, SPI_ETCD, SPI_ETCD_PREFIX, SPI_LEASE_TTL,
+ * SPI_METRICS_PORT). Logs {"msg":"shard ready","port":N,"metricsPort":M} once it serves; its readiness
+ * (grpc.health.v1, /readyz) turns SERVING once it is registered in etcd. SIGTERM turns readiness off,
+ * deregisters, lets in-flight calls finish and exits 0.
  */
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { invalid } from '../../lib/errors';
 import { createLogger } from '../common/log';
+import { DEFAULT_SHARD_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
+import { collectProcessMetrics } from '../common/metrics';
 import { startShard } from './server';
 
 const log = createLogger('shard');
@@ -28,26 +31,30 @@ const USAGE = `usage: spi shard [options]
   --lease-ttl S       etcd lease TTL in seconds (env SPI_LEASE_TTL; default 5)
   --id ID             shard id (env SPI_SHARD_ID; default <hostname>-<port>)
   --advertise H:P     address gateways dial (env SPI_SHARD_ADVERTISE; default host:port)
-  --max-message-mb N  largest gRPC message (default 64)`;
+  --max-message-mb N  largest gRPC message (default 64)
+  --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
+                      (env SPI_METRICS_PORT; default 9465)
+  --shutdown-grace-ms N  how long in-flight calls may run on after SIGTERM (default 10000)`;
+
+/** The flags of \`spi shard\` (exported so the Kubernetes manifest tests check args against them). */
+export const SHARD_FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  'data-dir': { type: 'string' },
+  etcd: { type: 'string' },
+  'etcd-prefix': { type: 'string' },
+  'lease-ttl': { type: 'string' },
+  id: { type: 'string' },
+  advertise: { type: 'string' },
+  'max-message-mb': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'shutdown-grace-ms': { type: 'string' },
+} satisfies NonNullable<ParseArgsConfig['options']>;
 
 /** Starts the shard and resolves once it is ready; it then runs until SIGTERM / SIGINT. */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      'data-dir': { type: 'string' },
-      etcd: { type: 'string' },
-      'etcd-prefix': { type: 'string' },
-      'lease-ttl': { type: 'string' },
-      id: { type: 'string' },
-      advertise: { type: 'string' },
-      'max-message-mb': { type: 'string' },
-    },
-    strict: true,
-  });
+  const { values } = parseArgs({ args: argv, options: SHARD_FLAGS, strict: true });
   if (values.help) {
     console.log(USAGE);
     return;
@@ -59,9 +66,15 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+  const metricsPort = metricsPortSetting(
+    values['metrics-port'] ?? env.SPI_METRICS_PORT,
+    DEFAULT_SHARD_METRICS_PORT,
+  );
+  const graceMs = intOf('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
+  const host = values.host ?? env.SPI_SHARD_HOST ?? '0.0.0.0';
   const shard = await startShard({
     port: intOf('port', values.port ?? env.SPI_SHARD_PORT, 0),
-    host: values.host ?? env.SPI_SHARD_HOST ?? '0.0.0.0',
+    host,
     dataDir: values['data-dir'] ?? env.SPI_SHARD_DATA_DIR,
     etcd,
     etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
@@ -71,15 +84,16 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     maxMessageBytes: intOf('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024,
     log,
   });
-  log.info('shard ready', {
-    port: shard.port,
-    id: shard.id,
-    address: shard.address,
-    partitions: shard.store.list().length,
-    etcd: shard.registry !== null,
-    registered: shard.registration?.registered ?? false,
+  const ops = await startOpsServerIfEnabled(
+    metricsPort,
+    { host, registry: shard.metrics, health: shard.health },
+    log,
+  ).catch(async (err: unknown) => {
+    await shard.close(0);
+    throw err;
   });
-
+  if (ops) collectProcessMetrics(shard.metrics);
+  // Signal handlers before the ready line: a SIGTERM right after it must still drain.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -88,19 +102,31 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     }
     stopping = true;
     log.info('shard stopping', { signal });
-    shard.close(10_000).then(
-      () => {
-        log.info('shard stopped');
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error('shard stop failed', { err });
-        process.exit(1);
-      },
-    );
+    shard
+      .close(graceMs)
+      .then(() => ops?.close())
+      .then(
+        () => {
+          log.info('shard stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          log.error('shard stop failed', { err });
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  log.info('shard ready', {
+    port: shard.port,
+    metricsPort: ops?.port ?? null,
+    id: shard.id,
+    address: shard.address,
+    partitions: shard.store.list().length,
+    etcd: shard.registry !== null,
+    registered: shard.registration?.registered ?? false,
+  });
 }
 
 if (require.main === module) {

@@ -4,6 +4,7 @@
  */
 import * as os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
+import { Registry as MetricsRegistry } from 'prom-client';
 import { invalid } from '../../lib/errors';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
@@ -19,6 +20,11 @@ import {
 import { wrapClientStream, wrapUnary } from '../common/status';
 import { startGrpcServer, hostPort } from '../common/grpc-server';
 import { Logger, createLogger } from '../common/log';
+import { SHARD_HEALTH_SERVICES, ServingHealth } from '../common/health';
+import { GrpcServerMetrics, newMetricsRegistry, registerHealthMetrics, timedUnary } from '../common/metrics';
+import { registerShardMetrics, shardSearchHistogram } from '../common/shard-metrics';
+import { trackShardReadiness } from '../common/shard-readiness';
+import { HEALTH_SERVICE, reflectionBindings } from '../common/reflection';
 import { PartitionStore, PartitionSummary, PartitionUpload } from './partition-store';
 
 function refOf(msg: PartitionRefMsg | null | undefined): PartitionRef {
@@ -104,6 +110,10 @@ export interface RunningShard {
   registry: Registry | null;
   /** Its presence in etcd (null when unregistered); `registration.registered` says if it is in etcd now. */
   registration: ShardRegistration | null;
+  /** grpc.health.v1 statuses; SERVING once reloaded from disk and registered (main.ts: /readyz). */
+  health: ServingHealth;
+  /** Prometheus metrics of this shard (main.ts serves them on /metrics). */
+  metrics: MetricsRegistry;
   /** Deregisters (so gateways stop routing here), then lets in-flight calls finish. */
   close(graceMs?: number): Promise<void>;
 }
@@ -112,11 +122,20 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
   const host = options.host ?? '0.0.0.0';
   let log = options.log ?? createLogger('shard');
   const store = PartitionStore.open({ dataDir: options.dataDir, log });
+  const health = new ServingHealth(SHARD_HEALTH_SERVICES);
+  const grpcMetrics = new GrpcServerMetrics(newMetricsRegistry());
+  const handlers = bankShardHandlers(store, log);
+  handlers.search = timedUnary(handlers.search, shardSearchHistogram(grpcMetrics.registry));
   const server = await startGrpcServer({
     host,
     port: options.port ?? 0,
     maxMessageBytes: options.maxMessageBytes,
-    services: [{ definition: serviceDefinition('BankShard'), implementation: bankShardHandlers(store, log) }],
+    channelOptions: grpcMetrics.serverOptions(),
+    services: [
+      { definition: serviceDefinition('BankShard'), implementation: handlers },
+      health.binding(),
+      ...reflectionBindings(['spi.v1.BankShard', HEALTH_SERVICE]),
+    ],
   });
   const id = options.id ?? `${os.hostname()}-${server.port}`;
   store.name = `shard ${id}`;
@@ -137,6 +156,9 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
     registration = await registry.registerShard({ id, address, startedAt: new Date().toISOString() });
     await store.setAnnouncer(registration);
   }
+  const readiness = trackShardReadiness(health, registration, log);
+  registerShardMetrics(grpcMetrics.registry, () => store.list(), registration);
+  registerHealthMetrics(grpcMetrics.registry, health);
 
   let closing: Promise<void> | undefined;
   return {
@@ -146,8 +168,12 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
     store,
     registry,
     registration,
+    health,
+    metrics: grpcMetrics.registry,
     close(graceMs = 10_000) {
       closing ??= (async () => {
+        health.shutdown();
+        readiness.stop();
         await registry
           ?.close()
           .catch((err: Error) => log.warn('etcd deregistration failed', { err: err.message }));
