@@ -23,6 +23,7 @@ help:
 	@echo "make bench  - speed figures (results in bench/results.json and bench/results.md)"
 	@echo "make build  - compile TypeScript to dist/"
 	@echo "make docs   - regenerate docs/API.md from the proto"
+	@echo "make quantize - build the INT8 MobileNetV2 backbone"
 	@echo "make clean  - remove build outputs"
 
 setup: $(SYSTEM_STAMP) $(NODE_STAMP) $(FAISS_NODE) $(MODELS_STAMP)
@@ -83,6 +84,10 @@ eval: setup
 
 bench: setup
 	$(TSX) bench/run.ts --out bench
+
+# INT8 backbone, calibrated on random-normal inputs (the seeds' finding; `spi quantize --help`).
+quantize: setup
+	$(TSX) services/cli/spi.ts quantize --model mobilenet_v2-imagenet --out build/models/mobilenet_v2-imagenet-int8-randn --calibration randn
 
 # API reference from the proto comments.
 docs: $(NODE_STAMP)

@@ -101,6 +101,8 @@ export function applyQdq(
 
   const quantizedSet = new Set(plan.activations);
   const absorbedActs = new Set([...plan.absorbed.values()].map((a) => a.activation));
+  // Pre-activation tensor -> the post-activation name its quantiser now produces.
+  const absorbedTarget = new Map([...plan.absorbed].map(([t, a]) => [a.producer.output[0], t]));
   // Producer output renames: T -> T/f32, or (absorbed) pre-activation -> T/f32.
   const outputRename = new Map<string, string>();
   for (const name of plan.activations) {
@@ -132,8 +134,7 @@ export function applyQdq(
     for (const original of node.output) {
       const renamed = outputRename.get(original);
       if (!renamed) continue;
-      const absorbedTarget = [...plan.absorbed.entries()].find(([, a]) => a.producer === node)?.[0];
-      const target = absorbedTarget ?? original;
+      const target = absorbedTarget.get(original) ?? original;
       if (!quantizedSet.has(target)) throw new Error(`internal: ${target} renamed but not quantised`);
       nodes.push(...qdqPair(renamed, target));
     }

@@ -29,6 +29,14 @@ const commands: Record<string, Command> = {
     summary: 'generate print-like images with defects and masks (MVTec layout)',
     run: (a) => (require('./commands/synth') as typeof import('./commands/synth')).synthCommand(a),
   },
+  quantize: {
+    summary: 'INT8 post-training quantization of a backbone (QDQ, calibrated)',
+    run: (a) => (require('./commands/quantize') as typeof import('./commands/quantize')).quantizeCommand(a),
+  },
+  prune: {
+    summary: 'structured channel pruning of a backbone',
+    run: (a) => (require('./commands/quantize') as typeof import('./commands/quantize')).pruneCommand(a),
+  },
   serve: {
     summary: 'run a gateway (--embedded: with in-process shards and no etcd)',
     run: (a) => (require('../gateway/main') as typeof import('../gateway/main')).main(a),

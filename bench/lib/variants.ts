@@ -1,0 +1,182 @@
+/**
+ * The model variants the backbone benchmark compares, built on demand into the models folder (and
+ * reused while their parent's sha256 is unchanged): the full-depth float network (baseline), the
+ * cut float backbone, INT8 with random and nominal calibration, channel-pruned, pruned + INT8.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DerivedCard, writeDerived } from '../../models/derived';
+import { FULL_DEPTH, buildFullDepth, readFullDepth, writeFullDepth } from '../../models/full-depth';
+import { readModel } from '../../models/onnx/io';
+import { buildPruned } from '../../models/prune/build';
+import { buildInt8 } from '../../models/quantize/build';
+import { CalibrationMethod } from '../../models/quantize/ranges';
+import { resolveModel } from '../../models/registry';
+import { ModelSpec } from '../../models/spec';
+
+export type VariantKind =
+  | 'full-f32'
+  | 'cut-f32'
+  | 'cut-int8-randn'
+  | 'cut-int8-nominal'
+  | 'cut-pruned25'
+  | 'cut-pruned50'
+  | 'cut-pruned50-int8-randn';
+
+export const ALL_VARIANTS: VariantKind[] = [
+  'full-f32',
+  'cut-f32',
+  'cut-int8-randn',
+  'cut-int8-nominal',
+  'cut-pruned25',
+  'cut-pruned50',
+  'cut-pruned50-int8-randn',
+];
+
+export interface Variant {
+  kind: VariantKind;
+  id: string;
+  onnxPath: string;
+  inputName: string;
+  inputSize: [number, number];
+  /** The spec (absent for the timing-only full-depth model). */
+  spec?: ModelSpec;
+  flops: number;
+  bytes: number;
+}
+
+export interface VariantOptions {
+  modelsDir: string;
+  /** Folder of nominal images for the "nominal" calibration. */
+  nominal: string;
+  calibrationCount: number;
+  method: CalibrationMethod;
+  rebuild: boolean;
+  log: (message: string) => void;
+}
+
+/** Backbone id -> its full-depth baseline id. */
+export function fullDepthId(backbone: string): string {
+  return backbone.replace(/-imagenet$/, '-full');
+}
+
+export function variantId(backbone: string, kind: VariantKind): string {
+  if (kind === 'full-f32') return fullDepthId(backbone);
+  if (kind === 'cut-f32') return backbone;
+  return `${backbone}-${kind.replace(/^cut-/, '')}`;
+}
+
+function upToDate(dir: string, parent: ModelSpec, rebuild: boolean): boolean {
+  const card = path.join(dir, 'card.json');
+  if (rebuild || !fs.existsSync(card)) return false;
+  const parsed = JSON.parse(fs.readFileSync(card, 'utf8')) as DerivedCard;
+  // Default stages are the parent's choice (they change without the weights changing).
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  return parsed.derivedFrom?.sha256 === parent.sha256 && same(parsed.defaultStages, parent.defaultStages);
+}
+
+async function ensureDerived(
+  kind: VariantKind,
+  backbone: string,
+  id: string,
+  options: VariantOptions,
+  nominal = options.nominal,
+): Promise<void> {
+  const { spec, onnxPath } = resolveModel(backbone, options.modelsDir);
+  const dir = path.join(options.modelsDir, id);
+  if (upToDate(dir, spec, options.rebuild)) return;
+  options.log(`building ${id}`);
+  const model = readModel(onnxPath);
+  const int8 = { method: options.method, count: options.calibrationCount };
+  if (kind === 'cut-int8-randn' || kind === 'cut-int8-nominal') {
+    const calibration = kind === 'cut-int8-randn' ? 'randn' : nominal;
+    writeDerived(dir, (await buildInt8(spec, model, { id, calibration, ...int8 })).derived);
+  } else if (kind === 'cut-pruned25' || kind === 'cut-pruned50') {
+    const ratio = kind === 'cut-pruned25' ? 0.25 : 0.5;
+    writeDerived(dir, (await buildPruned(spec, model, { id, ratio })).derived);
+  } else if (kind === 'cut-pruned50-int8-randn') {
+    const pruned = await buildPruned(spec, model, { id: `${id}-float`, ratio: 0.5 });
+    const card = pruned.derived.card;
+    const built = await buildInt8({ ...spec, stages: pruned.derived.spec.stages }, pruned.model, {
+      id,
+      calibration: 'randn',
+      ...int8,
+      prior: { transforms: card.transforms, details: card.details },
+    });
+    writeDerived(dir, built.derived);
+  }
+}
+
+/** Builds (if needed) and describes one variant of a backbone. */
+export async function prepareVariant(
+  backbone: string,
+  kind: VariantKind,
+  options: VariantOptions,
+): Promise<Variant> {
+  const id = variantId(backbone, kind);
+  const dir = path.join(options.modelsDir, id);
+  if (kind === 'full-f32') {
+    let info = options.rebuild ? undefined : readFullDepth(dir);
+    if (!info) {
+      const def = FULL_DEPTH.find((d) => d.id === id);
+      if (!def) throw new Error(`no full-depth definition for ${backbone} (expected id ${id})`);
+      options.log(`building ${id}`);
+      const built = await buildFullDepth(def);
+      writeFullDepth(dir, def, built);
+      info = built.info;
+    }
+    return {
+      kind,
+      id,
+      onnxPath: path.join(dir, info.file),
+      inputName: info.inputName,
+      inputSize: info.inputSize,
+      flops: info.flops,
+      bytes: fs.statSync(path.join(dir, info.file)).size,
+    };
+  }
+  if (kind !== 'cut-f32') await ensureDerived(kind, backbone, id, options);
+  const { spec, onnxPath } = resolveModel(kind === 'cut-f32' ? backbone : dir, options.modelsDir);
+  const cardFile = path.join(path.dirname(onnxPath), 'card.json');
+  const card = JSON.parse(fs.readFileSync(cardFile, 'utf8')) as { cost: { flops: number } };
+  return {
+    kind,
+    id,
+    onnxPath,
+    inputName: spec.inputName,
+    inputSize: spec.inputSize,
+    spec,
+    flops: card.cost.flops,
+    bytes: fs.statSync(onnxPath).size,
+  };
+}
+
+/** A 50%-pruned model with bias compensation from one job's nominal images (accuracy comparison). */
+export async function preparePrunedCompensatedFor(
+  backbone: string,
+  folder: string,
+  tag: string,
+  options: VariantOptions,
+): Promise<string> {
+  const id = `${backbone}-pruned50-comp-${tag}`;
+  const { spec, onnxPath } = resolveModel(backbone, options.modelsDir);
+  const dir = path.join(options.modelsDir, id);
+  if (!upToDate(dir, spec, options.rebuild)) {
+    options.log(`building ${id}`);
+    const built = await buildPruned(spec, readModel(onnxPath), { id, ratio: 0.5, compensate: folder });
+    writeDerived(dir, built.derived);
+  }
+  return dir;
+}
+
+/** An INT8 model calibrated on one job's nominal images (for the accuracy comparison). */
+export async function prepareNominalFor(
+  backbone: string,
+  folder: string,
+  tag: string,
+  options: VariantOptions,
+): Promise<string> {
+  const id = `${backbone}-int8-nominal-${tag}`;
+  await ensureDerived('cut-int8-nominal', backbone, id, options, folder);
+  return path.join(options.modelsDir, id);
+}
