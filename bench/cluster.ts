@@ -18,7 +18,7 @@ import { FitSettings, LocalSearcher, fitBank } from '../lib/patchcore/fit';
 import { Inspector } from '../lib/patchcore/inspector';
 import { DEFECT_TYPES, generateDataset } from '../lib/synth';
 import { DEFAULT_ADMIN, toBuildRequest } from '../services/gateway/admin-service';
-import { BuildSpecMsg } from '../services/gateway/messages';
+import { buildSpec } from '../services/gateway/messages';
 import { LocalCluster, startLocalCluster } from '../services/local/cluster';
 import { TEST_TMP } from '../services/local/processes';
 import { mean, percentile, round, timeMs, timed } from './stats';
@@ -199,31 +199,12 @@ async function printImages(o: ClusterBenchOptions): Promise<Prints> {
   return { root, train: listImages(path.join(root, 'train', 'good')), probes };
 }
 
-function spec(partial: Partial<BuildSpecMsg> & { bank: string }): BuildSpecMsg {
-  return {
-    serverFolder: '',
-    model: '',
-    coresetRatio: 0,
-    coresetSize: 0,
-    coresetMethod: '',
-    index: '',
-    nprobe: 0,
-    partitions: 0,
-    replicas: 0,
-    resize: 0,
-    tile: 0,
-    tileOverlap: 0,
-    holdoutFraction: 0,
-    ...partial,
-  };
-}
-
 /** The in-process engine with the settings the gateway derives from the same BuildSpec. */
 async function localInspector(pool: BackbonePool, prints: Prints, coresetRatio: number): Promise<Inspector> {
   const bank = 'bench-local';
   const req = toBuildRequest(
     'create',
-    spec({ bank, coresetRatio }),
+    buildSpec({ bank, coresetRatio }),
     fileSources(prints.train, prints.root),
     DEFAULT_ADMIN,
   );
@@ -445,7 +426,7 @@ async function benchSheet(
   const bank = 'bench-sheet';
   const req = toBuildRequest(
     'create',
-    spec({ bank, coresetRatio: o.coresetRatio }),
+    buildSpec({ bank, coresetRatio: o.coresetRatio }),
     fileSources(sheets.train, sheets.root),
     DEFAULT_ADMIN,
   );

@@ -86,3 +86,23 @@ export interface BuildProgressMsg {
   total: number;
   bank?: BankInfoMsg | null;
 }
+
+/** A BuildSpec as the server sees it when the client set only some fields (proto3 defaults). */
+export function buildSpec(partial: Partial<BuildSpecMsg> & { bank: string }): BuildSpecMsg {
+  return {
+    serverFolder: '',
+    model: '',
+    coresetRatio: 0,
+    coresetSize: 0,
+    coresetMethod: '',
+    index: '',
+    nprobe: 0,
+    partitions: 0,
+    replicas: 0,
+    resize: 0,
+    tile: 0,
+    tileOverlap: 0,
+    holdoutFraction: 0,
+    ...partial,
+  };
+}

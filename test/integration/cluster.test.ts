@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { startLocalCluster, LocalCluster } from '../../services/local/cluster';
 import { InspectionClient, InspectResponse } from '../../lib/client/inspection-client';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
-import { BuildSpecMsg } from '../../services/gateway/messages';
+import { BuildSpecMsg, buildSpec } from '../../services/gateway/messages';
 import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
 import { fitBank, fittedInspector } from '../../lib/patchcore/fit';
 import { Inspector } from '../../lib/patchcore/inspector';
@@ -30,12 +30,7 @@ async function localInspector(
   files: string[],
   root: string,
 ): Promise<Inspector> {
-  const req = toBuildRequest(
-    'create',
-    { ...emptySpec(), ...SPEC, bank },
-    fileSources(files, root),
-    DEFAULT_ADMIN,
-  );
+  const req = toBuildRequest('create', buildSpec({ ...SPEC, bank }), fileSources(files, root), DEFAULT_ADMIN);
   const extractor = await createExtractor(pool, {
     model: req.model,
     view: req.settings.view,
@@ -44,25 +39,6 @@ async function localInspector(
   });
   const fitted = await fitBank(extractor, req.images, { ...req.settings, name: bank, version: 1 });
   return fittedInspector(fitted, extractor);
-}
-
-function emptySpec(): BuildSpecMsg {
-  return {
-    bank: '',
-    serverFolder: '',
-    model: '',
-    coresetRatio: 0,
-    coresetSize: 0,
-    coresetMethod: '',
-    index: '',
-    nprobe: 0,
-    partitions: 0,
-    replicas: 0,
-    resize: 0,
-    tile: 0,
-    tileOverlap: 0,
-    holdoutFraction: 0,
-  };
 }
 
 function mapOf(res: InspectResponse): Float32Array {
