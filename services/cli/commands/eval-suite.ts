@@ -50,6 +50,9 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
       group: 'pcb-tiled',
     },
     { name: 'deeppcb-resized', data: pcb, flags: {}, group: 'pcb' },
+    // One bank for both products against one bank per product (the runs 'bottle' and 'deeppcb-resized').
+    { name: 'unified-bottle', data: bottle, unifiedWith: [pcb], flags: {}, group: 'unified' },
+    { name: 'unified-deeppcb', data: pcb, unifiedWith: [bottle], flags: {}, group: 'unified' },
     {
       name: 'bottle-inception_v3',
       data: bottle,

@@ -1,0 +1,39 @@
+import { strict as assert } from 'node:assert';
+import { suiteRuns } from '../../services/cli/commands/eval-suite';
+
+describe('make eval suite', () => {
+  const runs = suiteRuns('/data');
+
+  it('covers the figures the README reports', () => {
+    const names = runs.map((r) => r.name);
+    for (const method of ['greedy', 'random']) {
+      for (const ratio of ['0.01', '0.1', '0.25'])
+        assert.ok(names.includes(`bottle-coreset-${method}-${ratio}`));
+    }
+    for (const n of [
+      'bottle',
+      'bottle-coreset-none',
+      'deeppcb-tiled',
+      'deeppcb-resized',
+      'unified-bottle',
+      'unified-deeppcb',
+    ]) {
+      assert.ok(names.includes(n), n);
+    }
+  });
+
+  it('builds unified banks from the other product too, and tiles DeepPCB at full resolution', () => {
+    const unified = runs.find((r) => r.name === 'unified-bottle')!;
+    assert.deepEqual(unified.unifiedWith, ['/data/deeppcb/group12100']);
+    const tiled = runs.find((r) => r.name === 'deeppcb-tiled')!;
+    assert.equal(tiled.flags.resize, '0');
+    assert.equal(tiled.flags.tile, '224');
+  });
+
+  it('selects runs by name prefix', () => {
+    assert.deepEqual(
+      suiteRuns('/data', 'unified').map((r) => r.name),
+      ['unified-bottle', 'unified-deeppcb'],
+    );
+  });
+});
