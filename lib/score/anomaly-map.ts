@@ -75,38 +75,60 @@ function upsampleInto(
 export function gaussianBlur(map: Float32Array, width: number, height: number, sigma: number): Float32Array {
   if (sigma <= 0) return map;
   const radius = Math.max(1, Math.ceil(4 * sigma));
-  const kernel = new Float32Array(2 * radius + 1);
+  // Half kernel: weights[0] is the centre; the kernel is symmetric, so each pair shares one multiply.
+  const weights = new Float32Array(radius + 1);
   let total = 0;
-  for (let i = -radius; i <= radius; i++)
-    total += kernel[i + radius] = Math.exp((-i * i) / (2 * sigma * sigma));
-  for (let i = 0; i < kernel.length; i++) kernel[i] /= total;
+  for (let i = 0; i <= radius; i++) {
+    weights[i] = Math.exp((-i * i) / (2 * sigma * sigma));
+    total += i === 0 ? weights[i] : 2 * weights[i];
+  }
+  for (let i = 0; i <= radius; i++) weights[i] /= total;
   const tmp = new Float32Array(map.length);
   const out = new Float32Array(map.length);
-  const reflect = (i: number, n: number): number => {
-    if (n === 1) return 0;
-    while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
-    return i;
-  };
-  const colIndex = new Int32Array(width + 2 * radius);
-  for (let i = 0; i < colIndex.length; i++) colIndex[i] = reflect(i - radius, width);
+  for (let y = 0; y < height; y++) blurLine(map, tmp, y * width, 1, width, weights);
+  // Vertical pass row by row, so the inner loop runs over contiguous memory.
   for (let y = 0; y < height; y++) {
-    const row = y * width;
-    for (let x = 0; x < width; x++) {
-      let s = 0;
-      for (let k = 0; k < kernel.length; k++) s += kernel[k] * map[row + colIndex[x + k]];
-      tmp[row + x] = s;
-    }
-  }
-  const rowIndex = new Int32Array(height + 2 * radius);
-  for (let i = 0; i < rowIndex.length; i++) rowIndex[i] = reflect(i - radius, height) * width;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let s = 0;
-      for (let k = 0; k < kernel.length; k++) s += kernel[k] * tmp[rowIndex[y + k] + x];
-      out[y * width + x] = s;
+    const o = y * width;
+    for (let x = 0; x < width; x++) out[o + x] = weights[0] * tmp[o + x];
+    for (let k = 1; k <= radius; k++) {
+      const a = reflect(y - k, height) * width;
+      const b = reflect(y + k, height) * width;
+      const wk = weights[k];
+      for (let x = 0; x < width; x++) out[o + x] += wk * (tmp[a + x] + tmp[b + x]);
     }
   }
   return out;
+}
+
+/** scipy's 'reflect' border: ... 1 0 | 0 1 2 ... n-1 | n-1 n-2 ... */
+function reflect(i: number, n: number): number {
+  if (n === 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+  return i;
+}
+
+/** One row (start, stride 1) of the horizontal pass. */
+function blurLine(
+  src: Float32Array,
+  dst: Float32Array,
+  start: number,
+  stride: number,
+  n: number,
+  w: Float32Array,
+): void {
+  const radius = w.length - 1;
+  const at = (i: number): number => src[start + reflect(i, n) * stride];
+  for (let i = 0; i < n; i++) {
+    let s = w[0] * src[start + i * stride];
+    if (i >= radius && i + radius < n) {
+      // Interior: no reflection needed, plain strided reads.
+      for (let k = 1; k <= radius; k++)
+        s += w[k] * (src[start + (i - k) * stride] + src[start + (i + k) * stride]);
+    } else {
+      for (let k = 1; k <= radius; k++) s += w[k] * (at(i - k) + at(i + k));
+    }
+    dst[start + i * stride] = s;
+  }
 }
 
 export function maxOf(values: Float32Array): number {

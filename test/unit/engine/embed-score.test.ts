@@ -77,6 +77,30 @@ describe('anomaly map and regions', () => {
     assert.ok(s[20 * 41 + 20] > s[20 * 41 + 21]);
   });
 
+  it('Gaussian smoothing equals a direct 2-D convolution with reflected borders', () => {
+    const w = 13;
+    const h = 9;
+    const sigma = 1.5;
+    const m = Float32Array.from({ length: w * h }, (_, i) => Math.sin(i * 1.7) + (i % 5));
+    const r = Math.ceil(4 * sigma);
+    const g = (d: number) => Math.exp((-d * d) / (2 * sigma * sigma));
+    let norm = 0;
+    for (let d = -r; d <= r; d++) norm += g(d);
+    const refl = (i: number, n: number) => {
+      while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+      return i;
+    };
+    const got = gaussianBlur(m, w, h, sigma);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let s = 0;
+        for (let dy = -r; dy <= r; dy++)
+          for (let dx = -r; dx <= r; dx++) s += g(dx) * g(dy) * m[refl(y + dy, h) * w + refl(x + dx, w)];
+        assert.ok(Math.abs(got[y * w + x] - s / (norm * norm)) < 1e-4, `(${x},${y})`);
+      }
+    }
+  });
+
   it('finds connected regions with boxes and peaks, scaled to the image', () => {
     const w = 10;
     const m = new Float32Array(100);
