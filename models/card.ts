@@ -82,6 +82,23 @@ function mega(n: number): string {
   return `${(n / 1e6).toFixed(3)} M`;
 }
 
+/** The "Stages" section shared by the cards of converted and of derived (INT8, pruned) models. */
+export function stagesTable(
+  stages: { name: string; tensor: string; shape: number[]; stride: number }[],
+  defaultStages: string[],
+): string[] {
+  return [
+    '## Stages',
+    '',
+    '| stage | tensor | shape (C x H x W) | stride | default |',
+    '| --- | --- | --- | --- | --- |',
+    ...stages.map(
+      (s) =>
+        `| ${s.name} | \`${s.tensor}\` | ${s.shape.join(' x ')} | ${s.stride} | ${defaultStages.includes(s.name) ? 'yes' : ''} |`,
+    ),
+  ];
+}
+
 export function cardToMarkdown(card: ModelCard): string {
   const lines = [
     `# ${card.id}`,
@@ -99,14 +116,7 @@ export function cardToMarkdown(card: ModelCard): string {
     `- Tensor \`${card.input.name}\`: float32 ${card.input.layout} ${card.input.channels}, default ${card.input.size[0]}x${card.input.size[1]} (batch and spatial sizes are dynamic)`,
     `- Normalisation on RGB in [0,1]: mean [${card.input.normalize.mean.join(', ')}], std [${card.input.normalize.std.join(', ')}]`,
     '',
-    '## Stages',
-    '',
-    '| stage | tensor | shape (C x H x W) | stride | default |',
-    '| --- | --- | --- | --- | --- |',
-    ...card.stages.map(
-      (s) =>
-        `| ${s.name} | \`${s.tensor}\` | ${s.shape.join(' x ')} | ${s.stride} | ${card.defaultStages.includes(s.name) ? 'yes' : ''} |`,
-    ),
+    ...stagesTable(card.stages, card.defaultStages),
     '',
     '## Cost (batch 1, default input size)',
     '',

@@ -10,6 +10,7 @@ import { FLOP_COUNTING, measureModel } from './measure';
 import { encodeModel } from './onnx/io';
 import { ModelProto } from './onnx/proto';
 import { ModelSpec } from './spec';
+import { stagesTable } from './card';
 import { specToJson } from './spec-file';
 
 export const DERIVED_ONNX_FILE = 'model.onnx';
@@ -98,14 +99,7 @@ export function derivedCardToMarkdown(card: DerivedCard): string {
       ...Object.entries(detail as Record<string, unknown>).map(([k, v]) => `- ${k}: ${mdValue(v)}`),
       '',
     ]),
-    '## Stages',
-    '',
-    '| stage | tensor | shape (C x H x W) | stride | default |',
-    '| --- | --- | --- | --- | --- |',
-    ...card.stages.map(
-      (s) =>
-        `| ${s.name} | \`${s.tensor}\` | ${s.shape.join(' x ')} | ${s.stride} | ${card.defaultStages.includes(s.name) ? 'yes' : ''} |`,
-    ),
+    ...stagesTable(card.stages, card.defaultStages),
     '',
     '## Cost (batch 1, default input size)',
     '',

@@ -44,8 +44,20 @@ describe('patch embedding', () => {
   it('random projection is seeded and roughly preserves distances', () => {
     const a = new RandomProjection(64, 32, 3);
     assert.deepEqual(a.matrix, new RandomProjection(64, 32, 3).matrix);
-    const e = embedPatches([map(64, 2, 2, (c, y, x) => Math.sin(c * 7 + y * 3 + x))], a);
+    const full = embedPatches([map(64, 6, 6, (c, y, x) => Math.sin(c * 7 + y * 3 + x * x))]);
+    const e = embedPatches([map(64, 6, 6, (c, y, x) => Math.sin(c * 7 + y * 3 + x * x))], a);
     assert.equal(e.dim, 32);
+    // Distances between patches survive the projection within a loose Johnson-Lindenstrauss bound.
+    const dist = (v: Float32Array, d: number, i: number, j: number) =>
+      Math.hypot(...Array.from({ length: d }, (_, k) => v[i * d + k] - v[j * d + k]));
+    for (const [i, j] of [
+      [0, 1],
+      [0, 3],
+      [1, 2],
+    ]) {
+      const ratio = dist(e.vectors, 32, i, j) / dist(full.vectors, 64, i, j);
+      assert.ok(ratio > 0.5 && ratio < 1.5, `patches ${i},${j}: distance ratio ${ratio}`);
+    }
   });
 });
 
