@@ -7,7 +7,7 @@
  * KnnIndex.searchSync; KnnIndex only adds a square root per result) on one index per factory with
  * nprobe changed in place, since KnnIndex fixes nprobe when it is built.
  */
-import { Index } from 'faiss-node';
+import { Index } from '../lib/knn/faiss';
 import { DEFAULT_MIXTURE, MixtureOptions, makeMixture, sampleMixture } from './mixture';
 import { alternating, collectGarbage, medianMs, round, rssMb, timeMs } from './stats';
 

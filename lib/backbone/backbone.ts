@@ -23,9 +23,18 @@ export interface SessionSettings {
   /** Threads inside one inference (0 = onnxruntime's default: one per core). */
   intraOpThreads: number;
   graphOptimization: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Let idle intra-op threads spin between operators. Off by default: spinning threads take the
+   * cores from faiss and from the other processes of a node (gateway, shards) for no gain here.
+   */
+  spinning: boolean;
 }
 
-export const DEFAULT_SESSION: SessionSettings = { intraOpThreads: 0, graphOptimization: 'all' };
+export const DEFAULT_SESSION: SessionSettings = {
+  intraOpThreads: 0,
+  graphOptimization: 'all',
+  spinning: false,
+};
 
 export class Backbone {
   private constructor(
@@ -55,6 +64,7 @@ export class Backbone {
     const options: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: settings.graphOptimization,
       executionMode: 'sequential',
+      extra: { session: { intra_op: { allow_spinning: settings.spinning ? '1' : '0' } } },
     };
     if (settings.intraOpThreads > 0) options.intraOpNumThreads = settings.intraOpThreads;
     // Only the chosen stages stay graph outputs: nothing after the deepest one runs. (It also avoids

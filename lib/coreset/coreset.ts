@@ -8,7 +8,7 @@
  * from the 4B farthest candidates an exact greedy picks B, then one faiss search updates all N
  * distances for the whole batch (BLAS instead of a JS loop). B = 1 is exact greedy.
  */
-import { IndexFlatL2 } from 'faiss-node';
+import { IndexFlatL2 } from '../knn/faiss';
 import { gaussianMatrix, sampleIndices } from '../util/random';
 import { project } from '../embed/patch-embed';
 

@@ -3,7 +3,7 @@
  * string ("Flat", "IVF256,Flat"): changing the index is a config change, nothing else moves.
  * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
  */
-import { Index } from 'faiss-node';
+import { Index } from './faiss';
 
 export interface KnnConfig {
   /** faiss factory string: "Flat" (exact) or e.g. "IVF1024,Flat". */

@@ -6,7 +6,7 @@ import { BankMeta } from '../bank/bank-meta';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../image/decode';
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
-import { gaussianBlur, maxOf, patchScores, stitchTiles } from '../score/anomaly-map';
+import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { SpiError } from '../errors';
 
@@ -81,8 +81,15 @@ export function scoreEmbedding(
   const perTile = embedding.gridHeight * embedding.gridWidth;
   const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
   const { canvasWidth: w, canvasHeight: h } = embedding;
-  const raw = stitchTiles(grids, embedding.gridHeight, embedding.gridWidth, embedding.tiles, w, h);
-  const map = gaussianBlur(raw, w, h, meta.score.sigma);
+  const map = anomalyMap(
+    grids,
+    embedding.gridHeight,
+    embedding.gridWidth,
+    embedding.tiles,
+    w,
+    h,
+    meta.score.sigma,
+  );
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
   const isDefective = score >= threshold;

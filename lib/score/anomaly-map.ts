@@ -71,32 +71,136 @@ function upsampleInto(
   }
 }
 
-/** Separable Gaussian blur, kernel truncated at 4 sigma, borders reflected. */
-export function gaussianBlur(map: Float32Array, width: number, height: number, sigma: number): Float32Array {
-  if (sigma <= 0) return map;
+/**
+ * The smoothed anomaly map: tile grids upsampled, stitched and Gaussian-blurred. A single tile that
+ * covers the canvas (the usual 224 px frame) takes the fused path below; tiled views stitch first.
+ */
+export function anomalyMap(
+  grids: Float32Array[],
+  gridHeight: number,
+  gridWidth: number,
+  tiles: Tile[],
+  canvasWidth: number,
+  canvasHeight: number,
+  sigma: number,
+): Float32Array {
+  const t = tiles[0];
+  const whole = tiles.length === 1 && t.left === 0 && t.top === 0;
+  if (whole && t.width === canvasWidth && t.height === canvasHeight && sigma > 0) {
+    return smoothUpsample(grids[0], gridHeight, gridWidth, canvasWidth, canvasHeight, sigma);
+  }
+  const raw = stitchTiles(grids, gridHeight, gridWidth, tiles, canvasWidth, canvasHeight);
+  return gaussianBlur(raw, canvasWidth, canvasHeight, sigma);
+}
+
+/**
+ * blur(upsample(grid)) in one step. Both are linear and separable, so per axis they compose into one
+ * (output x grid) matrix A = Blur * Upsample, and the map is A_y * grid * A_x^T. Each output pixel
+ * only reaches the few grid cells within the kernel's radius, so the band is narrow: about ten times
+ * less work than blurring the full-resolution map, with the same result to float rounding.
+ */
+export function smoothUpsample(
+  grid: Float32Array,
+  gridHeight: number,
+  gridWidth: number,
+  width: number,
+  height: number,
+  sigma: number,
+): Float32Array {
+  const ax = composedAxis(gridWidth, width, sigma);
+  const ay = composedAxis(gridHeight, height, sigma);
+  // Rows: grid (gh x gw) * A_x^T -> gh x width.
+  const rows = new Float64Array(gridHeight * width);
+  for (let g = 0; g < gridHeight; g++) {
+    const src = g * gridWidth;
+    const dst = g * width;
+    for (let x = 0; x < width; x++) {
+      const lo = ax.lo[x];
+      const hi = ax.hi[x];
+      const w = x * gridWidth;
+      let s = 0;
+      for (let j = lo; j < hi; j++) s += ax.weights[w + j] * grid[src + j];
+      rows[dst + x] = s;
+    }
+  }
+  // Columns: A_y * rows -> height x width, accumulating whole rows (contiguous inner loop).
+  const out = new Float32Array(width * height);
+  const acc = new Float64Array(width);
+  for (let y = 0; y < height; y++) {
+    acc.fill(0);
+    const w = y * gridHeight;
+    for (let g = ay.lo[y]; g < ay.hi[y]; g++) {
+      const a = ay.weights[w + g];
+      const src = g * width;
+      for (let x = 0; x < width; x++) acc[x] += a * rows[src + x];
+    }
+    out.set(acc, y * width);
+  }
+  return out;
+}
+
+interface ComposedAxis {
+  /** Dense (outSize x inSize) weights of Blur * Upsample along one axis. */
+  weights: Float64Array;
+  /** Per output index, the band [lo, hi) of grid cells with non-zero weight. */
+  lo: Int32Array;
+  hi: Int32Array;
+}
+
+const composedCache = new Map<string, ComposedAxis>();
+
+function composedAxis(inSize: number, outSize: number, sigma: number): ComposedAxis {
+  const key = `${inSize}/${outSize}/${sigma}`;
+  let axis = composedCache.get(key);
+  if (axis) return axis;
+  const up = axisWeights(inSize, outSize);
+  const kernel = gaussianKernel(sigma);
+  const radius = kernel.length - 1;
+  const weights = new Float64Array(outSize * inSize);
+  const lo = new Int32Array(outSize).fill(inSize);
+  const hi = new Int32Array(outSize);
+  for (let o = 0; o < outSize; o++) {
+    for (let k = -radius; k <= radius; k++) {
+      const p = reflect(o + k, outSize);
+      const b = kernel[Math.abs(k)];
+      weights[o * inSize + up.i0[p]] += b * (1 - up.f[p]);
+      weights[o * inSize + up.i1[p]] += b * up.f[p];
+    }
+    for (let g = 0; g < inSize; g++) {
+      if (weights[o * inSize + g] === 0) continue;
+      lo[o] = Math.min(lo[o], g);
+      hi[o] = g + 1;
+    }
+  }
+  axis = { weights, lo, hi };
+  if (composedCache.size > 64) composedCache.clear();
+  composedCache.set(key, axis);
+  return axis;
+}
+
+/** Half of a normalised Gaussian kernel truncated at 4 sigma: [0] is the centre. */
+function gaussianKernel(sigma: number): Float64Array {
   const radius = Math.max(1, Math.ceil(4 * sigma));
-  // Half kernel: weights[0] is the centre; the kernel is symmetric, so each pair shares one multiply.
-  const weights = new Float32Array(radius + 1);
+  const weights = new Float64Array(radius + 1);
   let total = 0;
   for (let i = 0; i <= radius; i++) {
     weights[i] = Math.exp((-i * i) / (2 * sigma * sigma));
     total += i === 0 ? weights[i] : 2 * weights[i];
   }
   for (let i = 0; i <= radius; i++) weights[i] /= total;
-  const tmp = new Float32Array(map.length);
+  return weights;
+}
+
+/** Separable Gaussian blur, kernel truncated at 4 sigma, borders reflected. */
+export function gaussianBlur(map: Float32Array, width: number, height: number, sigma: number): Float32Array {
+  if (sigma <= 0) return map;
+  const kernel = gaussianKernel(sigma);
+  const line = new Float64Array(Math.max(width, height) + 2 * (kernel.length - 1));
+  // Each pass blurs rows and writes them transposed, so both passes read contiguous memory.
+  const transposed = new Float32Array(map.length);
   const out = new Float32Array(map.length);
-  for (let y = 0; y < height; y++) blurLine(map, tmp, y * width, 1, width, weights);
-  // Vertical pass row by row, so the inner loop runs over contiguous memory.
-  for (let y = 0; y < height; y++) {
-    const o = y * width;
-    for (let x = 0; x < width; x++) out[o + x] = weights[0] * tmp[o + x];
-    for (let k = 1; k <= radius; k++) {
-      const a = reflect(y - k, height) * width;
-      const b = reflect(y + k, height) * width;
-      const wk = weights[k];
-      for (let x = 0; x < width; x++) out[o + x] += wk * (tmp[a + x] + tmp[b + x]);
-    }
-  }
+  blurRowsTransposed(map, transposed, width, height, kernel, line);
+  blurRowsTransposed(transposed, out, height, width, kernel, line);
   return out;
 }
 
@@ -107,27 +211,26 @@ function reflect(i: number, n: number): number {
   return i;
 }
 
-/** One row (start, stride 1) of the horizontal pass. */
-function blurLine(
+/** Blurs each of the h rows (width w) of src and writes row y as column y of dst (w rows of h). */
+function blurRowsTransposed(
   src: Float32Array,
   dst: Float32Array,
-  start: number,
-  stride: number,
-  n: number,
-  w: Float32Array,
+  w: number,
+  h: number,
+  kernel: Float64Array,
+  line: Float64Array,
 ): void {
-  const radius = w.length - 1;
-  const at = (i: number): number => src[start + reflect(i, n) * stride];
-  for (let i = 0; i < n; i++) {
-    let s = w[0] * src[start + i * stride];
-    if (i >= radius && i + radius < n) {
-      // Interior: no reflection needed, plain strided reads.
-      for (let k = 1; k <= radius; k++)
-        s += w[k] * (src[start + (i - k) * stride] + src[start + (i + k) * stride]);
-    } else {
-      for (let k = 1; k <= radius; k++) s += w[k] * (at(i - k) + at(i + k));
+  const r = kernel.length - 1;
+  for (let y = 0; y < h; y++) {
+    const o = y * w;
+    // The row with its reflected borders, so the convolution below needs no bounds checks.
+    for (let i = -r; i < w + r; i++) line[i + r] = src[o + (i >= 0 && i < w ? i : reflect(i, w))];
+    for (let x = 0; x < w; x++) {
+      const c = x + r;
+      let s = kernel[0] * line[c];
+      for (let j = 1; j <= r; j++) s += kernel[j] * (line[c - j] + line[c + j]);
+      dst[x * h + y] = s;
     }
-    dst[start + i * stride] = s;
   }
 }
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { avgPool3x3, embedPatches, resizeBilinear, RandomProjection } from '../../../lib/embed/patch-embed';
-import { gaussianBlur, patchScores, stitchTiles } from '../../../lib/score/anomaly-map';
+import { anomalyMap, gaussianBlur, patchScores, stitchTiles } from '../../../lib/score/anomaly-map';
 import { findRegions } from '../../../lib/score/regions';
 import { tileGrid, DEFAULT_VIEW } from '../../../lib/image/views';
 import { thresholdF1, thresholdFromNominal, manualThreshold } from '../../../lib/threshold/threshold';
@@ -110,6 +110,32 @@ describe('anomaly map and regions', () => {
           for (let dx = -r; dx <= r; dx++) s += g(dx) * g(dy) * m[refl(y + dy, h) * w + refl(x + dx, w)];
         assert.ok(Math.abs(got[y * w + x] - s / (norm * norm)) < 1e-4, `(${x},${y})`);
       }
+    }
+  });
+
+  it('the fused map of one whole-canvas tile equals upsampling, then blurring', () => {
+    // Square 224 from 28, non-square with a grid that does not divide the canvas, a kernel wider
+    // than the canvas (reflection more than once), and a 1-cell grid.
+    const cases = [
+      { gh: 28, gw: 28, w: 224, h: 224, sigma: 4 },
+      { gh: 7, gw: 11, w: 61, h: 37, sigma: 2.5 },
+      { gh: 3, gw: 4, w: 9, h: 7, sigma: 4 },
+      { gh: 1, gw: 1, w: 5, h: 5, sigma: 1 },
+    ];
+    for (const { gh, gw, w, h, sigma } of cases) {
+      const grid = Float32Array.from(
+        { length: gh * gw },
+        (_, i) => Math.abs(Math.sin(i * 2.3)) * 3 + (i % 4),
+      );
+      const tiles = [{ left: 0, top: 0, width: w, height: h }];
+      const want = gaussianBlur(stitchTiles([grid], gh, gw, tiles, w, h), w, h, sigma);
+      const got = anomalyMap([grid], gh, gw, tiles, w, h, sigma);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < want.length; i++)
+        assert.ok(
+          Math.abs(got[i] - want[i]) < 1e-5,
+          `${w}x${h} sigma ${sigma} at ${i}: ${got[i]} vs ${want[i]}`,
+        );
     }
   });
 
