@@ -36,6 +36,8 @@ export interface SheetOptions {
 
 export interface ClusterBenchOptions {
   shardCounts: number[];
+  /** Gateway embedding workers tried at one shard (0 = on the event loop); other counts use 0. */
+  embedWorkers: number[];
   trainImages: number;
   coresetRatio: number;
   /** Sequential requests for the latency percentiles. */
@@ -52,6 +54,7 @@ export interface ClusterBenchOptions {
 
 export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   shardCounts: [1, 2, 4],
+  embedWorkers: [0, 1, 2],
   trainImages: 20,
   coresetRatio: 0.1,
   requests: 60,
@@ -97,6 +100,8 @@ export interface Measurement {
 export interface E2eRow {
   path: 'in-process' | 'cluster';
   shards: number | null;
+  /** The gateway's --embed-workers (null in-process). */
+  embedWorkers: number | null;
   /** Seconds to build the bank (upload + embed + coreset + index + threshold + load on shards). */
   buildS: number;
   m: Measurement;
@@ -148,20 +153,27 @@ export async function benchCluster(opts: Partial<ClusterBenchOptions> = {}): Pro
     const local = await timed(() => localInspector(pool, prints, o.coresetRatio));
     const localBuildS = local.ms / 1000;
     const inspectLocal = localInspectFn(local.value);
-    for (const shards of o.shardCounts) {
-      await withCluster(shards, async (cluster) => {
+    const setups = o.shardCounts.flatMap((shards) =>
+      (shards === 1 ? o.embedWorkers : [0]).map((workers) => ({ shards, workers })),
+    );
+    for (const { shards, workers } of setups) {
+      await withCluster(shards, workers, async (cluster) => {
         const { buildS, inspect } = await clusterBank(cluster, shards, prints, o);
-        o.log(`cluster: ${shards} shard(s): measuring, interleaved with in-process`);
+        o.log(
+          `cluster: ${shards} shard(s), ${workers} embed workers: measuring, interleaved with in-process`,
+        );
         const [base, m] = await measurePaired([inspectLocal, inspect], prints.probes, o);
-        result.rows.push(e2eRow('in-process', null, localBuildS, base, base));
-        result.rows.push(e2eRow('cluster', shards, buildS, m, base));
-        if (o.sheet && shards === o.sheetShards) result.sheet = await benchSheet(pool, cluster, o.sheet, o);
+        result.rows.push(e2eRow('in-process', null, null, localBuildS, base, base));
+        result.rows.push(e2eRow('cluster', shards, workers, buildS, m, base));
+        if (o.sheet && shards === o.sheetShards && workers === 0)
+          result.sheet = await benchSheet(pool, cluster, o.sheet, o);
       });
     }
   } finally {
     await pool.close();
   }
-  const one = result.rows.find((r) => r.path === 'cluster' && r.shards === 1);
+  const ones = result.rows.filter((r) => r.path === 'cluster' && r.shards === 1);
+  const one = ones.sort((a, b) => a.p50VsInProcess - b.p50VsInProcess)[0];
   if (one) result.overheadAt1Shard = round(one.p50VsInProcess - 1, 3);
   result.notes.push(
     `cluster overhead at 1 shard = cluster p50 / in-process p50 - 1 (target < ${OVERHEAD_TARGET})`,
@@ -171,8 +183,12 @@ export async function benchCluster(opts: Partial<ClusterBenchOptions> = {}): Pro
 }
 
 /** Starts a cluster and always stops it, whatever fn does. */
-async function withCluster<T>(shards: number, fn: (c: LocalCluster) => Promise<T>): Promise<T> {
-  const cluster = await startLocalCluster({ shards });
+async function withCluster<T>(
+  shards: number,
+  embedWorkers: number,
+  fn: (c: LocalCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = await startLocalCluster({ shards, gatewayArgs: ['--embed-workers', String(embedWorkers)] });
   try {
     return await fn(cluster);
   } finally {
@@ -267,6 +283,7 @@ async function clusterBank(cluster: LocalCluster, shards: number, prints: Prints
 function e2eRow(
   kind: E2eRow['path'],
   shards: number | null,
+  embedWorkers: number | null,
   buildS: number,
   m: Measurement,
   base: Measurement,
@@ -274,6 +291,7 @@ function e2eRow(
   return {
     path: kind,
     shards,
+    embedWorkers,
     buildS: round(buildS, 1),
     m,
     p50VsInProcess: round(m.p50Ms / base.p50Ms, 3),

@@ -141,6 +141,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
   const rows = r.rows.map((row) => [
     row.path,
     row.shards,
+    row.embedWorkers ?? '–',
     row.buildS,
     row.m.p50Ms,
     row.m.p99Ms,
@@ -175,6 +176,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
       [
         'path',
         'shards',
+        'embed workers',
         'build s',
         'p50 ms',
         'p99 ms',

@@ -57,6 +57,11 @@ function checkSha256(onnxPath: string, expected: string, specPath: string): void
   }
 }
 
+/** No model by that id or path (callers that serve requests map it to NOT_FOUND). */
+export class ModelNotFoundError extends Error {
+  override name = 'ModelNotFoundError';
+}
+
 function specPathFor(idOrPath: string, modelsDir: string): string {
   if (idOrPath.endsWith('.json') && isFile(idOrPath)) return idOrPath;
   if (isDir(idOrPath) && isFile(path.join(idOrPath, 'spec.json'))) return path.join(idOrPath, 'spec.json');
@@ -68,7 +73,7 @@ function specPathFor(idOrPath: string, modelsDir: string): string {
     ids.length > 0
       ? `available ids in ${modelsDir}: ${ids.join(', ')}`
       : `no models in ${modelsDir} (run \`make models\`)`;
-  throw new Error(
+  throw new ModelNotFoundError(
     `model "${idOrPath}" not found: not a spec.json, a directory with spec.json, or a model id; ${available}`,
   );
 }

@@ -4,7 +4,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { ModelSpec, StageSpec } from '../../models/spec';
-import { resolveModel } from '../../models/registry';
+import { ModelNotFoundError, resolveModel } from '../../models/registry';
 import { cutAtStages } from '../../models/surgery';
 import { decodeModel, encodeModel } from '../../models/onnx/io';
 import * as fs from 'node:fs';
@@ -49,7 +49,7 @@ export class Backbone {
     stageNames?: string[],
     settings: SessionSettings = DEFAULT_SESSION,
   ): Promise<Backbone> {
-    const { spec, onnxPath } = resolveModel(model);
+    const { spec, onnxPath } = resolveOrNotFound(model);
     const names = stageNames && stageNames.length > 0 ? stageNames : spec.defaultStages;
     const stages = names.map((name) => {
       const stage = spec.stages.find((s) => s.name === name);
@@ -127,5 +127,14 @@ export class Backbone {
       const base = offset + c * plane;
       for (let p = 0, q = c; p < plane; p++, q += 3) out[base + p] = tile.data[q] * scale - shift;
     }
+  }
+}
+
+function resolveOrNotFound(model: string): ReturnType<typeof resolveModel> {
+  try {
+    return resolveModel(model);
+  } catch (err) {
+    if (err instanceof ModelNotFoundError) throw new SpiError('NOT_FOUND', err.message);
+    throw err;
   }
 }

@@ -7,7 +7,9 @@ import { BankMeta } from '../bank/bank-meta';
 import { loadBank } from '../bank/bank-store';
 import { KnnIndex } from '../knn/index';
 import { ViewConfig } from '../image/views';
-import { FeatureExtractor } from './feature-extractor';
+import { EmbedPool } from './embed-pool';
+import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
+import { RgbImage } from '../image/decode';
 import { LocalSearcher } from './fit';
 import { Inspector, NeighbourSearcher } from './inspector';
 import { SpiError } from '../errors';
@@ -15,11 +17,20 @@ import { SpiError } from '../errors';
 export const DEFAULT_MODEL = process.env.SPI_MODEL ?? 'mobilenet_v2-imagenet';
 export const DEFAULT_BATCH = 8;
 
-/** One onnxruntime session per (model, stages), shared by every bank that uses it. */
+/**
+ * One onnxruntime session per (model, stages), shared by every bank that uses it; with `embedWorkers`
+ * the extractors it hands out embed on that many worker threads (EmbedPool) instead of this one.
+ */
 export class BackbonePool {
   private readonly sessions = new Map<string, Promise<Backbone>>();
+  readonly embedPool: EmbedPool | null;
 
-  constructor(private readonly settings: SessionSettings = DEFAULT_SESSION) {}
+  constructor(
+    private readonly settings: SessionSettings = DEFAULT_SESSION,
+    options: { embedWorkers?: number } = {},
+  ) {
+    this.embedPool = options.embedWorkers ? new EmbedPool({ workers: options.embedWorkers }) : null;
+  }
 
   get(model: string, stages?: string[]): Promise<Backbone> {
     const key = `${model}|${(stages ?? []).join(',')}`;
@@ -33,6 +44,7 @@ export class BackbonePool {
   }
 
   async close(): Promise<void> {
+    await this.embedPool?.close();
     const all = await Promise.allSettled(this.sessions.values());
     this.sessions.clear();
     for (const r of all) if (r.status === 'fulfilled') await r.value.close();
@@ -50,12 +62,35 @@ export interface ExtractorSettings {
 
 export async function createExtractor(pool: BackbonePool, s: ExtractorSettings): Promise<FeatureExtractor> {
   const backbone = await pool.get(s.model, s.stages);
-  return new FeatureExtractor(backbone, {
+  const options = {
     view: s.view,
     projectionDim: s.projectionDim,
     projectionSeed: s.projectionSeed,
     batchSize: s.batchSize ?? DEFAULT_BATCH,
-  });
+  };
+  if (!pool.embedPool) return new FeatureExtractor(backbone, options);
+  await pool.embedPool.warm(s);
+  return new PooledExtractor(backbone, options, pool.embedPool, s);
+}
+
+/** The same extractor, embedding on the pool's worker threads (the backbone here gives its identity). */
+export class PooledExtractor extends FeatureExtractor {
+  constructor(
+    backbone: Backbone,
+    options: FeatureExtractor['options'],
+    private readonly pool: EmbedPool,
+    private readonly settings: ExtractorSettings,
+  ) {
+    super(backbone, options);
+  }
+
+  override embed(image: RgbImage): Promise<ImageEmbedding> {
+    return this.pool.embed(this.settings, image);
+  }
+
+  override async embedMany(images: RgbImage[]): Promise<ImageEmbedding[]> {
+    return Promise.all(images.map((image) => this.embed(image)));
+  }
 }
 
 /** The extractor a bank was built with; refuses a backbone whose weights changed since. */

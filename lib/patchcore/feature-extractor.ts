@@ -38,24 +38,45 @@ export class FeatureExtractor {
   ) {}
 
   async embed(image: RgbImage): Promise<ImageEmbedding> {
-    const canvas = await toCanvas(image, this.options.view);
-    const tiles = tileGrid(canvas.width, canvas.height, this.options.view);
-    const parts: Float32Array[] = [];
-    let grid = { gridHeight: 0, gridWidth: 0, dim: 0 };
-    for (let b = 0; b < tiles.length; b += this.options.batchSize) {
-      const batch = tiles.slice(b, b + this.options.batchSize);
-      const pixels = batch.map((t) => cropRgb(canvas, t.left, t.top, t.width, t.height));
+    return (await this.embedMany([image]))[0];
+  }
+
+  /**
+   * Several images at once: their tiles share backbone batches (of equal-sized tiles, up to
+   * batchSize), which is how the embedding workers batch concurrent requests.
+   */
+  async embedMany(images: RgbImage[]): Promise<ImageEmbedding[]> {
+    const view = this.options.view;
+    const canvases = await Promise.all(images.map((image) => toCanvas(image, view)));
+    const jobs = canvases.map((canvas) => ({
+      canvas,
+      tiles: tileGrid(canvas.width, canvas.height, view),
+      parts: [] as Float32Array[],
+      grid: { gridHeight: 0, gridWidth: 0, dim: 0 },
+    }));
+    const all = jobs.flatMap((job) => job.tiles.map((tile) => ({ job, tile })));
+    for (let b = 0; b < all.length; ) {
+      let e = b + 1;
+      while (e < all.length && e - b < this.options.batchSize && sameSize(all[e].tile, all[b].tile)) e++;
+      const batch = all.slice(b, e);
+      const pixels = batch.map(({ job, tile: t }) => cropRgb(job.canvas, t.left, t.top, t.width, t.height));
       const stageMaps = await this.backbone.run(pixels);
-      for (let i = 0; i < batch.length; i++) {
-        const e = embedPatches(
-          stageMaps.map((maps) => maps[i]),
-          this.projectionFor(stageMaps.reduce((sum, maps) => sum + maps[i].channels, 0)),
-        );
-        grid = { gridHeight: e.gridHeight, gridWidth: e.gridWidth, dim: e.dim };
-        parts.push(e.vectors);
-      }
+      batch.forEach(({ job }, i) => {
+        const maps = stageMaps.map((perStage) => perStage[i]);
+        const inDim = maps.reduce((sum, m) => sum + m.channels, 0);
+        const emb = embedPatches(maps, this.projectionFor(inDim));
+        job.grid = { gridHeight: emb.gridHeight, gridWidth: emb.gridWidth, dim: emb.dim };
+        job.parts.push(emb.vectors);
+      });
+      b = e;
     }
-    return { canvasWidth: canvas.width, canvasHeight: canvas.height, tiles, ...grid, vectors: concat(parts) };
+    return jobs.map((job) => ({
+      canvasWidth: job.canvas.width,
+      canvasHeight: job.canvas.height,
+      tiles: job.tiles,
+      ...job.grid,
+      vectors: concat(job.parts),
+    }));
   }
 
   private projectionFor(inDim: number): RandomProjection | undefined {
@@ -65,6 +86,10 @@ export class FeatureExtractor {
     }
     return this.projection;
   }
+}
+
+function sameSize(a: Tile, b: Tile): boolean {
+  return a.width === b.width && a.height === b.height;
 }
 
 export function concat(parts: Float32Array[]): Float32Array {

@@ -36,6 +36,8 @@ export interface GatewayOptions {
   maxMessageBytes?: number;
   /** How long readiness waits for every active bank to have a live replica (ms, default 30 s). */
   readyWaitMs?: number;
+  /** Worker threads that embed images (0 = on the event loop; see lib/patchcore/embed-pool.ts). */
+  embedWorkers?: number;
   log?: Logger;
 }
 
@@ -57,7 +59,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     options.registry ?? new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log });
   // The directory reads the watcher's latest view lazily; the watcher prunes both on every change.
   const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view);
-  const backbones = new BackbonePool();
+  const backbones = new BackbonePool(undefined, { embedWorkers: options.embedWorkers ?? 0 });
   const catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
   const health = new ServingHealth(GATEWAY_HEALTH_SERVICES);
   const readiness = new GatewayReadiness(health, log, options.readyWaitMs);

@@ -1,6 +1,7 @@
 /**
  * Gateway node: `spi serve --port 50051 --etcd host:2379`. Flags win over environment variables
- * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT).
+ * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT,
+ * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
  * readiness off, waits --shutdown-delay-ms, drains in-flight calls (--shutdown-grace-ms) and exits 0.
@@ -11,6 +12,7 @@ import { DEFAULT_GATEWAY_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabl
 import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
+import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
 
 /** The flags of `spi serve` (exported so the Kubernetes manifest tests check args against them). */
 export const GATEWAY_FLAGS = {
@@ -26,6 +28,7 @@ export const GATEWAY_FLAGS = {
   'data-dir': { type: 'string', default: 'spi-data' },
   shards: { type: 'string', default: '2' },
   'metrics-port': { type: 'string' },
+  'embed-workers': { type: 'string' },
   'ready-wait-ms': { type: 'string', default: '30000' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
@@ -69,6 +72,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     drainMs: Number(values['drain-ms']),
     maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
     readyWaitMs: Number(values['ready-wait-ms']),
+    embedWorkers: embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0'),
     log,
   });
   const ops = await startOpsServerIfEnabled(
