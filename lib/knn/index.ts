@@ -4,6 +4,7 @@
  * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
  */
 import { Index } from './faiss';
+import { invalid } from '../errors';
 
 export interface KnnConfig {
   /** faiss factory string: "Flat" (exact) or e.g. "IVF1024,Flat". */
@@ -27,8 +28,27 @@ export class KnnIndex {
   private constructor(
     private readonly index: Index,
     readonly dim: number,
-    readonly config: KnnConfig,
+    private settings: KnnConfig,
   ) {}
+
+  get config(): KnnConfig {
+    return this.settings;
+  }
+
+  /**
+   * IVF cells visited per query, changeable on a built index: the speed/recall knob an operator
+   * turns without rebuilding the bank. Flat indexes have none and refuse it.
+   */
+  setNprobe(nprobe: number): void {
+    const cells = /^IVF(\d+)/.exec(this.settings.factory);
+    if (!cells) throw invalid(`a ${this.settings.factory} index has no nprobe (only IVF indexes do)`);
+    if (!Number.isInteger(nprobe) || nprobe < 1 || nprobe > Number(cells[1]))
+      throw new Error(
+        `nprobe must be an integer from 1 to ${cells[1]} for ${this.settings.factory}, got ${nprobe}`,
+      );
+    this.index.setNprobe(nprobe);
+    this.settings = { ...this.settings, nprobe };
+  }
 
   /** Builds and fills an index; IVF indexes are trained on the same vectors. */
   static build(vectors: Float32Array, dim: number, config: KnnConfig = DEFAULT_KNN): KnnIndex {

@@ -77,6 +77,28 @@ describe('engine: fit, inspect, eval on generated prints', function () {
     assert.ok(hits >= Math.ceil(flagged.length * 0.6), `${hits}/${flagged.length} top regions on the defect`);
   });
 
+  it('spi inspect --nprobe retunes an IVF bank per run and is refused on a Flat bank', async () => {
+    const ivf = path.join(out, 'bank-ivf');
+    const fitArgs = ['fit', '--data', data.root, '--out', ivf, '--index', 'IVF16,Flat', '--nprobe', '1'];
+    assert.equal(await run(fitArgs), 0);
+    const files = [...data.testGood, ...data.testDefective];
+    const scores = async (extra: string[]) => {
+      const dir = fs.mkdtempSync(path.join(out, 'nprobe-'));
+      assert.equal(await run(['inspect', '--bank', ivf, '--out', dir, ...extra, ...files]), 0);
+      const report = JSON.parse(fs.readFileSync(path.join(dir, 'verdicts.json'), 'utf8'));
+      return report.verdicts.map((v: { score: number }) => v.score) as number[];
+    };
+    // All 16 cells visited = exact search: never farther than the 1-cell answer, and here closer.
+    const one = await scores([]);
+    const all = await scores(['--nprobe', '16']);
+    assert.ok(all.every((s, i) => s <= one[i] + 1e-5));
+    assert.ok(
+      all.some((s, i) => s < one[i] - 1e-5),
+      'visiting every cell finds closer patches',
+    );
+    assert.notEqual(await run(['inspect', '--bank', path.join(out, 'bank'), '--nprobe', '4', files[0]]), 0);
+  });
+
   it('refuses a bank built with another backbone, by name', async () => {
     const dir = path.join(out, 'bank');
     const meta = JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8'));

@@ -1,4 +1,7 @@
-/** `spi inspect --bank <dir> --out <dir> <images...>`: verdicts as JSON, overlays as PNG. */
+/**
+ * `spi inspect --bank <dir> --out <dir> [--threshold T] [--nprobe N] <images...>`: verdicts as JSON,
+ * overlays as PNG. --nprobe overrides an IVF bank's cells per query (speed vs recall) for this run.
+ */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,7 +16,12 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { bank: { type: 'string' }, out: { type: 'string' }, threshold: { type: 'string' } },
+    options: {
+      bank: { type: 'string' },
+      out: { type: 'string' },
+      threshold: { type: 'string' },
+      nprobe: { type: 'string' },
+    },
   });
   if (!values.bank || positionals.length === 0) {
     throw invalid('usage: spi inspect --bank <bank dir> [--out <dir>] <image or folder>...');
@@ -22,7 +30,8 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
-    const { inspector, meta } = await openBank(pool, values.bank);
+    const { inspector, meta, index } = await openBank(pool, values.bank);
+    if (values.nprobe !== undefined) index.setNprobe(Number(values.nprobe));
     const threshold = values.threshold !== undefined ? Number(values.threshold) : undefined;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
     const verdicts = [];

@@ -56,6 +56,22 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     }
   });
 
+  it('changes nprobe on a built IVF index: more cells, closer to exact', () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'IVF16,Flat', nprobe: 1 });
+    const exact = bruteNearest(bank, queries, dim);
+    const misses = () => {
+      const r = index.searchSync(queries, 1);
+      return exact.filter((d, i) => Math.abs(r.distances[i] - d) > 1e-4).length;
+    };
+    const atOne = misses();
+    assert.ok(atOne > 0, 'one cell of 16 misses some true neighbours of uniform data');
+    index.setNprobe(16);
+    assert.equal(index.config.nprobe, 16);
+    assert.equal(misses(), 0);
+    assert.throws(() => index.setNprobe(17), /from 1 to 16/);
+    assert.throws(() => KnnIndex.build(bank, dim, { factory: 'Flat' }).setNprobe(4), /only IVF/);
+  });
+
   it('serialises and restores an index with identical answers', () => {
     const index = KnnIndex.build(bank, dim, { factory: 'IVF16,Flat', nprobe: 4 });
     const restored = KnnIndex.deserialize(index.serialize(), { factory: 'IVF16,Flat', nprobe: 4 });
