@@ -3,6 +3,7 @@
  * data dir and announced to the cluster. gRPC handlers (server.ts) only translate messages.
  */
 import { createHash, Hash } from 'node:crypto';
+import { buildIndex } from '../../lib/knn/build-worker';
 import { KnnIndex } from '../../lib/knn/index';
 import { SpiError, invalid } from '../../lib/errors';
 import { sha256 } from '../../lib/bank/bank-store';
@@ -239,7 +240,7 @@ export class PartitionStore {
     return this.serial(h.ref, async () => {
       let knn: KnnIndex;
       try {
-        knn = KnnIndex.build(vectors, h.dim, { factory: h.index, nprobe: h.nprobe });
+        knn = await buildIndex(vectors, h.dim, { factory: h.index, nprobe: h.nprobe });
       } catch (err) {
         // faiss prefixes its messages with the C++ location; the caller needs the reason.
         const reason = (err as Error).message.replace(/^Error in .*? at \S+:\d+: /, '');

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { KnnIndex } from '../../../lib/knn/index';
+import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 
 function randomVectors(n: number, dim: number, seed: number): Float32Array {
@@ -70,6 +71,23 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     assert.equal(misses(), 0);
     assert.throws(() => index.setNprobe(17), /from 1 to 16/);
     assert.throws(() => KnnIndex.build(bank, dim, { factory: 'Flat' }).setNprobe(4), /only IVF/);
+  });
+
+  it('builds IVF indexes on a worker thread with the same answers, and reports its errors', async function () {
+    this.timeout(30_000);
+    const config = { factory: 'IVF16,Flat', nprobe: 4 };
+    const offThread = await buildIndex(bank, dim, config);
+    const here = KnnIndex.build(bank, dim, config);
+    assert.equal(offThread.size, here.size);
+    assert.deepEqual(offThread.config, config);
+    const a = offThread.searchSync(queries, 2);
+    const b = here.searchSync(queries, 2);
+    assert.deepEqual(Array.from(a.labels), Array.from(b.labels));
+    assert.deepEqual(Array.from(a.distances), Array.from(b.distances));
+    await assert.rejects(
+      buildIndex(bank.subarray(0, 8 * dim), dim, config),
+      /needs at least 16 bank vectors/,
+    );
   });
 
   it('serialises and restores an index with identical answers', () => {

@@ -1,0 +1,66 @@
+/**
+ * Builds a faiss index on a worker thread. Training an IVF index (k-means) or adding a large bank is
+ * seconds of synchronous native work; on the shard's event loop it would stall every search of the
+ * other partitions meanwhile. The worker builds and serialises; the caller restores the bytes.
+ */
+import * as path from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { KnnConfig, KnnIndex } from './index';
+import { ErrorKind, SpiError } from '../errors';
+
+interface BuildJob {
+  vectors: Float32Array;
+  dim: number;
+  config: KnnConfig;
+}
+
+type BuildReply = { ok: true; bytes: Uint8Array } | { ok: false; kind: ErrorKind | null; message: string };
+
+/** Below this many values a build is quick enough for the calling thread (no worker start-up). */
+const OFF_THREAD_MIN_VALUES = 4 * 1024 * 1024;
+
+/** KnnIndex.build, on a worker thread for IVF indexes and large banks. */
+export async function buildIndex(vectors: Float32Array, dim: number, config: KnnConfig): Promise<KnnIndex> {
+  const trains = /^IVF/.test(config.factory);
+  if (!trains && vectors.length < OFF_THREAD_MIN_VALUES) return KnnIndex.build(vectors, dim, config);
+  const bytes = await new Promise<Uint8Array>((resolve, reject) => {
+    // Under tsx the sources are .ts and the worker needs the loader; compiled, it is plain .js.
+    const file = path.join(__dirname, `build-worker${path.extname(__filename)}`);
+    const job: BuildJob = { vectors, dim, config };
+    const worker = file.endsWith('.ts')
+      ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData: job })
+      : new Worker(file, { workerData: job });
+    let settled = false;
+    worker.once('message', (reply: BuildReply) => {
+      settled = true;
+      if (reply.ok) resolve(reply.bytes);
+      else reject(reply.kind ? new SpiError(reply.kind, reply.message) : new Error(reply.message));
+    });
+    worker.once('error', (err) => {
+      settled = true;
+      reject(err);
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new Error(`index build worker exited with code ${code}`));
+    });
+  });
+  return KnnIndex.deserialize(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), config);
+}
+
+if (!isMainThread && parentPort && (workerData as BuildJob | undefined)?.config) {
+  const { vectors, dim, config } = workerData as BuildJob;
+  let reply: BuildReply;
+  try {
+    const serialized = KnnIndex.build(vectors, dim, config).serialize();
+    const bytes = new Uint8Array(serialized.length);
+    bytes.set(serialized);
+    reply = { ok: true, bytes };
+  } catch (err) {
+    reply = {
+      ok: false,
+      kind: err instanceof SpiError ? err.kind : null,
+      message: err instanceof Error ? err.message : String(err),
+    };
+  }
+  parentPort.postMessage(reply, reply.ok ? [reply.bytes.buffer as ArrayBuffer] : []);
+}
