@@ -16,8 +16,8 @@ export interface KnnConfig {
 export interface KnnResult {
   /** Euclidean distances, row-major [queries x k], ascending per row. */
   distances: Float32Array;
-  /** Bank row of each neighbour. */
-  labels: Float64Array;
+  /** Bank row of each neighbour (faiss gives float64 rows, shards send int32: no copy either way). */
+  labels: Float64Array | Int32Array;
   /** Neighbours per query: the k asked for, or fewer when the index holds fewer rows. */
   k: number;
 }

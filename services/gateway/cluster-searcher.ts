@@ -122,5 +122,5 @@ function ref(record: BankVersionRecord, p: PartitionAssignment) {
 }
 
 function toKnn(reply: ShardSearchReply): KnnResult {
-  return { distances: reply.distances, labels: Float64Array.from(reply.labels), k: reply.k };
+  return { distances: reply.distances, labels: reply.labels, k: reply.k };
 }
