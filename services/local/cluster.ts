@@ -103,6 +103,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         await gateway.stop(10_000);
         await Promise.all(shards.map((s) => s.stop(10_000)));
         await etcd.stop();
+        // A directory made here (not one the caller gave) goes with the cluster.
+        if (!options.dir) fs.rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
