@@ -5,7 +5,7 @@ import prettier from 'eslint-config-prettier';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'build/', 'eval-results/', 'demo-out/', 'bin/'] },
+  { ignores: ['node_modules/', 'dist/', 'build/', 'eval-results/', 'demo-out/', 'bin/', '.test-tmp/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,

@@ -22,11 +22,15 @@ async function main(): Promise<void> {
       gateway: { type: 'string', default: '127.0.0.1:50051' },
       bank: { type: 'string' },
       frames: { type: 'string' },
+      ca: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
     },
   });
   if (!values.bank || !values.frames)
     throw new Error('usage: --gateway host:port --bank <bank> --frames <folder>');
-  const client = new InspectionClient(values.gateway!, { deadlineMs: 2000, retries: 2 });
+  const tls = values.ca ? { ca: values.ca, cert: values.cert, key: values.key } : undefined;
+  const client = new InspectionClient(values.gateway!, { deadlineMs: 2000, retries: 2, tls });
   try {
     for await (const answer of client.inspectStream(framesFrom(values.frames, values.bank))) {
       if (answer.error)

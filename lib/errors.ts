@@ -11,6 +11,8 @@ export type ErrorKind =
   | 'UNAVAILABLE' // no replica left for a partition
   | 'DEADLINE_EXCEEDED'
   | 'DATA_LOSS' // a stored file failed its checksum
+  | 'UNAUTHENTICATED' // no or bad credentials (admin RPCs, shard calls)
+  | 'PERMISSION_DENIED' // a known caller that may not call this
   | 'INTERNAL';
 
 export class SpiError extends Error {

@@ -4,8 +4,9 @@
 #   libfaiss-dev     faiss 1.7.3 static library + headers, linked into faiss-node
 #   libopenblas-dev  BLAS for faiss
 #   chromium         headless browser that checks the HTML report renders
+#   openssl          the TLS tests make their own certificates with it
 set -euo pipefail
-packages=(etcd-server libfaiss-dev libopenblas-dev chromium patch)
+packages=(etcd-server libfaiss-dev libopenblas-dev chromium patch openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,9 +1,13 @@
 /**
  * A typed Node client for line controllers and operators: Inspect with a deadline and retries on
  * UNAVAILABLE, InspectStream with backpressure, and the BankAdmin calls (builds stream images up and
- * report progress). Errors come back as SpiError with the server's message.
+ * report progress). Errors come back as SpiError with the server's message. TLS from PEM files
+ * (re-read when they change) or buffers, an admin bearer token, and an `x-request-id` per call.
  */
+import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { REQUEST_ID_KEY, newRequestId } from '../../services/common/request-id';
+import { DEFAULT_TLS_RELOAD_MS, channelCredentials } from '../../services/common/tls';
 import { clientConstructor } from '../../services/common/proto';
 import { fromServiceError } from '../../services/common/status';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
@@ -27,8 +31,38 @@ export interface ClientOptions {
   deadlineMs?: number;
   /** Extra attempts on UNAVAILABLE (a gateway restarting, a network blip). */
   retries?: number;
+  /** Full control over the channel's credentials (wins over `tls`). */
   credentials?: grpc.ChannelCredentials;
+  /**
+   * TLS: file paths (watched: rotated files are used for new connections) or PEM buffers. `ca`
+   * omitted: the system's roots. `cert` + `key`: mutual TLS. `serverName`: the name to check the
+   * server's certificate against when it differs from the dialled host.
+   */
+  tls?: {
+    ca?: string | Buffer;
+    cert?: string | Buffer;
+    key?: string | Buffer;
+    serverName?: string;
+    reloadMs?: number;
+  };
+  /** Admin bearer token (sent as `authorization: Bearer <token>` on every call). */
+  token?: string;
   channelOptions?: grpc.ChannelOptions;
+}
+
+/** Channel credentials for ClientOptions.tls. */
+export function tlsCredentials(tls: NonNullable<ClientOptions['tls']>): grpc.ChannelCredentials {
+  const { ca, cert, key } = tls;
+  if (!cert !== !key) throw new Error('tls.cert and tls.key go together');
+  if (typeof ca === 'string' && (cert === undefined || typeof cert === 'string') && typeof key !== 'object')
+    return channelCredentials({
+      caFile: ca,
+      certFile: cert as string | undefined,
+      keyFile: key,
+      reloadMs: tls.reloadMs ?? DEFAULT_TLS_RELOAD_MS,
+    });
+  const pem = (v: string | Buffer | undefined) => (typeof v === 'string' ? fs.readFileSync(v) : v);
+  return grpc.credentials.createSsl(pem(ca) ?? null, pem(key) ?? null, pem(cert) ?? null);
 }
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
@@ -38,17 +72,21 @@ export class InspectionClient {
   private readonly admin: AnyClient;
   private readonly deadlineMs: number;
   private readonly retries: number;
+  private readonly token: string | undefined;
 
   constructor(
     readonly address: string,
     options: ClientOptions = {},
   ) {
-    const creds = options.credentials ?? grpc.credentials.createInsecure();
+    const creds =
+      options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpc.credentials.createInsecure());
     const channel = {
       'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      ...(options.tls?.serverName ? { 'grpc.ssl_target_name_override': options.tls.serverName } : {}),
       ...options.channelOptions,
     };
+    this.token = options.token;
     this.inspector = new (clientConstructor('Inspector'))(address, creds, channel) as unknown as AnyClient;
     this.admin = new (clientConstructor('BankAdmin'))(address, creds, channel) as unknown as AnyClient;
     this.deadlineMs = options.deadlineMs ?? 10_000;
@@ -58,9 +96,12 @@ export class InspectionClient {
   /** One frame; retried on UNAVAILABLE with a short backoff, within the deadline. */
   async inspect(req: InspectRequest, deadlineMs = this.deadlineMs): Promise<InspectResponse> {
     const deadline = Date.now() + deadlineMs;
+    // One id for every attempt, so the gateway's and shards' logs of the retries line up.
+    const requestId = req.requestId || newRequestId();
+    const sent = { ...req, requestId };
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.unary<InspectResponse>(this.inspector, 'inspect', req, deadline);
+        return await this.unary<InspectResponse>(this.inspector, 'inspect', sent, deadline, requestId);
       } catch (err) {
         const e = err as grpc.ServiceError;
         const retry =
@@ -79,8 +120,10 @@ export class InspectionClient {
     frames: AsyncIterable<InspectRequest> | Iterable<InspectRequest>,
   ): AsyncGenerator<InspectResponse> {
     const call = (
-      this.inspector.inspectStream as () => grpc.ClientDuplexStream<InspectRequest, InspectResponse>
-    ).call(this.inspector);
+      this.inspector.inspectStream as (
+        m: grpc.Metadata,
+      ) => grpc.ClientDuplexStream<InspectRequest, InspectResponse>
+    ).call(this.inspector, this.metadata());
     const pump = (async () => {
       for await (const frame of frames) {
         if (!call.write(frame)) await new Promise((resolve) => call.once('drain', resolve));
@@ -142,8 +185,8 @@ export class InspectionClient {
     onProgress?: (p: BuildProgressMsg) => void,
   ): Promise<BankInfo> {
     const call = (
-      this.admin[method] as () => grpc.ClientDuplexStream<BuildRequestMsg, BuildProgressMsg>
-    ).call(this.admin);
+      this.admin[method] as (m: grpc.Metadata) => grpc.ClientDuplexStream<BuildRequestMsg, BuildProgressMsg>
+    ).call(this.admin, this.metadata());
     const send = async () => {
       const write = async (msg: BuildRequestMsg) => {
         if (!call.write(msg)) await new Promise((resolve) => call.once('drain', resolve));
@@ -167,7 +210,21 @@ export class InspectionClient {
     return bank;
   }
 
-  private unary<T>(client: AnyClient, method: string, req: unknown, deadline: number): Promise<T> {
+  /** Per-call metadata: a request id (the caller's or a new one) and the bearer token if set. */
+  private metadata(requestId: string = newRequestId()): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set(REQUEST_ID_KEY, requestId);
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    return md;
+  }
+
+  private unary<T>(
+    client: AnyClient,
+    method: string,
+    req: unknown,
+    deadline: number,
+    requestId?: string,
+  ): Promise<T> {
     return new Promise((resolve, reject) => {
       (
         client[method] as (
@@ -176,7 +233,7 @@ export class InspectionClient {
           o: grpc.CallOptions,
           cb: (e: grpc.ServiceError | null, r: T) => void,
         ) => void
-      ).call(client, req, new grpc.Metadata(), { deadline }, (err, res) =>
+      ).call(client, req, this.metadata(requestId), { deadline }, (err, res) =>
         err ? reject(method === 'inspect' ? err : fromServiceError(err)) : resolve(res),
       );
     });

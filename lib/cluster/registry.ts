@@ -6,7 +6,7 @@
 import { Etcd3 } from 'etcd3';
 import { SpiError, notFound } from '../errors';
 import { Logger, createLogger } from '../../services/common/log';
-import { createEtcdClient } from './etcd-client';
+import { EtcdConnection, createEtcdClient } from './etcd-client';
 import { KeyLayout, keyLayout, parseKey } from './keys';
 import { ShardRegistration } from './shard-registration';
 import {
@@ -23,7 +23,7 @@ import {
 import { ClusterView, isVersionRecord, viewFromKvs } from './view';
 import { ViewListener, ViewWatcher } from './view-watcher';
 
-export interface RegistryOptions {
+export interface RegistryOptions extends EtcdConnection {
   /** etcd client URLs or host:port. */
   endpoints: string[];
   /** Key prefix (default `/spi/`). */

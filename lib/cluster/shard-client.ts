@@ -7,6 +7,7 @@ import { sha256 } from '../bank/bank-store';
 import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../../services/common/proto';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
 import { fromServiceError } from '../../services/common/status';
+import { requestMetadata } from '../../services/common/request-id';
 import { bytesOf, float32View, int32View } from './bytes';
 import { PartitionRef } from './types';
 
@@ -42,12 +43,17 @@ export class ShardClient {
   constructor(
     readonly address: string,
     options: grpc.ChannelOptions = {},
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
-    this.client = newBankShardClient(address, {
-      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-      ...options,
-    });
+    this.client = newBankShardClient(
+      address,
+      {
+        'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+        'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+        ...options,
+      },
+      credentials,
+    );
   }
 
   search(
@@ -60,7 +66,8 @@ export class ShardClient {
     return new Promise((resolve, reject) => {
       this.client.search(
         { partition: ref, queries: bytesOf(queries), dim, k },
-        new grpc.Metadata(),
+        // The request id of the Inspect this search serves (the gateway's async context).
+        requestMetadata(),
         callOptions(opts),
         (err, res) => {
           if (err || !res) return reject(fromServiceError(err));
@@ -83,7 +90,7 @@ export class ShardClient {
     const bytes = bytesOf(vectors);
     const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
     return new Promise((resolve, reject) => {
-      const call = this.client.loadPartition(new grpc.Metadata(), callOptions(opts), (err, res) =>
+      const call = this.client.loadPartition(requestMetadata(), callOptions(opts), (err, res) =>
         err || !res ? reject(fromServiceError(err)) : resolve(res),
       );
       call.write({
@@ -117,7 +124,7 @@ export class ShardClient {
 
   dropPartition(ref: PartitionRef, opts: CallOptions = {}): Promise<boolean> {
     return new Promise((resolve, reject) => {
-      this.client.dropPartition(ref, new grpc.Metadata(), callOptions(opts), (err, res) =>
+      this.client.dropPartition(ref, requestMetadata(), callOptions(opts), (err, res) =>
         err || !res ? reject(fromServiceError(err)) : resolve(res.dropped),
       );
     });

@@ -1,8 +1,11 @@
 /**
- * Starts a grpc-js server on host:port (port 0 = a free port) and stops it gracefully: in-flight
- * calls get `graceMs` to finish, then the rest are cancelled.
+ * Starts a grpc-js server on host:port (port 0 = a free port), plaintext or TLS (see tls.ts), with
+ * extra interceptors (auth, request ids) outside the ones in channelOptions, and stops it gracefully:
+ * in-flight calls get `graceMs` to finish, then the rest are cancelled.
  */
 import * as grpc from '@grpc/grpc-js';
+import { Logger, createLogger } from './log';
+import { ServerTlsSettings, isLoopback, serverCredentials } from './tls';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -18,6 +21,11 @@ export interface GrpcServerOptions {
   /** Largest message received or sent (default 64 MiB: a frame's patch embeddings fit easily). */
   maxMessageBytes?: number;
   channelOptions?: grpc.ChannelOptions;
+  /** TLS (watched certificate files); none = plaintext (a warning unless on loopback). */
+  tls?: ServerTlsSettings | null;
+  /** Run outside channelOptions' interceptors (so e.g. the metrics interceptor counts refusals). */
+  interceptors?: grpc.ServerInterceptor[];
+  log?: Logger;
 }
 
 export interface RunningServer {
@@ -35,19 +43,29 @@ export function hostPort(host: string, port: number): string {
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningServer> {
   const host = options.host ?? '0.0.0.0';
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const log = options.log ?? createLogger('grpc');
+  const interceptors = [
+    ...((options.channelOptions?.interceptors as grpc.ServerInterceptor[] | undefined) ?? []),
+    ...(options.interceptors ?? []),
+  ];
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxBytes,
     'grpc.max_send_message_length': maxBytes,
     ...options.channelOptions,
+    interceptors,
   });
   for (const s of options.services) server.addService(s.definition, s.implementation);
+  const credentials = await serverCredentials(options.tls);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      hostPort(host, options.port ?? 0),
-      grpc.ServerCredentials.createInsecure(),
-      (err, bound) => (err ? reject(err) : resolve(bound)),
+    server.bindAsync(hostPort(host, options.port ?? 0), credentials, (err, bound) =>
+      err ? reject(err) : resolve(bound),
     );
   });
+  if (!options.tls && !isLoopback(host))
+    log.warn('serving gRPC in plaintext on a non-loopback address: set --tls-cert and --tls-key', {
+      host,
+      port,
+    });
   let stopping: Promise<void> | undefined;
   const shutdown = (graceMs = 10_000): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {

@@ -1,11 +1,17 @@
 /**
  * `spi serve --embedded`: a gateway with in-process bank shards and no etcd, for one machine (a
  * developer, a single inspection PC). Same gateway, same shards, same gRPC API; the registry is an
- * in-memory one saved under --data-dir, and shards persist their partitions there too.
+ * in-memory one saved under --data-dir, and shards persist their partitions there too. The shards
+ * listen on loopback only; the gateway serves /metrics, /healthz and /readyz on --metrics-port and
+ * takes the same TLS and admin flags as a cluster gateway.
  */
 import * as path from 'node:path';
 import { MemoryRegistry } from '../../lib/cluster/memory-registry';
 import { Logger } from '../common/log';
+import { MetricsPortSetting, startOpsServerIfEnabled } from '../common/http';
+import { collectProcessMetrics } from '../common/metrics';
+import { ServerTlsSettings } from '../common/tls';
+import { AuthPolicy } from '../common/auth';
 import { RunningShard, startShard } from '../shard/server';
 import { startGateway } from './gateway';
 
@@ -16,6 +22,9 @@ export interface EmbeddedOptions {
   shards: number;
   drainMs: number;
   maxMessageBytes: number;
+  metricsPort: MetricsPortSetting;
+  tls?: ServerTlsSettings | null;
+  adminAuth?: AuthPolicy['admin'];
 }
 
 export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promise<void> {
@@ -41,10 +50,26 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
     registry,
     drainMs: options.drainMs,
     maxMessageBytes: options.maxMessageBytes,
+    tls: options.tls,
+    adminAuth: options.adminAuth,
     log,
   });
+  const ops = await startOpsServerIfEnabled(
+    options.metricsPort,
+    { host: options.host, registry: gateway.metrics, health: gateway.health },
+    log,
+  ).catch(async (err: unknown) => {
+    await gateway.close(0);
+    await Promise.all(shards.map((s) => s.close(0)));
+    throw err;
+  });
+  if (ops) collectProcessMetrics(gateway.metrics);
+  await gateway.ready;
   log.info('gateway ready', {
     port: gateway.port,
+    metricsPort: ops?.port ?? null,
+    tls: options.tls ? options.tls.clientAuth : 'off',
+    adminAuth: options.adminAuth ? 'on' : 'off',
     embedded: true,
     shards: shards.length,
     dataDir: options.dataDir,
@@ -59,4 +84,5 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
   });
   await gateway.close(10_000);
   await Promise.all(shards.map((s) => s.close(5_000)));
+  await ops?.close();
 }

@@ -20,6 +20,10 @@ import { BankCatalog } from './bank-catalog';
 import { DEFAULT_FAN_OUT, FanOutSettings } from './cluster-searcher';
 import { inspectorHandlers } from './inspector-service';
 import { WatchedShardDirectory } from './shard-directory';
+import { ClientTlsSettings, ServerTlsSettings, peerVerifier } from '../common/tls';
+import { AuthPolicy, authInterceptor } from '../common/auth';
+import { requestIdInterceptor } from '../common/request-id';
+import { EtcdConnection } from '../../lib/cluster/etcd-client';
 
 export interface GatewayOptions {
   host?: string;
@@ -30,7 +34,6 @@ export interface GatewayOptions {
   registry?: ClusterRegistry;
   etcdPrefix?: string;
   fanOut?: FanOutSettings;
-  admin?: AdminDefaults;
   /** Grace before an old version is dropped after a rotation (ms). */
   drainMs?: number;
   maxMessageBytes?: number;
@@ -38,6 +41,15 @@ export interface GatewayOptions {
   readyWaitMs?: number;
   /** Worker threads that embed images (0 = on the event loop; see lib/patchcore/embed-pool.ts). */
   embedWorkers?: number;
+  /** TLS of the gRPC server (null = plaintext). */
+  tls?: ServerTlsSettings | null;
+  /** TLS of the hop to the shards (null = plaintext). */
+  shardTls?: ClientTlsSettings | null;
+  admin?: AdminDefaults;
+  /** Who may call BankAdmin (null = anyone: loopback development only). */
+  adminAuth?: AuthPolicy['admin'];
+  /** etcd TLS and user (see etcd-client.ts). */
+  etcdConnection?: EtcdConnection;
   log?: Logger;
 }
 
@@ -56,9 +68,10 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const log = options.log ?? createLogger('gateway');
   const registry: ClusterRegistry =
-    options.registry ?? new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log });
+    options.registry ??
+    new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log, ...options.etcdConnection });
   // The directory reads the watcher's latest view lazily; the watcher prunes both on every change.
-  const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view);
+  const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view, options.shardTls);
   const backbones = new BackbonePool(undefined, { embedWorkers: options.embedWorkers ?? 0 });
   const catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
   const health = new ServingHealth(GATEWAY_HEALTH_SERVICES);
@@ -84,6 +97,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     port: options.port,
     maxMessageBytes: options.maxMessageBytes,
     channelOptions: grpcMetrics.serverOptions(),
+    tls: options.tls,
+    interceptors: [
+      requestIdInterceptor,
+      authInterceptor({ admin: options.adminAuth, verifyPeer: peerVerifier(options.tls) }, log),
+    ],
+    log,
     services: [
       { definition: serviceDefinition('Inspector'), implementation: inspectorHandlers(catalog, log) },
       {

@@ -9,35 +9,68 @@ import { Inspection } from '../../lib/patchcore/inspector';
 import { invalid } from '../../lib/errors';
 import { Logger } from '../common/log';
 import { incoming } from '../common/streams';
-import { toServiceError, wrapUnary } from '../common/status';
+import { toServiceError } from '../common/status';
+import { newRequestId, requestIdOf, withRequestId } from '../common/request-id';
 import { BankCatalog } from './bank-catalog';
 import { InspectRequestMsg, InspectResponseMsg } from './messages';
 
 export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.UntypedServiceImplementation {
-  const inspect = async (req: InspectRequestMsg, deadline?: number): Promise<InspectResponseMsg> => {
-    const started = performance.now();
-    checkBankName(req.bank);
-    if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
-    const threshold = typeof req.threshold === 'number' ? req.threshold : undefined;
-    const { record, inspector } = await catalog.resolve(req.bank, req.version);
-    const r = await inspector.inspectBytes(req.image, threshold, deadline);
-    return toResponse(req, record.bank, record.version, r, performance.now() - started);
-  };
+  /**
+   * One frame, under `requestId` (logged here, sent to every shard Search by the fan-out). A frame's
+   * own request_id, when it differs, is logged as `frame`.
+   */
+  const inspect = (
+    requestId: string,
+    req: InspectRequestMsg,
+    deadline?: number,
+  ): Promise<InspectResponseMsg> =>
+    withRequestId(requestId, async () => {
+      const started = performance.now();
+      checkBankName(req.bank);
+      if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
+      const threshold = typeof req.threshold === 'number' ? req.threshold : undefined;
+      const { record, inspector } = await catalog.resolve(req.bank, req.version);
+      const r = await inspector.inspectBytes(req.image, threshold, deadline);
+      const ms = performance.now() - started;
+      log.debug('inspect', {
+        requestId,
+        ...(req.requestId && req.requestId !== requestId ? { frame: req.requestId } : {}),
+        bank: record.bank,
+        version: record.version,
+        score: r.score,
+        defective: r.isDefective,
+        ms: Math.round(ms * 10) / 10,
+      });
+      return toResponse(req, record.bank, record.version, r, ms);
+    });
 
   return {
-    inspect: wrapUnary<InspectRequestMsg, InspectResponseMsg>(
-      (call) => inspect(call.request, deadlineOf(call)),
-      log,
-    ),
+    inspect: (
+      call: grpc.ServerUnaryCall<InspectRequestMsg, InspectResponseMsg>,
+      callback: grpc.sendUnaryData<InspectResponseMsg>,
+    ) => {
+      // The request-id interceptor put the caller's id (or a new one) in the metadata.
+      const requestId = requestIdOf(call.metadata) ?? newRequestId();
+      const req = call.request;
+      inspect(requestId, req, deadlineOf(call)).then(
+        (res) => callback(null, { ...res, requestId: req.requestId || requestId }),
+        (err: unknown) => {
+          const status = toServiceError(err, log.child({ requestId }));
+          log.debug('inspect failed', { requestId, code: status.code, error: status.details });
+          callback(status);
+        },
+      );
+    },
     inspectStream: (call: grpc.ServerDuplexStream<InspectRequestMsg, InspectResponseMsg>) => {
+      const streamId = requestIdOf(call.metadata) ?? newRequestId();
       void (async () => {
         try {
           for await (const req of incoming<InspectRequestMsg>(call)) {
             let res: InspectResponseMsg;
             try {
-              res = await inspect(req, deadlineOf(call));
+              res = await inspect(streamId, req, deadlineOf(call));
             } catch (err) {
-              const status = toServiceError(err, log);
+              const status = toServiceError(err, log.child({ requestId: streamId }));
               res = {
                 ...emptyResponse(req),
                 errorCode: status.code ?? grpc.status.INTERNAL,
@@ -48,7 +81,7 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
           }
           call.end();
         } catch (err) {
-          log.warn('inspect stream ended with an error', { err });
+          log.warn('inspect stream ended with an error', { requestId: streamId, err });
           call.destroy(err as Error);
         }
       })();

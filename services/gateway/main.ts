@@ -1,7 +1,10 @@
 /**
  * Gateway node: `spi serve --port 50051 --etcd host:2379`. Flags win over environment variables
- * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT,
- * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0).
+ * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT;
+ * TLS: SPI_TLS_*, SPI_SHARD_TLS_* in tls.ts; admin: SPI_ADMIN_TOKEN_FILE, SPI_ADMIN_IDENTITIES in
+ * auth.ts; etcd: SPI_ETCD_CA, ... in etcd-flags.ts; SPI_EMBED_WORKERS: threads that embed images
+ * off the event loop, a number or "auto", default 0). On a non-loopback host the admin API needs a
+ * token file or admin identities (or --insecure-admin).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
  * readiness off, waits --shutdown-delay-ms, drains in-flight calls (--shutdown-grace-ms) and exits 0.
@@ -13,6 +16,9 @@ import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
+import { SERVER_TLS_FLAGS, SHARD_CLIENT_TLS_FLAGS, serverTlsFrom, shardClientTlsFrom } from '../common/tls';
+import { ADMIN_AUTH_FLAGS, adminAuthFrom } from '../common/auth';
+import { ETCD_SECURITY_FLAGS, etcdConnectionFrom } from '../common/etcd-flags';
 
 /** The flags of `spi serve` (exported so the Kubernetes manifest tests check args against them). */
 export const GATEWAY_FLAGS = {
@@ -32,6 +38,10 @@ export const GATEWAY_FLAGS = {
   'ready-wait-ms': { type: 'string', default: '30000' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
+  ...SERVER_TLS_FLAGS,
+  ...SHARD_CLIENT_TLS_FLAGS,
+  ...ADMIN_AUTH_FLAGS,
+  ...ETCD_SECURITY_FLAGS,
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
@@ -42,27 +52,33 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
+  const metricsPort = metricsPortSetting(
+    values['metrics-port'] ?? env.SPI_METRICS_PORT,
+    DEFAULT_GATEWAY_METRICS_PORT,
+  );
+  const tls = serverTlsFrom(values, env);
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
+    const host = values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1';
     return runEmbedded(
       {
-        host: values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1',
+        host,
         port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
         dataDir: values['data-dir']!,
         shards: Number(values.shards),
         drainMs: Number(values['drain-ms']),
         maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
+        metricsPort,
+        tls,
+        adminAuth: adminAuthFrom(values, env, host, tls, log),
       },
       log,
     );
   }
   if (etcd.length === 0)
     throw invalid('--etcd (or SPI_ETCD) is required; use --embedded for a single machine without etcd');
-  const metricsPort = metricsPortSetting(
-    values['metrics-port'] ?? env.SPI_METRICS_PORT,
-    DEFAULT_GATEWAY_METRICS_PORT,
-  );
   const host = values.host ?? env.SPI_GATEWAY_HOST ?? '0.0.0.0';
+  const adminAuth = adminAuthFrom(values, env, host, tls, log);
   const gateway = await startGateway({
     host,
     port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
@@ -73,6 +89,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
     readyWaitMs: Number(values['ready-wait-ms']),
     embedWorkers: embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0'),
+    tls,
+    shardTls: shardClientTlsFrom(values, env),
+    adminAuth,
+    etcdConnection: etcdConnectionFrom(values, env),
     log,
   });
   const ops = await startOpsServerIfEnabled(
@@ -100,7 +120,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await Promise.race([gateway.ready, stopped]);
-  if (!stopping) log.info('gateway ready', { port: gateway.port, metricsPort: ops?.port ?? null });
+  if (!stopping)
+    log.info('gateway ready', {
+      port: gateway.port,
+      metricsPort: ops?.port ?? null,
+      tls: tls ? tls.clientAuth : 'off',
+      adminAuth: adminAuth ? 'on' : 'off',
+    });
   await stopped;
   await ops?.close();
   log.info('gateway stopped');

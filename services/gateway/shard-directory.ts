@@ -1,15 +1,27 @@
 /**
  * Live shards as the gateway sees them: the latest ClusterView from etcd, and one gRPC client per
- * shard address (reused across requests, closed when the shard leaves or moves).
+ * shard address (reused across requests, closed when the shard leaves or moves), over TLS when the
+ * gateway has --shard-tls-ca.
  */
+import * as grpc from '@grpc/grpc-js';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { ClusterView } from '../../lib/cluster/view';
 import { ShardDirectory } from './cluster-searcher';
+import { ClientTlsSettings, channelCredentials, channelOptionsOf } from '../common/tls';
 
 export class WatchedShardDirectory implements ShardDirectory {
   private readonly clients = new Map<string, ShardClient>();
+  /** One credentials object for every shard (its certificate files are watched once). */
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly channelOptions: grpc.ChannelOptions;
 
-  constructor(private readonly currentView: () => ClusterView) {}
+  constructor(
+    private readonly currentView: () => ClusterView,
+    tls: ClientTlsSettings | null = null,
+  ) {
+    this.credentials = channelCredentials(tls);
+    this.channelOptions = channelOptionsOf(tls);
+  }
 
   view(): ClusterView {
     return this.currentView();
@@ -24,7 +36,7 @@ export class WatchedShardDirectory implements ShardDirectory {
       client = undefined;
     }
     if (!client) {
-      client = new ShardClient(info.address);
+      client = new ShardClient(info.address, this.channelOptions, this.credentials);
       this.clients.set(shardId, client);
     }
     return client;

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InspectionClient } from '../../lib/client/inspection-client';
-import { TestEtcd, startEtcd } from './etcd';
+import { StartEtcdOptions, TestEtcd, startEtcd } from './etcd';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from './processes';
 
 export interface LocalClusterOptions {
@@ -14,6 +14,14 @@ export interface LocalClusterOptions {
   dir?: string;
   gatewayArgs?: string[];
   shardArgs?: string[];
+  /** etcd with TLS (the processes then need --etcd-ca etc. in their args). */
+  etcd?: StartEtcdOptions;
+  /** Runs once etcd is up, before any shard starts (e.g. to turn on etcd auth). */
+  prepareEtcd?: (etcd: TestEtcd) => Promise<void>;
+  /** Extra environment of the shard and gateway processes (e.g. SPI_LOG_LEVEL). */
+  env?: NodeJS.ProcessEnv;
+  /** Options of every `client()` (e.g. TLS), merged under the call's own. */
+  clientDefaults?: ConstructorParameters<typeof InspectionClient>[1];
 }
 
 export interface LocalCluster {
@@ -31,12 +39,13 @@ export interface LocalCluster {
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   fs.mkdirSync(TEST_TMP, { recursive: true });
   const dir = options.dir ?? fs.mkdtempSync(path.join(TEST_TMP, 'cluster-'));
-  const etcd = await startEtcd();
+  const etcd = await startEtcd(options.etcd);
   const shards: ManagedProcess[] = [];
   const clients: InspectionClient[] = [];
   const startShard = async (index = shards.length): Promise<ManagedProcess> => {
     const proc = spawnNodeService('services/shard/main.ts', {
       name: `shard-${index}`,
+      env: options.env,
       args: [
         '--host',
         '127.0.0.1',
@@ -58,9 +67,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     return proc;
   };
   try {
+    await options.prepareEtcd?.(etcd);
     await Promise.all(Array.from({ length: options.shards }, (_, i) => startShard(i)));
     const gateway = spawnNodeService('services/gateway/main.ts', {
       name: 'gateway',
+      env: options.env,
       args: [
         '--host',
         '127.0.0.1',
@@ -83,7 +94,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       dir,
       startShard,
       client: (clientOptions) => {
-        const c = new InspectionClient(gatewayAddress, clientOptions);
+        const c = new InspectionClient(gatewayAddress, { ...options.clientDefaults, ...clientOptions });
         clients.push(c);
         return c;
       },
@@ -92,6 +103,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         await gateway.stop(10_000);
         await Promise.all(shards.map((s) => s.stop(10_000)));
         await etcd.stop();
+        // A directory made here (not one the caller gave) goes with the cluster.
+        if (!options.dir) fs.rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {

@@ -2,7 +2,7 @@
  * Bank-shard node: `spi shard ...` or `node --import tsx services/shard/main.ts --port 0 --data-dir DIR
  * --etcd host:2379`.
  * Flags win over environment variables (SPI_SHARD_*, SPI_ETCD, SPI_ETCD_PREFIX, SPI_LEASE_TTL,
- * SPI_METRICS_PORT). Logs {"msg":"shard ready","port":N,"metricsPort":M} once it serves; its readiness
+ * SPI_METRICS_PORT, SPI_TLS_*, SPI_PEER_IDENTITIES, SPI_ETCD_CA/CERT/KEY/USERNAME/PASSWORD(_FILE)). Logs {"msg":"shard ready","port":N,"metricsPort":M} once it serves; its readiness
  * (grpc.health.v1, /readyz) turns SERVING once it is registered in etcd. SIGTERM turns readiness off,
  * deregisters, lets in-flight calls finish and exits 0.
  */
@@ -12,6 +12,9 @@ import { createLogger } from '../common/log';
 import { DEFAULT_SHARD_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
 import { startShard } from './server';
+import { SERVER_TLS_FLAGS, serverTlsFrom } from '../common/tls';
+import { PEER_AUTH_FLAGS, peerIdentitiesFrom } from '../common/auth';
+import { ETCD_SECURITY_FLAGS, etcdConnectionFrom } from '../common/etcd-flags';
 
 const log = createLogger('shard');
 
@@ -34,7 +37,19 @@ const USAGE = `usage: spi shard [options]
   --max-message-mb N  largest gRPC message (default 64)
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default 9465)
-  --shutdown-grace-ms N  how long in-flight calls may run on after SIGTERM (default 10000)`;
+  --shutdown-grace-ms N  how long in-flight calls may run on after SIGTERM (default 10000)
+TLS (certificate files are re-read every --tls-reload-ms, so rotated files need no restart):
+  --tls-cert F, --tls-key F   server certificate and key (env SPI_TLS_CERT, SPI_TLS_KEY); none = plaintext
+  --tls-ca F          CA of client certificates (env SPI_TLS_CA)
+  --tls-client-auth M none | request | require (env SPI_TLS_CLIENT_AUTH; default require with --tls-ca)
+  --tls-reload-ms N   how often certificate files are re-read (env SPI_TLS_RELOAD_MS; default 60000)
+  --peer-identities A,B  client certificate names (CN or SAN) allowed to call BankShard, e.g. the
+                      gateways' (env SPI_PEER_IDENTITIES; needs --tls-ca)
+etcd security:
+  --etcd-ca F         CA of etcd's certificate: TLS to etcd (env SPI_ETCD_CA)
+  --etcd-cert F, --etcd-key F  client certificate for etcd (env SPI_ETCD_CERT, SPI_ETCD_KEY)
+  --etcd-username U   etcd user (env SPI_ETCD_USERNAME); password from --etcd-password-file F
+                      (env SPI_ETCD_PASSWORD_FILE) or env SPI_ETCD_PASSWORD`;
 
 /** The flags of \`spi shard\` (exported so the Kubernetes manifest tests check args against them). */
 export const SHARD_FLAGS = {
@@ -50,6 +65,9 @@ export const SHARD_FLAGS = {
   'max-message-mb': { type: 'string' },
   'metrics-port': { type: 'string' },
   'shutdown-grace-ms': { type: 'string' },
+  ...SERVER_TLS_FLAGS,
+  ...PEER_AUTH_FLAGS,
+  ...ETCD_SECURITY_FLAGS,
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
 /** Starts the shard and resolves once it is ready; it then runs until SIGTERM / SIGINT. */
@@ -72,6 +90,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   );
   const graceMs = intOf('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
   const host = values.host ?? env.SPI_SHARD_HOST ?? '0.0.0.0';
+  const tls = serverTlsFrom(values, env);
+  const peerIdentities = peerIdentitiesFrom(values, env, tls, log);
+  const etcdConnection = etcdConnectionFrom(values, env);
   const shard = await startShard({
     port: intOf('port', values.port ?? env.SPI_SHARD_PORT, 0),
     host,
@@ -82,6 +103,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     id: values.id ?? env.SPI_SHARD_ID,
     advertise: values.advertise ?? env.SPI_SHARD_ADVERTISE,
     maxMessageBytes: intOf('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024,
+    tls,
+    peerIdentities,
+    etcdConnection,
     log,
   });
   const ops = await startOpsServerIfEnabled(
@@ -125,6 +149,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     address: shard.address,
     partitions: shard.store.list().length,
     etcd: shard.registry !== null,
+    tls: tls ? tls.clientAuth : 'off',
     registered: shard.registration?.registered ?? false,
   });
 }

@@ -26,6 +26,10 @@ import { registerShardMetrics, shardSearchHistogram } from '../common/shard-metr
 import { trackShardReadiness } from '../common/shard-readiness';
 import { HEALTH_SERVICE, reflectionBindings } from '../common/reflection';
 import { PartitionStore, PartitionSummary, PartitionUpload } from './partition-store';
+import { ServerTlsSettings, peerVerifier } from '../common/tls';
+import { authInterceptor } from '../common/auth';
+import { requestIdOf } from '../common/request-id';
+import { EtcdConnection } from '../../lib/cluster/etcd-client';
 
 function refOf(msg: PartitionRefMsg | null | undefined): PartitionRef {
   if (!msg) throw invalid('partition (bank, version, partition) is required');
@@ -75,7 +79,17 @@ export function bankShardHandlers(store: PartitionStore, log: Logger): BankShard
   return {
     search: wrapUnary(async (call) => {
       const req = call.request;
-      const res = await store.search(refOf(req.partition), float32View(req.queries), req.dim, req.k);
+      const started = performance.now();
+      const ref = refOf(req.partition);
+      const res = await store.search(ref, float32View(req.queries), req.dim, req.k);
+      log.debug('search', {
+        requestId: requestIdOf(call.metadata),
+        bank: ref.bank,
+        version: ref.version,
+        partition: ref.partition,
+        queries: req.dim > 0 ? req.queries.length / 4 / req.dim : 0,
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      });
       return { distances: bytesOf(res.distances), labels: bytesOf(res.labels), k: res.k };
     }, log),
     loadPartition: wrapClientStream(async (call) => infoOf(await receivePartition(store, call)), log),
@@ -99,6 +113,12 @@ export interface ShardOptions {
   /** Address gateways dial; default host:port (the hostname when listening on all interfaces). */
   advertise?: string;
   maxMessageBytes?: number;
+  /** TLS of the gRPC server (null = plaintext). */
+  tls?: ServerTlsSettings | null;
+  /** Client-certificate identities allowed to call BankShard (null = any caller TLS let in). */
+  peerIdentities?: string[] | null;
+  /** etcd TLS and user (see etcd-client.ts). */
+  etcdConnection?: EtcdConnection;
   log?: Logger;
 }
 
@@ -131,6 +151,11 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
     port: options.port ?? 0,
     maxMessageBytes: options.maxMessageBytes,
     channelOptions: grpcMetrics.serverOptions(),
+    tls: options.tls,
+    interceptors: [
+      authInterceptor({ peerIdentities: options.peerIdentities, verifyPeer: peerVerifier(options.tls) }, log),
+    ],
+    log,
     services: [
       { definition: serviceDefinition('BankShard'), implementation: handlers },
       health.binding(),
@@ -151,6 +176,7 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
       prefix: options.etcdPrefix,
       leaseTtlS: options.leaseTtlS,
       log,
+      ...options.etcdConnection,
     });
     // Resolves even while etcd is down: the registration keeps trying in the background.
     registration = await registry.registerShard({ id, address, startedAt: new Date().toISOString() });

@@ -1,5 +1,6 @@
 /**
- * `spi serve --embedded`: one process, in-process shards, no etcd; banks survive a restart.
+ * `spi serve --embedded`: one process, in-process shards, no etcd; banks survive a restart; it serves
+ * /metrics and /readyz like a cluster gateway.
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
@@ -8,15 +9,18 @@ import { InspectionClient } from '../../lib/client/inspection-client';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
 
-async function startEmbedded(dataDir: string): Promise<{ proc: ManagedProcess; client: InspectionClient }> {
+async function startEmbedded(
+  dataDir: string,
+): Promise<{ proc: ManagedProcess; client: InspectionClient; metricsPort: number }> {
   const proc = spawnNodeService('services/gateway/main.ts', {
     name: 'embedded',
-    args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2'],
+    args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2', '--metrics-port', '0'],
   });
   const ready = await proc.waitForLine('gateway ready', 60_000);
   return {
     proc,
     client: new InspectionClient(`127.0.0.1:${Number(ready.fields.port)}`, { deadlineMs: 20_000 }),
+    metricsPort: Number(ready.fields.metricsPort),
   };
 }
 
@@ -27,7 +31,8 @@ describe('embedded gateway (no etcd)', function () {
     const data = await printDataset();
     fs.mkdirSync(TEST_TMP, { recursive: true });
     const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
-    let { proc, client } = await startEmbedded(dataDir);
+    const first = await startEmbedded(dataDir);
+    let { proc, client } = first;
     try {
       const info = await client.createBank(
         { bank: 'solo', partitions: 2, replicas: 1 },
@@ -36,6 +41,12 @@ describe('embedded gateway (no etcd)', function () {
       assert.equal(info.activeVersion, 1);
       const image = fs.readFileSync(data.testDefective[0]);
       const before = await client.inspect({ bank: 'solo', image });
+      assert.equal((await fetch(`http://127.0.0.1:${first.metricsPort}/readyz`)).status, 200);
+      const metrics = await (await fetch(`http://127.0.0.1:${first.metricsPort}/metrics`)).text();
+      assert.match(
+        metrics,
+        /^grpc_server_handled_total\{[^}]*grpc_method="Inspect"[^}]*grpc_code="OK"[^}]*\} 1$/m,
+      );
       client.close();
       assert.equal((await proc.stop()).code, 0);
 

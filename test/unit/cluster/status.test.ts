@@ -12,6 +12,8 @@ describe('services/common/status: SpiError <-> gRPC status', () => {
       ['FAILED_PRECONDITION', grpc.status.FAILED_PRECONDITION],
       ['DATA_LOSS', grpc.status.DATA_LOSS],
       ['UNAVAILABLE', grpc.status.UNAVAILABLE],
+      ['UNAUTHENTICATED', grpc.status.UNAUTHENTICATED],
+      ['PERMISSION_DENIED', grpc.status.PERMISSION_DENIED],
     ] as const) {
       const s = toServiceError(new SpiError(kind, `m ${kind}`));
       assert.equal(s.code, code);

@@ -32,6 +32,35 @@ import {
   workloads,
 } from './manifests';
 import { K8sObject, Obj } from './render';
+import { splitList } from '../../../services/common/auth';
+
+/** Flags and settings that name a file (certificates, keys, tokens, passwords). */
+const FILE_FLAGS = [
+  'tls-cert',
+  'tls-key',
+  'tls-ca',
+  'shard-tls-ca',
+  'shard-tls-cert',
+  'shard-tls-key',
+  'admin-token-file',
+  'etcd-ca',
+  'etcd-cert',
+  'etcd-key',
+  'etcd-password-file',
+];
+const FILE_ENV = [
+  'SPI_TLS_CERT',
+  'SPI_TLS_KEY',
+  'SPI_TLS_CA',
+  'SPI_SHARD_TLS_CA',
+  'SPI_SHARD_TLS_CERT',
+  'SPI_SHARD_TLS_KEY',
+  'SPI_ADMIN_TOKEN_FILE',
+  'SPI_ETCD_CA',
+  'SPI_ETCD_CERT',
+  'SPI_ETCD_KEY',
+  'SPI_ETCD_PASSWORD_FILE',
+];
 
 const ROOT = path.resolve(__dirname, '../../..');
 const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
@@ -47,13 +76,22 @@ const ROLES = {
       'services/common/log.ts',
       'models/registry.ts',
       'lib/patchcore/engine.ts',
+      'services/common/tls.ts',
+      'services/common/auth.ts',
+      'services/common/etcd-flags.ts',
     ],
   },
   shard: {
     flags: SHARD_FLAGS,
     grpcDefault: 0,
     metricsDefault: DEFAULT_SHARD_METRICS_PORT,
-    sources: ['services/shard/main.ts', 'services/common/log.ts'],
+    sources: [
+      'services/shard/main.ts',
+      'services/common/log.ts',
+      'services/common/tls.ts',
+      'services/common/auth.ts',
+      'services/common/etcd-flags.ts',
+    ],
   },
 } as const;
 
@@ -208,11 +246,11 @@ describe('k8s manifests: wiring against the code and each other', () => {
         const client = containerPort(c, 'client');
         const host = (pod: string) => `${pod}.${spec.serviceName}.$(POD_NAMESPACE).svc`;
         assert.equal(flagValue(cmd, 'name'), '$(POD_NAME)');
-        assert.equal(flagValue(cmd, 'initial-advertise-peer-urls'), `http://${host('$(POD_NAME)')}:${peer}`);
-        assert.equal(flagValue(cmd, 'advertise-client-urls'), `http://${host('$(POD_NAME)')}:${client}`);
+        assert.equal(flagValue(cmd, 'initial-advertise-peer-urls'), `https://${host('$(POD_NAME)')}:${peer}`);
+        assert.equal(flagValue(cmd, 'advertise-client-urls'), `https://${host('$(POD_NAME)')}:${client}`);
         const members = Array.from(
           { length: spec.replicas },
-          (_, i) => `etcd-${i}=http://${host(`etcd-${i}`)}:${peer}`,
+          (_, i) => `etcd-${i}=https://${host(`etcd-${i}`)}:${peer}`,
         );
         assert.equal(flagValue(cmd, 'initial-cluster'), members.join(','));
         const svc = find(objects(), 'Service', spec.serviceName).spec as Obj;
@@ -321,6 +359,78 @@ describe('k8s manifests: wiring against the code and each other', () => {
         assert.deepEqual([...new Set(allowed(etcd, 'peer'))], ['etcd']);
         // Line controllers reach the gateways' gRPC port (from other namespaces or the plant network).
         assert.ok(allowed(gateway, 'grpc').length > 0);
+      });
+
+      it('mounts every certificate, key and token file a flag or setting names from a Secret, read-only', () => {
+        const all = objects();
+        for (const { workload, c, role } of spiContainers(all)) {
+          const config = new Map(
+            (c.envFrom ?? []).flatMap((from) =>
+              Object.entries((find(all, 'ConfigMap', from.configMapRef!.name).data as Obj) ?? {}),
+            ),
+          );
+          const files = [
+            ...FILE_FLAGS.flatMap((f) => {
+              const v = flagValue(c.args ?? [], f);
+              return v ? [[`--${f}`, v]] : [];
+            }),
+            ...FILE_ENV.flatMap((k) => (config.has(k) ? [[k, String(config.get(k))]] : [])),
+          ];
+          for (const [what, file] of files) {
+            const mount = (c.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath}/`));
+            assert.ok(mount, `${role}: ${what} ${file} is on no volume`);
+            assert.equal(
+              (mount as { readOnly?: boolean }).readOnly,
+              true,
+              `${role}: ${mount.name} read-only`,
+            );
+            const volume = podSpec(workload).volumes?.find((v) => v.name === mount.name) as
+              | { secret?: { secretName: string; items?: { key: string; path: string }[] } }
+              | undefined;
+            assert.ok(volume?.secret?.secretName, `${role}: ${what} comes from a Secret`);
+            const name = file.slice(mount.mountPath.length + 1);
+            const keys = volume.secret.items?.map((i) => i.path) ?? ['tls.crt', 'tls.key', 'ca.crt'];
+            assert.ok(
+              keys.includes(name),
+              `${role}: ${what} ${name} is not a key of ${volume.secret.secretName}`,
+            );
+          }
+        }
+      });
+
+      it('TLS on every hop: mutual TLS to gateways and shards, gateway certificate to shards, guarded admin', () => {
+        const spi = spiContainers(objects());
+        const args = (role: 'serve' | 'shard') => spi.find((s) => s.role === role)?.c.args ?? [];
+        for (const role of ['serve', 'shard'] as const) {
+          for (const f of ['tls-cert', 'tls-key', 'tls-ca'])
+            assert.ok(flagValue(args(role), f), `${role} --${f}`);
+          assert.equal(
+            flagValue(args(role), 'tls-client-auth'),
+            'require',
+            `${role} requires client certificates`,
+          );
+        }
+        const gateway = args('serve');
+        for (const f of ['shard-tls-ca', 'shard-tls-cert', 'shard-tls-key'])
+          assert.ok(flagValue(gateway, f), `the gateway dials shards with --${f}`);
+        assert.ok(splitList(flagValue(args('shard'), 'peer-identities')).includes('spi-gateway'));
+        // The gateway listens beyond loopback: without these the code refuses to start.
+        assert.ok(
+          flagValue(gateway, 'admin-token-file') || flagValue(gateway, 'admin-identities'),
+          'admin credentials',
+        );
+        assert.ok(!gateway.includes('--insecure-admin'));
+      });
+
+      it('etcd serves clients over TLS with client certificates when the SPI pods are given them', () => {
+        const all = objects();
+        const config = (find(all, 'ConfigMap', 'spi-config').data as Obj) ?? {};
+        const cmd = podSpec(find(all, 'StatefulSet', 'etcd')).containers[0].command ?? [];
+        assert.ok(config.SPI_ETCD_CA, 'SPI_ETCD_CA');
+        assert.match(flagValue(cmd, 'listen-client-urls') ?? '', /^https:\/\//);
+        for (const f of ['cert-file', 'key-file', 'trusted-ca-file'])
+          assert.ok(flagValue(cmd, f), `etcd --${f}`);
+        if (config.SPI_ETCD_CERT) assert.ok(cmd.includes('--client-cert-auth'));
       });
 
       it('runs every container as non-root, read-only, without capabilities, with a writable /tmp', () => {
