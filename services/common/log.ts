@@ -1,10 +1,12 @@
 /**
- * Tiny structured logger: one JSON line per event on stderr (time, level, service, msg, fields), so
- * test helpers and log shippers can parse it. Kept minimal on purpose; a later change may swap in pino.
+ * Structured logs with pino: one JSON line per event on stderr ({"level":"info","time":ISO,
+ * "service":..., fields..., "msg":...}), which log shippers and our test helpers parse. The Logger
+ * interface below is what the code uses, so call sites stay `log.info(msg, fields)`. SPI_LOG_LEVEL
+ * sets the level (debug, info, warn, error; default info).
  */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+import pino from 'pino';
 
-const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type LogFields = Record<string, unknown>;
 
@@ -16,33 +18,51 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-function minLevel(): number {
+const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+function levelFromEnv(): LogLevel {
   const env = (process.env.SPI_LOG_LEVEL ?? 'info').toLowerCase() as LogLevel;
-  return RANK[env] ?? RANK.info;
+  return LEVELS.includes(env) ? env : 'info';
 }
 
-/** Errors do not serialise with JSON.stringify; keep what a reader needs. */
-function plain(value: unknown): unknown {
-  if (value instanceof Error) {
-    const kind = (value as { kind?: unknown }).kind;
-    return { name: value.name, message: value.message, ...(kind ? { kind } : {}), stack: value.stack };
+/**
+ * Errors do not serialise with JSON.stringify: pino's serializer handles `err`; an Error under any
+ * other field name is reduced here to what a reader needs.
+ */
+function plain(fields: LogFields | undefined): LogFields {
+  const out: LogFields = {};
+  for (const [k, v] of Object.entries(fields ?? {})) {
+    if (v instanceof Error && k !== 'err') {
+      const kind = (v as { kind?: unknown }).kind;
+      out[k] = { name: v.name, message: v.message, ...(kind ? { kind } : {}), stack: v.stack };
+    } else out[k] = v;
   }
-  return value;
+  return out;
+}
+
+// One synchronous stderr destination per process: lines are written before a crash or exit.
+let destination: pino.DestinationStream | undefined;
+
+function wrap(p: pino.Logger): Logger {
+  return {
+    debug: (msg, fields) => p.debug(plain(fields), msg),
+    info: (msg, fields) => p.info(plain(fields), msg),
+    warn: (msg, fields) => p.warn(plain(fields), msg),
+    error: (msg, fields) => p.error(plain(fields), msg),
+    child: (fields) => wrap(p.child(plain(fields))),
+  };
 }
 
 export function createLogger(service: string, base: LogFields = {}): Logger {
-  const threshold = minLevel();
-  const write = (level: LogLevel, msg: string, fields?: LogFields): void => {
-    if (RANK[level] < threshold) return;
-    const line: LogFields = { time: new Date().toISOString(), level, service, msg, ...base };
-    for (const [k, v] of Object.entries(fields ?? {})) line[k] = plain(v);
-    process.stderr.write(JSON.stringify(line) + '\n');
-  };
-  return {
-    debug: (msg, fields) => write('debug', msg, fields),
-    info: (msg, fields) => write('info', msg, fields),
-    warn: (msg, fields) => write('warn', msg, fields),
-    error: (msg, fields) => write('error', msg, fields),
-    child: (fields) => createLogger(service, { ...base, ...fields }),
-  };
+  destination ??= pino.destination({ dest: 2, sync: true });
+  const root = pino(
+    {
+      level: levelFromEnv(),
+      base: { service, ...plain(base) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+  return wrap(root);
 }
