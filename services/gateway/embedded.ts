@@ -25,6 +25,7 @@ export interface EmbeddedOptions {
   metricsPort: MetricsPortSetting;
   tls?: ServerTlsSettings | null;
   adminAuth?: AuthPolicy['admin'];
+  embedWorkers?: number;
 }
 
 export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promise<void> {
@@ -52,6 +53,7 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
     maxMessageBytes: options.maxMessageBytes,
     tls: options.tls,
     adminAuth: options.adminAuth,
+    embedWorkers: options.embedWorkers,
     log,
   });
   const ops = await startOpsServerIfEnabled(

@@ -57,6 +57,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     DEFAULT_GATEWAY_METRICS_PORT,
   );
   const tls = serverTlsFrom(values, env);
+  const embedWorkers = embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0');
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
     const host = values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1';
@@ -71,6 +72,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
         metricsPort,
         tls,
         adminAuth: adminAuthFrom(values, env, host, tls, log),
+        embedWorkers,
       },
       log,
     );
@@ -88,7 +90,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     drainMs: Number(values['drain-ms']),
     maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
     readyWaitMs: Number(values['ready-wait-ms']),
-    embedWorkers: embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0'),
+    embedWorkers,
     tls,
     shardTls: shardClientTlsFrom(values, env),
     adminAuth,

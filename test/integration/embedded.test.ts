@@ -12,9 +12,11 @@ import { printDataset, upload } from '../helpers/fixtures';
 async function startEmbedded(
   dataDir: string,
 ): Promise<{ proc: ManagedProcess; client: InspectionClient; metricsPort: number }> {
+  // One embedding worker thread: this single-machine mode also exercises the pooled embedding path.
+  const args = ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2', '--metrics-port', '0'];
   const proc = spawnNodeService('services/gateway/main.ts', {
     name: 'embedded',
-    args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2', '--metrics-port', '0'],
+    args: [...args, '--embed-workers', '1'],
   });
   const ready = await proc.waitForLine('gateway ready', 60_000);
   return {
