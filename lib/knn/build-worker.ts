@@ -3,10 +3,10 @@
  * seconds of synchronous native work; on the shard's event loop it would stall every search of the
  * other partitions meanwhile. The worker builds and serialises; the caller restores the bytes.
  */
-import * as path from 'node:path';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { KnnConfig, KnnIndex } from './index';
 import { ErrorKind, SpiError } from '../errors';
+import { startWorker } from '../util/worker';
 
 interface BuildJob {
   vectors: Float32Array;
@@ -24,12 +24,8 @@ export async function buildIndex(vectors: Float32Array, dim: number, config: Knn
   const trains = /^IVF/.test(config.factory);
   if (!trains && vectors.length < OFF_THREAD_MIN_VALUES) return KnnIndex.build(vectors, dim, config);
   const bytes = await new Promise<Uint8Array>((resolve, reject) => {
-    // Under tsx the sources are .ts and the worker needs the loader; compiled, it is plain .js.
-    const file = path.join(__dirname, `build-worker${path.extname(__filename)}`);
     const job: BuildJob = { vectors, dim, config };
-    const worker = file.endsWith('.ts')
-      ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData: job })
-      : new Worker(file, { workerData: job });
+    const worker = startWorker(__filename, 'build-worker', job);
     let settled = false;
     worker.once('message', (reply: BuildReply) => {
       settled = true;

@@ -6,8 +6,8 @@
  * queue up while every worker is busy go to the next free worker together, as one backbone batch.
  */
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { startWorker } from '../util/worker';
 import { DEFAULT_SESSION, SessionSettings } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
 import { ErrorKind, SpiError } from '../errors';
@@ -160,12 +160,7 @@ export class EmbedPool {
   }
 
   private spawn(): PoolWorker {
-    // Under tsx the sources are .ts and the worker needs the loader; compiled, it is plain .js.
-    const file = path.join(__dirname, `embed-worker${path.extname(__filename)}`);
-    const workerData = { session: this.session };
-    const worker = file.endsWith('.ts')
-      ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData })
-      : new Worker(file, { workerData });
+    const worker = startWorker(__filename, 'embed-worker', { session: this.session });
     const entry: PoolWorker = { worker, busy: [], messageId: 0 };
     worker.on('message', (msg: FromWorker) => {
       if (msg.id !== entry.messageId) return;

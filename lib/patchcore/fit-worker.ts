@@ -3,9 +3,9 @@
  * embedding maths); on its own thread it never stalls the gRPC event loop of the process that
  * serves inspections meanwhile (a gateway rotating a bank under load).
  */
-import * as path from 'node:path';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BackbonePool, createExtractor } from './engine';
+import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, fitBank } from './fit';
 import { ErrorKind, SpiError } from '../errors';
 
@@ -24,11 +24,7 @@ type WorkerMessage =
 
 /** Runs fitBank for `job` on a new worker thread; resolves with the bank, rejects with its error. */
 export function fitInWorker(job: FitJob, onProgress?: FitProgress): Promise<FitResult> {
-  // Under tsx the sources are .ts and the worker needs the loader; compiled, it is plain .js.
-  const file = path.join(__dirname, `fit-worker${path.extname(__filename)}`);
-  const worker = file.endsWith('.ts')
-    ? new Worker(`require('tsx/cjs'); require(${JSON.stringify(file)});`, { eval: true, workerData: job })
-    : new Worker(file, { workerData: job });
+  const worker = startWorker(__filename, 'fit-worker', job);
   return new Promise((resolve, reject) => {
     let settled = false;
     worker.on('message', (msg: WorkerMessage) => {
