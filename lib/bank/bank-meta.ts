@@ -6,6 +6,7 @@ import { CoresetConfig } from '../coreset/coreset';
 import { ViewConfig } from '../image/views';
 import { KnnConfig } from '../knn/index';
 import { Threshold } from '../threshold/threshold';
+import { invalid } from '../errors';
 
 export const BANK_FORMAT = 1;
 
@@ -34,8 +35,36 @@ export interface BankMeta {
   knn: KnnConfig;
   score: ScoreConfig;
   threshold: Threshold;
+  /**
+   * A unified multi-category bank's own threshold per category, from that category's held-out good
+   * images (products differ in how far their good prints stray from the bank; one shared value sits
+   * too high for the steadier ones). Absent in single-category banks.
+   */
+  thresholdByCategory?: Record<string, Threshold>;
   /** Product categories the bank covers (a unified multi-class bank has several). */
   categories: string[];
   sources: { path: string; sha256: string }[];
   vectors: { rows: number; dim: number; sha256: string; file: string };
+}
+
+/**
+ * The threshold to judge an image of `category` by: the category's own one in a unified bank, else
+ * the bank's. Naming a category the bank does not cover is an error, not a silent fallback.
+ */
+export function thresholdFor(
+  meta: Pick<BankMeta, 'threshold' | 'thresholdByCategory' | 'categories' | 'name'>,
+  category?: string,
+): Threshold {
+  if (!category) return meta.threshold;
+  if (!meta.categories.includes(category)) {
+    const known = meta.categories.length > 0 ? meta.categories.join(', ') : 'none recorded';
+    throw invalid(`bank ${meta.name} has no category "${category}" (its categories: ${known})`);
+  }
+  return meta.thresholdByCategory?.[category] ?? meta.threshold;
+}
+
+/** A training image's category in a unified bank: the first folder of its recorded path. */
+export function categoryOfSource(sourcePath: string, categories: string[]): string | undefined {
+  const first = sourcePath.split(/[\\/]/)[0];
+  return categories.length > 1 && categories.includes(first) ? first : undefined;
 }

@@ -3,6 +3,7 @@
  * image, and write scores.json, metrics.json and a self-contained report.html.
  */
 import * as fs from 'node:fs';
+import { thresholdFor } from '../bank/bank-meta';
 import * as path from 'node:path';
 import { Category } from '../data/mvtec';
 import { decodeImage } from '../image/decode';
@@ -49,7 +50,9 @@ export async function evaluateCategory(
   const fitMs = performance.now() - t0;
   const inspector = fittedInspector(fitted, extractor);
   const meta = inspector.meta;
-  const threshold = meta.threshold.value;
+  // In a unified bank the category is judged by its own threshold.
+  const chosen = meta.categories.includes(category.name) ? thresholdFor(meta, category.name) : meta.threshold;
+  const threshold = chosen.value;
 
   const maps: Float32Array[] = [];
   const masks: Uint8Array[] = [];
@@ -119,7 +122,7 @@ export async function evaluateCategory(
         settings.view.tile > 0 ? `${settings.view.tile}px tiles, ${settings.view.overlap}px overlap` : 'none',
       coreset: `${meta.coreset.method} ${meta.coreset.keptPatches}/${meta.coreset.inputPatches} patches`,
       index: meta.knn.factory,
-      threshold: `${threshold.toFixed(4)} (${meta.threshold.method})`,
+      threshold: `${threshold.toFixed(4)} (${chosen.method}${meta.thresholdByCategory ? `, ${category.name}'s own` : ''})`,
     },
     threshold,
     images,

@@ -2,13 +2,13 @@
  * Building a memory bank from good images: embed every patch, subsample by coreset, index, and set
  * the threshold from held-out good images (or a separate folder, or a manual value).
  */
-import { BANK_FORMAT, BankMeta, DEFAULT_SCORE, ScoreConfig } from '../bank/bank-meta';
+import { BANK_FORMAT, BankMeta, DEFAULT_SCORE, ScoreConfig, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
 import { DEFAULT_VIEW, ViewConfig } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex } from '../knn/index';
-import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
+import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, concat } from './feature-extractor';
 import { Inspector, NeighbourSearcher } from './inspector';
 import { SpiError, invalid } from '../errors';
@@ -111,18 +111,22 @@ export async function fitBank(
     categories: settings.categories,
     sources,
   };
-  meta.threshold = await chooseThreshold(
+  Object.assign(
     meta,
-    extractor,
-    index,
-    split.holdout,
-    settings.threshold,
-    limits,
-    options.onProgress,
+    await chooseThreshold(
+      meta,
+      extractor,
+      index,
+      split.holdout,
+      settings.threshold,
+      limits,
+      options.onProgress,
+    ),
   );
   return { meta, vectors, dim, index };
 }
 
+/** The bank's threshold and, in a unified bank, each category's own (from its held-out images). */
 async function chooseThreshold(
   meta: FittedBank['meta'],
   extractor: FeatureExtractor,
@@ -131,8 +135,8 @@ async function chooseThreshold(
   manual: number | undefined,
   limits: DecodeLimits,
   onProgress?: FitProgress,
-): Promise<Threshold> {
-  if (manual !== undefined) return manualThreshold(manual);
+): Promise<Pick<BankMeta, 'threshold' | 'thresholdByCategory'>> {
+  if (manual !== undefined) return { threshold: manualThreshold(manual) };
   const inspector = new Inspector(
     completeMeta(meta, index.dim, index.size),
     extractor,
@@ -140,14 +144,23 @@ async function chooseThreshold(
     limits,
   );
   const scores: number[] = [];
+  const byCategory = new Map<string, number[]>();
   for (const [i, source] of holdout.entries()) {
-    scores.push((await inspector.inspectBytes(await source.read())).score);
+    const score = (await inspector.inspectBytes(await source.read())).score;
+    scores.push(score);
+    const category = categoryOfSource(source.path, meta.categories);
+    if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
     onProgress?.('threshold', i + 1, holdout.length);
   }
   if (scores.length === 0) {
     throw invalid('need at least 2 good images (one is held back for the threshold), or a manual threshold');
   }
-  return thresholdFromNominal(scores);
+  const threshold = thresholdFromNominal(scores);
+  if (byCategory.size === 0) return { threshold };
+  const thresholdByCategory = Object.fromEntries(
+    [...byCategory].map(([category, s]) => [category, thresholdFromNominal(s)]),
+  );
+  return { threshold, thresholdByCategory };
 }
 
 /** Every n-th image is held back; deterministic so a rebuild gives the same bank. */

@@ -7,7 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../../services/cli/spi';
 import { loadBank } from '../../lib/bank/bank-store';
-import { BackbonePool, openBank } from '../../lib/patchcore/engine';
+import { BackbonePool, DEFAULT_MODEL, createExtractor, openBank } from '../../lib/patchcore/engine';
+import { DEFAULT_FIT, fitBank } from '../../lib/patchcore/fit';
+import { thresholdFor } from '../../lib/bank/bank-meta';
+import { DEFAULT_VIEW } from '../../lib/image/views';
+import { fileSources, listImages } from '../../lib/data/mvtec';
+import { generateDataset } from '../../lib/synth';
 import { TEST_TMP } from '../helpers/processes';
 import { printDataset, PrintDataset } from '../helpers/fixtures';
 import { SpiError } from '../../lib/errors';
@@ -97,6 +102,44 @@ describe('engine: fit, inspect, eval on generated prints', function () {
       'visiting every cell finds closer patches',
     );
     assert.notEqual(await run(['inspect', '--bank', path.join(out, 'bank'), '--nprobe', '4', files[0]]), 0);
+  });
+
+  it('a unified bank keeps each category its own threshold, from its own held-out images', async () => {
+    // A second product: the same generator, another seed, less well registered (noisier good prints).
+    const otherRoot = path.join(TEST_TMP, 'prints-engine-other');
+    await generateDataset(otherRoot, { seed: 8, size: 224, trainGood: 8, testGood: 0, perDefect: 0 });
+    const other = listImages(path.join(otherRoot, 'train', 'good'));
+    const names = [path.basename(data.root), path.basename(otherRoot)];
+    const pool = new BackbonePool();
+    try {
+      const extractor = await createExtractor(pool, {
+        model: DEFAULT_MODEL,
+        view: DEFAULT_VIEW,
+        projectionDim: 0,
+        projectionSeed: 0,
+      });
+      const sources = [...fileSources(data.train, TEST_TMP), ...fileSources(other, TEST_TMP)];
+      const settings = { ...DEFAULT_FIT, name: 'unified', categories: names, holdoutFraction: 0.25 };
+      const { meta } = await fitBank(extractor, sources, settings);
+      const own = meta.thresholdByCategory ?? {};
+      assert.deepEqual(Object.keys(own).sort(), [...names].sort());
+      // Every held-out image counted once overall and once in its category.
+      const counts = names.map((n) => own[n].nominal?.count ?? 0);
+      assert.ok(counts.every((c) => c >= 1));
+      assert.equal(counts[0] + counts[1], meta.threshold.nominal?.count);
+      // The shared threshold sits at or above the held-out scores of every category.
+      for (const n of names) assert.ok(meta.threshold.nominal!.max >= own[n].nominal!.max);
+      assert.notEqual(own[names[0]].value, own[names[1]].value);
+      const full = { ...meta, name: 'unified' };
+      assert.equal(thresholdFor(full, names[1]).value, own[names[1]].value);
+      assert.equal(thresholdFor(full).value, meta.threshold.value);
+      assert.throws(
+        () => thresholdFor(full, 'labels'),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no category "labels"/.test(err.message),
+      );
+    } finally {
+      await pool.close();
+    }
   });
 
   it('refuses a bank built with another backbone, by name', async () => {

@@ -1,11 +1,13 @@
 /**
- * `spi inspect --bank <dir> --out <dir> [--threshold T] [--nprobe N] <images...>`: verdicts as JSON,
- * overlays as PNG. --nprobe overrides an IVF bank's cells per query (speed vs recall) for this run.
+ * `spi inspect --bank <dir> --out <dir> [--threshold T | --category C] [--nprobe N] <images...>`:
+ * verdicts as JSON, overlays as PNG. --category judges by that product's own threshold in a unified
+ * bank; --nprobe overrides an IVF bank's cells per query (speed vs recall) for this run.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BackbonePool, openBank } from '../../../lib/patchcore/engine';
+import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
 import { inspectionOverlay } from '../../../lib/patchcore/overlay';
 import { invalid } from '../../../lib/errors';
@@ -21,6 +23,7 @@ export async function inspectCommand(argv: string[]): Promise<void> {
       out: { type: 'string' },
       threshold: { type: 'string' },
       nprobe: { type: 'string' },
+      category: { type: 'string' },
     },
   });
   if (!values.bank || positionals.length === 0) {
@@ -32,7 +35,8 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   try {
     const { inspector, meta, index } = await openBank(pool, values.bank);
     if (values.nprobe !== undefined) index.setNprobe(Number(values.nprobe));
-    const threshold = values.threshold !== undefined ? Number(values.threshold) : undefined;
+    const threshold =
+      values.threshold !== undefined ? Number(values.threshold) : thresholdFor(meta, values.category).value;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
     const verdicts = [];
     for (const [i, file] of files.entries()) {
