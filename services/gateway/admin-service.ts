@@ -13,6 +13,7 @@ import { readCategory, fileSources } from '../../lib/data/mvtec';
 import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
 import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
 import { SpiError, invalid } from '../../lib/errors';
+import { categoryOfSource } from '../../lib/bank/bank-meta';
 import { Logger } from '../common/log';
 import { incoming } from '../common/streams';
 import { toServiceError, wrapUnary } from '../common/status';
@@ -122,6 +123,14 @@ export function toBuildRequest(
   const method = (spec.coresetMethod || DEFAULT_CORESET.method) as CoresetMethod;
   if (!['greedy', 'random', 'none'].includes(method))
     throw invalid(`coreset_method must be greedy, random or none`);
+  const categories = categoriesOf(spec);
+  if (categories.length > 1) {
+    const stray = images.find((im) => !categoryOfSource(im.path, categories));
+    if (stray)
+      throw invalid(
+        `image "${stray.path}" is not under a category folder (${categories.join(', ')}/...): name each image <category>/<file>`,
+      );
+  }
   return {
     bank: checkBankName(spec.bank),
     mode,
@@ -132,7 +141,7 @@ export function toBuildRequest(
     activate: spec.activate ?? true,
     settings: {
       ...DEFAULT_FIT,
-      categories: [spec.bank],
+      categories,
       // Tiles with no resize: tiles at the image's own scale (high-resolution print).
       view: {
         resize: spec.resize || (spec.tile > 0 ? 0 : d.resize),
@@ -175,4 +184,18 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
     createdAt: r.createdAt,
     sourceImages: meta.sources?.length ?? 0,
   };
+}
+
+/** A unified bank's categories (checked like bank names), or the bank's own name for one product. */
+function categoriesOf(spec: BuildSpecMsg): string[] {
+  const categories = spec.categories ?? [];
+  if (categories.length === 0) return [spec.bank];
+  if (categories.length === 1)
+    throw invalid('BuildSpec.categories: a unified bank needs at least 2 (none = one product)');
+  for (const c of categories) {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(c))
+      throw invalid(`BuildSpec.categories: "${c}" must be 1-64 letters, digits, '-', '_' or '.'`);
+  }
+  if (new Set(categories).size !== categories.length) throw invalid('BuildSpec.categories has duplicates');
+  return categories;
 }

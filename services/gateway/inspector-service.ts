@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { checkBankName } from '../../lib/cluster/types';
+import { thresholdFor } from '../../lib/bank/bank-meta';
 import { Inspection } from '../../lib/patchcore/inspector';
 import { invalid } from '../../lib/errors';
 import { Logger } from '../common/log';
@@ -28,8 +29,10 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
       const started = performance.now();
       checkBankName(req.bank);
       if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
-      const threshold = typeof req.threshold === 'number' ? req.threshold : undefined;
       const { record, inspector } = await catalog.resolve(req.bank, req.version);
+      // An explicit threshold wins; else the named product's own (unified bank), else the bank's.
+      const threshold =
+        typeof req.threshold === 'number' ? req.threshold : thresholdFor(inspector.meta, req.category).value;
       const r = await inspector.inspectBytes(req.image, threshold, deadline);
       const ms = performance.now() - started;
       log.debug('inspect', {

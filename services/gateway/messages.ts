@@ -6,6 +6,7 @@ export interface InspectRequestMsg {
   threshold?: number | null;
   returnMap: boolean;
   requestId: string;
+  category?: string;
 }
 
 export interface DefectRegionMsg {
@@ -52,6 +53,7 @@ export interface BuildSpecMsg {
   tile: number;
   tileOverlap: number;
   holdoutFraction: number;
+  categories: string[];
 }
 
 export type BuildRequestMsg =
@@ -103,6 +105,7 @@ export function buildSpec(partial: Partial<BuildSpecMsg> & { bank: string }): Bu
     tile: 0,
     tileOverlap: 0,
     holdoutFraction: 0,
+    categories: [],
     ...partial,
   };
 }

@@ -8,6 +8,9 @@ import * as path from 'node:path';
 import { InspectionClient } from '../../lib/client/inspection-client';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
+import { generateDataset } from '../../lib/synth';
+import { listImages } from '../../lib/data/mvtec';
+import { SpiError } from '../../lib/errors';
 
 async function startEmbedded(
   dataDir: string,
@@ -59,6 +62,47 @@ describe('embedded gateway (no etcd)', function () {
       assert.deepEqual(
         (await client.listBanks()).map((b) => b.name),
         ['solo'],
+      );
+    } finally {
+      client.close();
+      await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a unified bank judges each product by its own threshold; an unknown product is refused', async () => {
+    const data = await printDataset();
+    const otherRoot = path.join(TEST_TMP, 'prints-embedded-other');
+    await generateDataset(otherRoot, { seed: 9, size: 224, trainGood: 4, testGood: 0, perDefect: 0 });
+    const named = (category: string, files: string[]) =>
+      files.map((f) => ({ name: `${category}/${path.basename(f)}`, data: fs.readFileSync(f) }));
+    const images = [
+      ...named('labels', data.train.slice(0, 4)),
+      ...named('cartons', listImages(path.join(otherRoot, 'train', 'good'))),
+    ];
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    const { proc, client } = await startEmbedded(dataDir);
+    try {
+      const spec = { bank: 'mixed', partitions: 1, replicas: 1, holdoutFraction: 0.25 };
+      await assert.rejects(
+        client.createBank({ ...spec, categories: ['labels', 'cartons'] }, [
+          ...images,
+          { name: 'stray.png', data: images[0].data },
+        ]),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /stray\.png.*category folder/.test(err.message),
+      );
+      await client.createBank({ ...spec, categories: ['labels', 'cartons'] }, images);
+      const image = fs.readFileSync(data.testDefective[0]);
+      const overall = await client.inspect({ bank: 'mixed', image });
+      const labels = await client.inspect({ bank: 'mixed', image, category: 'labels' });
+      const cartons = await client.inspect({ bank: 'mixed', image, category: 'cartons' });
+      // Same image, same score; the verdict's threshold is the named product's own.
+      assert.equal(labels.score, overall.score);
+      assert.notEqual(labels.threshold, cartons.threshold);
+      assert.ok(overall.threshold >= Math.min(labels.threshold, cartons.threshold));
+      await assert.rejects(
+        client.inspect({ bank: 'mixed', image, category: 'bottles' }),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no category "bottles"/.test(err.message),
       );
     } finally {
       client.close();
