@@ -22,6 +22,7 @@ import { buildSpec } from '../services/gateway/messages';
 import { LocalCluster, startLocalCluster } from '../services/local/cluster';
 import { TEST_TMP } from '../services/local/processes';
 import { mean, percentile, round, timeMs, timed } from './stats';
+import { HopResult, benchHop } from './hop';
 
 export interface SheetOptions {
   size: number;
@@ -36,6 +37,8 @@ export interface SheetOptions {
 
 export interface ClusterBenchOptions {
   shardCounts: number[];
+  /** Samples of the hop-cost measurement (bench/hop.ts). */
+  hopRuns: number;
   /** Gateway embedding workers tried at one shard (0 = on the event loop); other counts use 0. */
   embedWorkers: number[];
   trainImages: number;
@@ -55,6 +58,7 @@ export interface ClusterBenchOptions {
 export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   shardCounts: [1, 2, 4],
   embedWorkers: [0, 1, 2],
+  hopRuns: 60,
   trainImages: 20,
   coresetRatio: 0.1,
   requests: 60,
@@ -72,6 +76,7 @@ export const QUICK_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   requests: 10,
   throughputRequests: 8,
   warmup: 2,
+  hopRuns: 15,
   sheet: { size: 1024, trainSheets: 2, testSheets: 1, scale: 0.5, tile: 224, overlap: 32, runs: 2 },
 };
 
@@ -129,6 +134,8 @@ export interface ClusterBenchResult {
   /** p50 at 1 shard over in-process p50, minus 1 (target < 0.15). */
   overheadAt1Shard: number | null;
   sheet: SheetRow[];
+  /** What one gRPC hop costs here (bench/hop.ts), measured first. */
+  hop: HopResult | null;
   notes: string[];
 }
 
@@ -146,9 +153,12 @@ export async function benchCluster(opts: Partial<ClusterBenchOptions> = {}): Pro
     rows: [],
     overheadAt1Shard: null,
     sheet: [],
+    hop: null,
     notes: [],
   };
   try {
+    o.log('cluster: the cost of one gRPC hop');
+    result.hop = await benchHop(o.hopRuns);
     o.log('cluster: building the in-process bank');
     const local = await timed(() => localInspector(pool, prints, o.coresetRatio));
     const localBuildS = local.ms / 1000;

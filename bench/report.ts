@@ -192,6 +192,15 @@ function clusterSection(r: ClusterBenchResult): string[] {
     '',
     `Cluster overhead at 1 shard (p50): ${overhead}.`,
     '',
+    ...(r.hop
+      ? [
+          `One gRPC hop on this machine (p50 of ${r.hop.runs}): a trivial unary call ${r.hop.trivialCallMs} ms; ` +
+            `one image's Search (${r.hop.queries} x ${r.hop.dim} float32 = ${r.hop.queryKiB} KiB, ${r.hop.bankRows} bank rows) ` +
+            `${r.hop.searchRemoteMs} ms to a shard process vs ${r.hop.searchLocalMs} ms in-process: the hop adds ` +
+            `${r.hop.hopMs} ms. Inspect through the cluster takes two hops (client -> gateway, gateway -> shard).`,
+          '',
+        ]
+      : []),
     ...(sheet.length > 0
       ? [
           '### Print sheet in tiles',
