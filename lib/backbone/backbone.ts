@@ -36,6 +36,20 @@ export const DEFAULT_SESSION: SessionSettings = {
   spinning: false,
 };
 
+/**
+ * The session settings of this process: SPI_INTRA_OP_THREADS caps onnxruntime's threads per
+ * inference. Set it in containers: onnxruntime sizes its pool by the host's cores, not the pod's CPU
+ * limit, and a 2-CPU pod on a 64-core node would otherwise run 64 threads.
+ */
+export function sessionSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): SessionSettings {
+  const raw = env.SPI_INTRA_OP_THREADS;
+  if (raw === undefined || raw === '') return DEFAULT_SESSION;
+  const threads = Number(raw);
+  if (!Number.isInteger(threads) || threads < 0)
+    throw new SpiError('INVALID_ARGUMENT', `SPI_INTRA_OP_THREADS must be an integer >= 0, got "${raw}"`);
+  return { ...DEFAULT_SESSION, intraOpThreads: threads };
+}
+
 export class Backbone {
   private constructor(
     readonly spec: ModelSpec,

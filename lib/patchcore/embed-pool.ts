@@ -8,7 +8,7 @@
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { startWorker } from '../util/worker';
-import { DEFAULT_SESSION, SessionSettings } from '../backbone/backbone';
+import { SessionSettings, sessionSettingsFromEnv } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
 import { ErrorKind, SpiError } from '../errors';
 import { ImageEmbedding } from './feature-extractor';
@@ -72,8 +72,11 @@ export class EmbedPool {
         `an embedding pool needs at least 1 worker, got ${options.workers}`,
       );
     this.maxBatch = Math.max(1, options.maxBatch ?? 4);
-    const threads = Math.max(1, Math.floor(os.availableParallelism() / options.workers));
-    this.session = options.session ?? { ...DEFAULT_SESSION, intraOpThreads: threads };
+    // The cores shared out among the workers, unless SPI_INTRA_OP_THREADS says how many each gets.
+    const fromEnv = sessionSettingsFromEnv();
+    const threads =
+      fromEnv.intraOpThreads || Math.max(1, Math.floor(os.availableParallelism() / options.workers));
+    this.session = options.session ?? { ...fromEnv, intraOpThreads: threads };
     for (let i = 0; i < options.workers; i++) this.workers.push(this.spawn());
   }
 

@@ -2,7 +2,7 @@
  * Wiring for callers (CLI, gateway): backbones shared per (model, stages), extractors built from a
  * bank's own settings, and banks opened from disk into a ready Inspector.
  */
-import { Backbone, DEFAULT_SESSION, SessionSettings } from '../backbone/backbone';
+import { Backbone, SessionSettings, sessionSettingsFromEnv } from '../backbone/backbone';
 import { BankMeta } from '../bank/bank-meta';
 import { loadBank } from '../bank/bank-store';
 import { KnnIndex } from '../knn/index';
@@ -26,7 +26,7 @@ export class BackbonePool {
   readonly embedPool: EmbedPool | null;
 
   constructor(
-    private readonly settings: SessionSettings = DEFAULT_SESSION,
+    private readonly settings: SessionSettings = sessionSettingsFromEnv(),
     options: { embedWorkers?: number } = {},
   ) {
     this.embedPool = options.embedWorkers ? new EmbedPool({ workers: options.embedWorkers }) : null;

@@ -13,6 +13,7 @@ import {
 } from '../../../lib/patchcore/engine';
 import { EmbedPool, embedWorkersSetting } from '../../../lib/patchcore/embed-pool';
 import { SpiError } from '../../../lib/errors';
+import { sessionSettingsFromEnv } from '../../../lib/backbone/backbone';
 
 function image(seed: number, size = 96): RgbImage {
   const data = Buffer.alloc(size * size * 3);
@@ -86,10 +87,13 @@ describe('embedding worker pool', function () {
     await assert.rejects(pool.embed(SETTINGS, image(1)), /shutting down/);
   });
 
-  it('reads the workers setting', () => {
+  it('reads the workers and thread settings', () => {
     assert.equal(embedWorkersSetting('3'), 3);
     assert.equal(embedWorkersSetting('0'), 0);
     assert.ok(embedWorkersSetting('auto') >= 0);
     assert.throws(() => embedWorkersSetting('-1'), /integer >= 0/);
+    assert.equal(sessionSettingsFromEnv({}).intraOpThreads, 0);
+    assert.equal(sessionSettingsFromEnv({ SPI_INTRA_OP_THREADS: '2' }).intraOpThreads, 2);
+    assert.throws(() => sessionSettingsFromEnv({ SPI_INTRA_OP_THREADS: 'many' }), /integer >= 0/);
   });
 });

@@ -76,6 +76,8 @@ const ROLES = {
       'services/common/log.ts',
       'models/registry.ts',
       'lib/patchcore/engine.ts',
+      'lib/backbone/backbone.ts',
+      'lib/knn/omp-policy.ts',
       'services/common/tls.ts',
       'services/common/auth.ts',
       'services/common/etcd-flags.ts',
@@ -88,6 +90,7 @@ const ROLES = {
     sources: [
       'services/shard/main.ts',
       'services/common/log.ts',
+      'lib/knn/omp-policy.ts',
       'services/common/tls.ts',
       'services/common/auth.ts',
       'services/common/etcd-flags.ts',
@@ -188,6 +191,24 @@ describe('k8s manifests: wiring against the code and each other', () => {
           assert.ok(configMapKeys(objects(), c).includes('SPI_ETCD'), `${role} gets SPI_ETCD`);
         }
         for (const [key, used] of keysUsed) assert.ok(used, `ConfigMap key ${key} is read by no role`);
+      });
+
+      it('sizes onnxruntime and faiss threads to the container CPU limit (they would count the node)', () => {
+        const cores = (q: string) => (q.endsWith('m') ? Number(q.slice(0, -1)) / 1000 : Number(q));
+        for (const { c, role } of spiContainers(objects())) {
+          const limit = cores(String(c.resources?.limits?.cpu ?? '0'));
+          assert.ok(limit > 0, `${role}: a CPU limit`);
+          const env = new Map((c.env ?? []).map((e) => [e.name, e.value]));
+          const names =
+            role === 'serve' ? ['SPI_INTRA_OP_THREADS', 'SPI_SEARCH_THREADS'] : ['SPI_SEARCH_THREADS'];
+          for (const name of names) {
+            const threads = Number(env.get(name));
+            assert.ok(
+              threads >= 1 && threads <= limit,
+              `${role}: ${name}=${env.get(name)} within 1..${limit}`,
+            );
+          }
+        }
       });
 
       it('gives SIGTERM room: termination grace above the shutdown delay plus drain grace', () => {
