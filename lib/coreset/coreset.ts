@@ -178,7 +178,7 @@ function pickBatch(x: Float32Array, dim: number, minDist: Float32Array, b: numbe
 /** minDist[i] = min(minDist[i], |x_i - x_c|^2) over the new centres c. */
 function updateMinDistances(x: Float32Array, dim: number, centres: number[], minDist: Float32Array): void {
   const n = minDist.length;
-  if (centres.length * n < 2_000_000) {
+  if (centres.length * n < 200_000) {
     for (const c of centres) {
       for (let i = 0; i < n; i++) {
         const dd = squaredDistance(x, dim, c, i);
