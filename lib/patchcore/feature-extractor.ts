@@ -8,6 +8,7 @@ import { RgbImage } from '../image/decode';
 import { Tile, ViewConfig, tileGrid, toCanvas } from '../image/views';
 import { cropRgb } from '../image/decode';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
+import { CellPlacement } from '../backbone/geometry';
 
 export interface ImageEmbedding {
   canvasWidth: number;
@@ -16,6 +17,8 @@ export interface ImageEmbedding {
   gridHeight: number;
   gridWidth: number;
   dim: number;
+  /** Where the patch grid's cells sit on each tile (absent: spread evenly over the tile). */
+  placement?: CellPlacement;
   /** All tiles' patches, tile after tile: [tiles*gridHeight*gridWidth x dim]. */
   vectors: Float32Array;
 }
@@ -27,6 +30,11 @@ export interface ExtractorOptions {
   projectionSeed: number;
   /** Tiles per backbone call. */
   batchSize: number;
+  /**
+   * Place stage cells where the graph says they are (backbone/geometry.ts; default). False keeps the
+   * even spread that banks built before it (no `embedding.cellPlacement` in their metadata) used.
+   */
+  cellPlacement?: boolean;
 }
 
 export class FeatureExtractor {
@@ -41,17 +49,24 @@ export class FeatureExtractor {
     const canvas = await toCanvas(image, this.options.view);
     const tiles = tileGrid(canvas.width, canvas.height, this.options.view);
     const parts: Float32Array[] = [];
-    let grid = { gridHeight: 0, gridWidth: 0, dim: 0 };
+    let grid: { gridHeight: number; gridWidth: number; dim: number; placement?: CellPlacement } = {
+      gridHeight: 0,
+      gridWidth: 0,
+      dim: 0,
+    };
     for (let b = 0; b < tiles.length; b += this.options.batchSize) {
       const batch = tiles.slice(b, b + this.options.batchSize);
       const pixels = batch.map((t) => cropRgb(canvas, t.left, t.top, t.width, t.height));
       const stageMaps = await this.backbone.run(pixels);
+      if (this.options.cellPlacement === false)
+        for (const maps of stageMaps) for (const m of maps) delete m.placement;
       for (let i = 0; i < batch.length; i++) {
         const e = embedPatches(
           stageMaps.map((maps) => maps[i]),
           this.projectionFor(stageMaps.reduce((sum, maps) => sum + maps[i].channels, 0)),
         );
         grid = { gridHeight: e.gridHeight, gridWidth: e.gridWidth, dim: e.dim };
+        if (e.placement) grid.placement = e.placement;
         parts.push(e.vectors);
       }
     }

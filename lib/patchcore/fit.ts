@@ -110,6 +110,7 @@ export async function fitBank(
       dim,
       projection:
         settings.projectionDim > 0 ? { dim: settings.projectionDim, seed: settings.projectionSeed } : null,
+      cellPlacement: extractor.options.cellPlacement !== false,
     },
     coreset: { ...settings.coreset, inputPatches: all.length / dim, keptPatches: keep.length },
     knn: settings.knn,

@@ -81,7 +81,15 @@ export function scoreEmbedding(
   const perTile = embedding.gridHeight * embedding.gridWidth;
   const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
   const { canvasWidth: w, canvasHeight: h } = embedding;
-  const raw = stitchTiles(grids, embedding.gridHeight, embedding.gridWidth, embedding.tiles, w, h);
+  const raw = stitchTiles(
+    grids,
+    embedding.gridHeight,
+    embedding.gridWidth,
+    embedding.tiles,
+    w,
+    h,
+    embedding.placement,
+  );
   const map = gaussianBlur(raw, w, h, meta.score.sigma);
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
