@@ -126,8 +126,6 @@ describe('cell placement', () => {
 describe('cell placement and banks', () => {
   it('new banks record it; banks without it keep the even spread', async function () {
     this.timeout(60_000);
-    const { BackbonePool, createExtractor, extractorForBank } =
-      require('../../../lib/patchcore/engine') as typeof import('../../../lib/patchcore/engine');
     const pool = new BackbonePool();
     try {
       const settings = {
