@@ -10,6 +10,8 @@ import { decodeModel, encodeModel } from '../../models/onnx/io';
 import * as fs from 'node:fs';
 import { RgbImage } from '../image/decode';
 import { SpiError } from '../errors';
+import { CellPlacement, cellPlacements } from './geometry';
+import { GraphProto } from '../../models/onnx/proto';
 
 export interface FeatureMap {
   /** NCHW float32 for one image: channels x height x width. */
@@ -17,6 +19,8 @@ export interface FeatureMap {
   channels: number;
   height: number;
   width: number;
+  /** Where the map's cells sit on the input (see geometry.ts); absent when the graph does not tell. */
+  placement?: CellPlacement;
 }
 
 export interface SessionSettings {
@@ -51,10 +55,14 @@ export function sessionSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Se
 }
 
 export class Backbone {
+  private readonly placements = new Map<string, (CellPlacement | undefined)[]>();
+
   private constructor(
     readonly spec: ModelSpec,
     readonly stages: StageSpec[],
     private readonly session: ort.InferenceSession,
+    /** The graph's nodes and small constants, enough to place the stage cells (no weights). */
+    private readonly layout?: GraphProto,
   ) {}
 
   /** Loads a model by id, directory or spec path (see models/registry.ts) and picks its stages. */
@@ -85,14 +93,31 @@ export class Backbone {
     // asking onnxruntime-node for a subset of outputs, whose fetch mapping is unreliable in 1.23.)
     const all = spec.stages.map((s) => s.tensor);
     const wanted = stages.map((s) => s.tensor);
+    const graphModel = decodeModel(fs.readFileSync(onnxPath));
     const session =
       wanted.length === all.length && wanted.every((t, i) => t === all[i])
         ? await ort.InferenceSession.create(onnxPath, options)
-        : await ort.InferenceSession.create(
-            encodeModel(cutAtStages(decodeModel(fs.readFileSync(onnxPath)), wanted)),
-            options,
-          );
-    return new Backbone(spec, stages, session);
+        : await ort.InferenceSession.create(encodeModel(cutAtStages(graphModel, wanted)), options);
+    return new Backbone(spec, stages, session, layoutOf(graphModel.graph));
+  }
+
+  /** Cell placement of each stage for an input of this size (cached per size). */
+  stagePlacements(height: number, width: number): (CellPlacement | undefined)[] {
+    const key = `${height}x${width}`;
+    let p = this.placements.get(key);
+    if (!p) {
+      p = this.layout
+        ? cellPlacements(
+            this.layout,
+            this.spec.inputName,
+            height,
+            width,
+            this.stages.map((s) => s.tensor),
+          )
+        : this.stages.map(() => undefined);
+      this.placements.set(key, p);
+    }
+    return p;
   }
 
   get id(): string {
@@ -113,17 +138,22 @@ export class Backbone {
       [this.spec.inputName]: new ort.Tensor('float32', input, [tiles.length, 3, height, width]),
     };
     const outputs = await this.session.run(feeds);
-    return this.stages.map((stage) => {
+    const placements = this.stagePlacements(height, width);
+    return this.stages.map((stage, s) => {
       const tensor = outputs[stage.tensor];
       const [n, c, h, w] = tensor.dims as number[];
       const all = tensor.data as Float32Array;
       const per = c * h * w;
-      return Array.from({ length: n }, (_, i) => ({
-        data: all.subarray(i * per, (i + 1) * per),
-        channels: c,
-        height: h,
-        width: w,
-      }));
+      return Array.from({ length: n }, (_, i) => {
+        const map: FeatureMap = {
+          data: all.subarray(i * per, (i + 1) * per),
+          channels: c,
+          height: h,
+          width: w,
+        };
+        if (placements[s]) map.placement = placements[s];
+        return map;
+      });
     });
   }
 
@@ -151,4 +181,14 @@ function resolveOrNotFound(model: string): ReturnType<typeof resolveModel> {
     if (err instanceof ModelNotFoundError) throw new SpiError('NOT_FOUND', err.message);
     throw err;
   }
+}
+
+/** The graph without its weights: nodes, and only the small constants (pads, shapes). */
+function layoutOf(graph: GraphProto): GraphProto {
+  return {
+    ...graph,
+    initializer: (graph.initializer ?? []).map((t) =>
+      (t.rawData?.length ?? 0) <= 64 ? t : { name: t.name, dims: t.dims, dataType: t.dataType },
+    ),
+  };
 }

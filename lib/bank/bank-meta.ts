@@ -30,7 +30,12 @@ export interface BankMeta {
   createdAt: string;
   model: { id: string; sha256?: string; stages: string[] };
   view: ViewConfig;
-  embedding: { dim: number; projection: { dim: number; seed: number } | null };
+  embedding: {
+    dim: number;
+    projection: { dim: number; seed: number } | null;
+    /** Stage cells placed where the backbone graph puts them (absent in banks built before). */
+    cellPlacement?: boolean;
+  };
   coreset: CoresetConfig & { inputPatches: number; keptPatches: number };
   knn: KnnConfig;
   score: ScoreConfig;

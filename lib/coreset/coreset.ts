@@ -7,6 +7,12 @@
  * Speed: exact greedy needs one pass over all N patches per pick (N*M*d). We pick in small batches:
  * from the 4B farthest candidates an exact greedy picks B, then one faiss search updates all N
  * distances for the whole batch (BLAS instead of a JS loop). B = 1 is exact greedy.
+ *
+ * The greedy costs about N*M*d however it is batched. With `perImage` > 0 it first runs a greedy
+ * inside each image (rows grouped per image by the caller) keeping that fraction of the image's
+ * patches, then the global greedy over the survivors: every dropped patch lies within its image's
+ * own covering radius of a kept one, and N shrinks by the fraction (a 56x56 grid or a tiled board
+ * gets a 10 % bank in a fraction of the time).
  */
 import { IndexFlatL2 } from '../knn/faiss';
 import { gaussianMatrix, sampleIndices } from '../util/random';
@@ -25,6 +31,11 @@ export interface CoresetConfig {
   /** Picks per distance update; 0 = automatic (about 200 updates in all). 1 = exact greedy. */
   batch: number;
   seed: number;
+  /**
+   * Fraction of each image's patches kept by a per-image greedy before the global greedy
+   * (0 or absent = one global greedy). Only used when the caller passes the per-image row counts.
+   */
+  perImage?: number;
 }
 
 export const DEFAULT_CORESET: CoresetConfig = {
@@ -51,6 +62,8 @@ export function selectCoreset(
   dim: number,
   config: CoresetConfig,
   onProgress?: Progress,
+  /** Rows per image, in order (sums to the row count); enables `perImage`. */
+  groups?: ArrayLike<number>,
 ): Int32Array {
   const n = vectors.length / dim;
   const m = coresetSize(n, config);
@@ -62,14 +75,57 @@ export function selectCoreset(
       ? project(vectors, dim, gaussianMatrix(dim, config.projectDim, config.seed + 1), config.projectDim)
       : vectors;
   const d = config.projectDim > 0 && config.projectDim < dim ? config.projectDim : dim;
-  return greedyKCenter(
-    reduced,
-    d,
-    m,
-    config.batch > 0 ? config.batch : Math.max(1, Math.ceil(m / 200)),
-    config.seed,
-    onProgress,
-  );
+  const batchFor = (picks: number) => (config.batch > 0 ? config.batch : Math.max(1, Math.ceil(picks / 200)));
+  const perImage = config.perImage ?? 0;
+  if (!(perImage > 0 && perImage < 1 && groups && groups.length > 1)) {
+    return greedyKCenter(reduced, d, m, batchFor(m), config.seed, onProgress);
+  }
+  const pool = preReduce(reduced, d, groups, perImage, config, m);
+  if (pool.length <= m) return pool;
+  const chosen = greedyKCenter(gather(reduced, d, pool), d, m, batchFor(m), config.seed, onProgress);
+  return chosen.map((i) => pool[i]).sort();
+}
+
+/** Per-image greedy: the rows (ascending) surviving in each image, `fraction` of it, at least m/groups. */
+function preReduce(
+  x: Float32Array,
+  dim: number,
+  groups: ArrayLike<number>,
+  fraction: number,
+  config: CoresetConfig,
+  m: number,
+): Int32Array {
+  let total = 0;
+  for (let g = 0; g < groups.length; g++) total += groups[g];
+  if (total !== x.length / dim) throw new Error(`coreset groups cover ${total} rows, not ${x.length / dim}`);
+  const floor = Math.ceil(m / groups.length);
+  const kept: Int32Array[] = [];
+  let offset = 0;
+  for (let g = 0; g < groups.length; g++) {
+    const n = groups[g];
+    const want = Math.min(n, Math.max(floor, Math.ceil(n * fraction)));
+    if (want >= n) kept.push(Int32Array.from({ length: n }, (_, i) => offset + i));
+    else {
+      const rows = x.subarray(offset * dim, (offset + n) * dim);
+      // About 25 distance updates per image: a few hundred picks each, cheap next to the global pass.
+      const local = greedyKCenter(rows, dim, want, Math.max(1, Math.ceil(want / 25)), config.seed + g);
+      kept.push(local.map((i) => offset + i));
+    }
+    offset += n;
+  }
+  const out = new Int32Array(kept.reduce((s, k) => s + k.length, 0));
+  let o = 0;
+  for (const k of kept) {
+    out.set(k, o);
+    o += k.length;
+  }
+  return out;
+}
+
+function gather(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
+  return out;
 }
 
 function greedyKCenter(
@@ -122,7 +178,7 @@ function pickBatch(x: Float32Array, dim: number, minDist: Float32Array, b: numbe
 /** minDist[i] = min(minDist[i], |x_i - x_c|^2) over the new centres c. */
 function updateMinDistances(x: Float32Array, dim: number, centres: number[], minDist: Float32Array): void {
   const n = minDist.length;
-  if (centres.length * n < 2_000_000) {
+  if (centres.length * n < 200_000) {
     for (const c of centres) {
       for (let i = 0; i < n; i++) {
         const dd = squaredDistance(x, dim, c, i);

@@ -5,6 +5,7 @@
  * per-patch JS arrays on the hot path.
  */
 import { FeatureMap } from '../backbone/backbone';
+import { AxisPlacement, CellPlacement } from '../backbone/geometry';
 import { gaussianMatrix } from '../util/random';
 
 export interface PatchEmbedding {
@@ -13,6 +14,8 @@ export interface PatchEmbedding {
   gridHeight: number;
   gridWidth: number;
   dim: number;
+  /** Where the grid's cells sit on the tile (from the first stage), when the backbone knows. */
+  placement?: CellPlacement;
 }
 
 /** Embeds one tile from its stage maps (shallow stage first). */
@@ -24,11 +27,22 @@ export function embedPatches(stages: FeatureMap[], projection?: RandomProjection
   let offset = 0;
   for (const stage of stages) {
     let pooled = avgPool3x3(stage);
-    if (stage.height !== gh || stage.width !== gw) pooled = resizeBilinear(pooled, gh, gw);
+    const first = stages[0].placement;
+    if (first && stage.placement && stage !== stages[0]) {
+      // Sample the deeper stage where the first stage's cells really are (see backbone/geometry.ts).
+      pooled = resampleAffine(
+        pooled,
+        gh,
+        gw,
+        relativeAxis(first.y, stage.placement.y),
+        relativeAxis(first.x, stage.placement.x),
+      );
+    } else if (stage.height !== gh || stage.width !== gw) pooled = resizeBilinear(pooled, gh, gw);
     interleave(pooled, out, dim, offset);
     offset += stage.channels;
   }
-  const embedding = { vectors: out, gridHeight: gh, gridWidth: gw, dim };
+  const embedding: PatchEmbedding = { vectors: out, gridHeight: gh, gridWidth: gw, dim };
+  if (stages[0].placement) embedding.placement = stages[0].placement;
   return projection ? projection.apply(embedding) : embedding;
 }
 
@@ -65,10 +79,23 @@ export function avgPool3x3(map: FeatureMap): FeatureMap {
 
 /** Bilinear resize of every channel (align_corners = false, as torch's interpolate default). */
 export function resizeBilinear(map: FeatureMap, outH: number, outW: number): FeatureMap {
+  const sy = map.height / outH;
+  const sx = map.width / outW;
+  return resampleAffine(map, outH, outW, { a: sy, b: 0.5 * sy - 0.5 }, { a: sx, b: 0.5 * sx - 0.5 });
+}
+
+/** Bilinear resampling of every channel at affine positions per axis (clamped at the borders). */
+export function resampleAffine(
+  map: FeatureMap,
+  outH: number,
+  outW: number,
+  yAxis: AffineAxis,
+  xAxis: AffineAxis,
+): FeatureMap {
   const { channels: c, height: h, width: w, data } = map;
   const out = new Float32Array(c * outH * outW);
-  const xs = axisWeights(w, outW);
-  const ys = axisWeights(h, outH);
+  const xs = affineAxisWeights(w, outW, xAxis);
+  const ys = affineAxisWeights(h, outH, yAxis);
   for (let ch = 0; ch < c; ch++) {
     const src = ch * h * w;
     const dst = ch * outH * outW;
@@ -94,12 +121,37 @@ export function axisWeights(
   inSize: number,
   outSize: number,
 ): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
+  const scale = inSize / outSize;
+  return affineAxisWeights(inSize, outSize, { a: scale, b: 0.5 * scale - 0.5 });
+}
+
+/** Output index o samples the input at a * o + b (clamped to the input), linearly interpolated. */
+export interface AffineAxis {
+  a: number;
+  b: number;
+}
+
+/** The first stage's cell i, in the deeper stage's cell coordinates: (s0 * i + o0 - o1) / s1. */
+export function relativeAxis(first: AxisPlacement, deeper: AxisPlacement): AffineAxis {
+  return { a: first.scale / deeper.scale, b: (first.offset - deeper.offset) / deeper.scale };
+}
+
+/** Pixel x of a tile (centre x + 0.5) in cell coordinates of a grid placed as `grid`. */
+export function pixelAxis(grid: AxisPlacement): AffineAxis {
+  return { a: 1 / grid.scale, b: (0.5 - grid.offset) / grid.scale };
+}
+
+/** Source indices and weights along one axis for an affine sampling position. */
+export function affineAxisWeights(
+  inSize: number,
+  outSize: number,
+  axis: AffineAxis,
+): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
   const i0 = new Int32Array(outSize);
   const i1 = new Int32Array(outSize);
   const f = new Float32Array(outSize);
-  const scale = inSize / outSize;
   for (let o = 0; o < outSize; o++) {
-    const src = Math.min(Math.max((o + 0.5) * scale - 0.5, 0), inSize - 1);
+    const src = Math.min(Math.max(axis.a * o + axis.b, 0), inSize - 1);
     const lo = Math.floor(src);
     i0[o] = lo;
     i1[o] = Math.min(lo + 1, inSize - 1);

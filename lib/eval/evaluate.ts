@@ -107,7 +107,7 @@ export async function evaluateCategory(
   const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));
   fs.writeFileSync(
     path.join(options.out, 'scores.json'),
-    JSON.stringify({ images: scores, threshold }, null, 2),
+    JSON.stringify({ images: scores, threshold, thresholdFrom: meta.threshold }, null, 2),
   );
   fs.writeFileSync(path.join(options.out, 'metrics.json'), JSON.stringify(metrics, null, 2));
   const html = renderReport({

@@ -58,6 +58,8 @@ export interface ExtractorSettings {
   projectionDim: number;
   projectionSeed: number;
   batchSize?: number;
+  /** See ExtractorOptions.cellPlacement (default true). */
+  cellPlacement?: boolean;
 }
 
 export async function createExtractor(pool: BackbonePool, s: ExtractorSettings): Promise<FeatureExtractor> {
@@ -67,6 +69,7 @@ export async function createExtractor(pool: BackbonePool, s: ExtractorSettings):
     projectionDim: s.projectionDim,
     projectionSeed: s.projectionSeed,
     batchSize: s.batchSize ?? DEFAULT_BATCH,
+    cellPlacement: s.cellPlacement ?? true,
   };
   if (!pool.embedPool) return new FeatureExtractor(backbone, options);
   await pool.embedPool.warm(s);
@@ -101,6 +104,8 @@ export async function extractorForBank(pool: BackbonePool, meta: BankMeta): Prom
     view: meta.view,
     projectionDim: meta.embedding.projection?.dim ?? 0,
     projectionSeed: meta.embedding.projection?.seed ?? 0,
+    // Banks from before cell placement was read off the graph keep their (even-spread) embedding.
+    cellPlacement: meta.embedding.cellPlacement === true,
   });
   const have = extractor.backbone.spec.sha256;
   if (meta.model.sha256 && have && meta.model.sha256 !== have) {

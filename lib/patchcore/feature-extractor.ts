@@ -8,6 +8,7 @@ import { RgbImage } from '../image/decode';
 import { Tile, ViewConfig, tileGrid, toCanvas } from '../image/views';
 import { cropRgb } from '../image/decode';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
+import { CellPlacement } from '../backbone/geometry';
 
 export interface ImageEmbedding {
   canvasWidth: number;
@@ -16,6 +17,8 @@ export interface ImageEmbedding {
   gridHeight: number;
   gridWidth: number;
   dim: number;
+  /** Where the patch grid's cells sit on each tile (absent: spread evenly over the tile). */
+  placement?: CellPlacement;
   /** All tiles' patches, tile after tile: [tiles*gridHeight*gridWidth x dim]. */
   vectors: Float32Array;
 }
@@ -27,6 +30,11 @@ export interface ExtractorOptions {
   projectionSeed: number;
   /** Tiles per backbone call. */
   batchSize: number;
+  /**
+   * Place stage cells where the graph says they are (backbone/geometry.ts; default). False keeps the
+   * even spread that banks built before it (no `embedding.cellPlacement` in their metadata) used.
+   */
+  cellPlacement?: boolean;
 }
 
 export class FeatureExtractor {
@@ -52,7 +60,7 @@ export class FeatureExtractor {
       canvas,
       tiles: tileGrid(canvas.width, canvas.height, view),
       parts: [] as Float32Array[],
-      grid: { gridHeight: 0, gridWidth: 0, dim: 0 },
+      grid: { gridHeight: 0, gridWidth: 0, dim: 0 } as Grid,
     }));
     const all = jobs.flatMap((job) => job.tiles.map((tile) => ({ job, tile })));
     for (let b = 0; b < all.length; ) {
@@ -61,11 +69,14 @@ export class FeatureExtractor {
       const batch = all.slice(b, e);
       const pixels = batch.map(({ job, tile: t }) => cropRgb(job.canvas, t.left, t.top, t.width, t.height));
       const stageMaps = await this.backbone.run(pixels);
+      if (this.options.cellPlacement === false)
+        for (const maps of stageMaps) for (const m of maps) delete m.placement;
       batch.forEach(({ job }, i) => {
         const maps = stageMaps.map((perStage) => perStage[i]);
         const inDim = maps.reduce((sum, m) => sum + m.channels, 0);
         const emb = embedPatches(maps, this.projectionFor(inDim));
         job.grid = { gridHeight: emb.gridHeight, gridWidth: emb.gridWidth, dim: emb.dim };
+        if (emb.placement) job.grid.placement = emb.placement;
         job.parts.push(emb.vectors);
       });
       b = e;
@@ -87,6 +98,8 @@ export class FeatureExtractor {
     return this.projection;
   }
 }
+
+type Grid = Pick<ImageEmbedding, 'gridHeight' | 'gridWidth' | 'dim' | 'placement'>;
 
 function sameSize(a: Tile, b: Tile): boolean {
   return a.width === b.width && a.height === b.height;

@@ -85,8 +85,15 @@ export async function fitBank(
     options.onProgress?.('embed', i + 1, split.train.length);
   }
   const all = concat(parts);
+  const groups = parts.map((p) => p.length / dim);
   parts.length = 0;
-  const keep = selectCoreset(all, dim, settings.coreset, (d, t) => options.onProgress?.('coreset', d, t));
+  const keep = selectCoreset(
+    all,
+    dim,
+    settings.coreset,
+    (d, t) => options.onProgress?.('coreset', d, t),
+    groups,
+  );
   const vectors = gather(all, dim, keep);
   const index = KnnIndex.build(vectors, dim, settings.knn);
   const meta: FittedBank['meta'] = {
@@ -103,6 +110,7 @@ export async function fitBank(
       dim,
       projection:
         settings.projectionDim > 0 ? { dim: settings.projectionDim, seed: settings.projectionSeed } : null,
+      cellPlacement: extractor.options.cellPlacement !== false,
     },
     coreset: { ...settings.coreset, inputPatches: all.length / dim, keptPatches: keep.length },
     knn: settings.knn,

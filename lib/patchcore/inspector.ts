@@ -89,6 +89,7 @@ export function scoreEmbedding(
     w,
     h,
     meta.score.sigma,
+    embedding.placement,
   );
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);

@@ -3,7 +3,8 @@
  * bilinear upsampling of each tile's patch grid to its pixels, stitching overlapping tiles by their
  * mean, and Gaussian smoothing (sigma 4 px at 224, as PatchCore).
  */
-import { axisWeights } from '../embed/patch-embed';
+import { affineAxisWeights, axisWeights, pixelAxis } from '../embed/patch-embed';
+import { AxisPlacement, CellPlacement } from '../backbone/geometry';
 import { Tile } from '../image/views';
 
 /** Score of each patch: the mean of its k nearest distances (k = 1: nearest-patch distance). */
@@ -27,15 +28,17 @@ export function stitchTiles(
   tiles: Tile[],
   canvasWidth: number,
   canvasHeight: number,
+  /** Where the grid's cells sit on a tile; without it, cells are spread evenly (align_corners = false). */
+  placement?: CellPlacement,
 ): Float32Array {
   const sum = new Float32Array(canvasWidth * canvasHeight);
   if (tiles.length === 1) {
-    upsampleInto(grids[0], gridHeight, gridWidth, tiles[0], canvasWidth, sum);
+    upsampleInto(grids[0], gridHeight, gridWidth, tiles[0], canvasWidth, sum, placement);
     return sum;
   }
   const weight = new Float32Array(canvasWidth * canvasHeight);
   tiles.forEach((tile, t) => {
-    upsampleInto(grids[t], gridHeight, gridWidth, tile, canvasWidth, sum);
+    upsampleInto(grids[t], gridHeight, gridWidth, tile, canvasWidth, sum, placement);
     for (let y = 0; y < tile.height; y++) {
       const row = (tile.top + y) * canvasWidth + tile.left;
       for (let x = 0; x < tile.width; x++) weight[row + x] += 1;
@@ -52,9 +55,14 @@ function upsampleInto(
   tile: Tile,
   canvasWidth: number,
   out: Float32Array,
+  placement?: CellPlacement,
 ): void {
-  const xs = axisWeights(gw, tile.width);
-  const ys = axisWeights(gh, tile.height);
+  const xs = placement
+    ? affineAxisWeights(gw, tile.width, pixelAxis(placement.x))
+    : axisWeights(gw, tile.width);
+  const ys = placement
+    ? affineAxisWeights(gh, tile.height, pixelAxis(placement.y))
+    : axisWeights(gh, tile.height);
   for (let y = 0; y < tile.height; y++) {
     const r0 = ys.i0[y] * gw;
     const r1 = ys.i1[y] * gw;
@@ -83,13 +91,15 @@ export function anomalyMap(
   canvasWidth: number,
   canvasHeight: number,
   sigma: number,
+  /** Where the grid's cells sit on a tile (see stitchTiles). */
+  placement?: CellPlacement,
 ): Float32Array {
   const t = tiles[0];
   const whole = tiles.length === 1 && t.left === 0 && t.top === 0;
   if (whole && t.width === canvasWidth && t.height === canvasHeight && sigma > 0) {
-    return smoothUpsample(grids[0], gridHeight, gridWidth, canvasWidth, canvasHeight, sigma);
+    return smoothUpsample(grids[0], gridHeight, gridWidth, canvasWidth, canvasHeight, sigma, placement);
   }
-  const raw = stitchTiles(grids, gridHeight, gridWidth, tiles, canvasWidth, canvasHeight);
+  const raw = stitchTiles(grids, gridHeight, gridWidth, tiles, canvasWidth, canvasHeight, placement);
   return gaussianBlur(raw, canvasWidth, canvasHeight, sigma);
 }
 
@@ -106,9 +116,10 @@ export function smoothUpsample(
   width: number,
   height: number,
   sigma: number,
+  placement?: CellPlacement,
 ): Float32Array {
-  const ax = composedAxis(gridWidth, width, sigma);
-  const ay = composedAxis(gridHeight, height, sigma);
+  const ax = composedAxis(gridWidth, width, sigma, placement?.x);
+  const ay = composedAxis(gridHeight, height, sigma, placement?.y);
   // Rows: grid (gh x gw) * A_x^T -> gh x width.
   const rows = new Float64Array(gridHeight * width);
   for (let g = 0; g < gridHeight; g++) {
@@ -149,11 +160,12 @@ interface ComposedAxis {
 
 const composedCache = new Map<string, ComposedAxis>();
 
-function composedAxis(inSize: number, outSize: number, sigma: number): ComposedAxis {
-  const key = `${inSize}/${outSize}/${sigma}`;
+function composedAxis(inSize: number, outSize: number, sigma: number, placed?: AxisPlacement): ComposedAxis {
+  const key = `${inSize}/${outSize}/${sigma}/${placed ? `${placed.scale}:${placed.offset}` : 'even'}`;
   let axis = composedCache.get(key);
   if (axis) return axis;
-  const up = axisWeights(inSize, outSize);
+  // The same upsampling as upsampleInto: where the cells really are, or spread evenly.
+  const up = placed ? affineAxisWeights(inSize, outSize, pixelAxis(placed)) : axisWeights(inSize, outSize);
   const kernel = gaussianKernel(sigma);
   const radius = kernel.length - 1;
   const weights = new Float64Array(outSize * inSize);

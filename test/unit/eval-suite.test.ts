@@ -28,6 +28,7 @@ describe('make eval suite', () => {
     const tiled = runs.find((r) => r.name === 'deeppcb-tiled')!;
     assert.equal(tiled.flags.resize, '0');
     assert.equal(tiled.flags.tile, '224');
+    assert.equal(tiled.flags.stages, 'block_2_add,block_5_add');
   });
 
   it('selects runs by name prefix', () => {

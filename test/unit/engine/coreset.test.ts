@@ -99,6 +99,32 @@ describe('coreset', () => {
     assert.ok(seen.length > 10);
   });
 
+  it('per-image pre-reduction keeps the coverage of the global greedy and every rare patch', () => {
+    // 12 "images" of 100 rows; the rare far patterns sit in a few of them.
+    const groups = Array.from({ length: 12 }, () => 100);
+    const cfg = { ...DEFAULT_CORESET, size: 80, projectDim: 0 };
+    const global = selectCoreset(x, dim, cfg);
+    const seen: number[] = [];
+    const staged = selectCoreset(x, dim, { ...cfg, perImage: 0.25 }, (d) => seen.push(d), groups);
+    assert.equal(staged.length, 80);
+    assert.equal(new Set(staged).size, 80);
+    assert.deepEqual(
+      Array.from(staged),
+      Array.from(staged).sort((a, b) => a - b),
+    );
+    assert.ok(staged.every((r) => r >= 0 && r < 1200));
+    assert.equal(seen[seen.length - 1], 80);
+    const rare = Array.from({ length: 6 }, (_, i) => i * 200);
+    for (const r of rare) assert.ok(staged.includes(r), `rare row ${r} kept`);
+    const a = coveringRadius(x, dim, staged);
+    const b = coveringRadius(x, dim, global);
+    assert.ok(a < b * 1.3, `staged ${a} vs global ${b}`);
+    // Without the row counts (or with perImage 0) it is the plain global greedy.
+    assert.deepEqual(selectCoreset(x, dim, { ...cfg, perImage: 0.25 }), global);
+    assert.deepEqual(selectCoreset(x, dim, { ...cfg, perImage: 0 }, undefined, groups), global);
+    assert.throws(() => selectCoreset(x, dim, { ...cfg, perImage: 0.25 }, undefined, [100, 100]), /groups/);
+  });
+
   it('random subsampling is reproducible from its seed', () => {
     const a = selectCoreset(x, dim, { ...DEFAULT_CORESET, method: 'random', size: 50, seed: 9 });
     const b = selectCoreset(x, dim, { ...DEFAULT_CORESET, method: 'random', size: 50, seed: 9 });

@@ -4,6 +4,7 @@ import { anomalyMap, gaussianBlur, patchScores, stitchTiles } from '../../../lib
 import { findRegions } from '../../../lib/score/regions';
 import { tileGrid, DEFAULT_VIEW } from '../../../lib/image/views';
 import { thresholdF1, thresholdFromNominal, manualThreshold } from '../../../lib/threshold/threshold';
+import { mulberry32 } from '../../../lib/util/random';
 
 const map = (c: number, h: number, w: number, f: (ch: number, y: number, x: number) => number) => {
   const data = new Float32Array(c * h * w);
@@ -122,14 +123,18 @@ describe('anomaly map and regions', () => {
       { gh: 3, gw: 4, w: 9, h: 7, sigma: 4 },
       { gh: 1, gw: 1, w: 5, h: 5, sigma: 1 },
     ];
-    for (const { gh, gw, w, h, sigma } of cases) {
+    // Cells spread evenly, and placed as Keras' stride-8 layers put them (s(i + 1) - 0.5).
+    const placements = [undefined, { x: { scale: 8, offset: 7.5 }, y: { scale: 8, offset: 7.5 } }];
+    for (const [{ gh, gw, w, h, sigma }, placement] of cases.flatMap((c) =>
+      placements.map((p) => [c, p] as const),
+    )) {
       const grid = Float32Array.from(
         { length: gh * gw },
         (_, i) => Math.abs(Math.sin(i * 2.3)) * 3 + (i % 4),
       );
       const tiles = [{ left: 0, top: 0, width: w, height: h }];
-      const want = gaussianBlur(stitchTiles([grid], gh, gw, tiles, w, h), w, h, sigma);
-      const got = anomalyMap([grid], gh, gw, tiles, w, h, sigma);
+      const want = gaussianBlur(stitchTiles([grid], gh, gw, tiles, w, h, placement), w, h, sigma);
+      const got = anomalyMap([grid], gh, gw, tiles, w, h, sigma, placement);
       assert.equal(got.length, want.length);
       for (let i = 0; i < want.length; i++)
         assert.ok(
@@ -152,11 +157,36 @@ describe('anomaly map and regions', () => {
 });
 
 describe('threshold', () => {
-  it('sits above every held-out nominal score and mean + 3 std', () => {
+  it('is the largest held-out score when too few images are held out to certify 5 %', () => {
     const t = thresholdFromNominal([1, 1.1, 0.9, 1.05]);
     assert.equal(t.method, 'nominal');
-    assert.ok(t.value >= 1.1);
-    assert.ok(t.value >= t.nominal!.mean + 3 * t.nominal!.std - 1e-9);
+    assert.equal(t.value, 1.1);
+    assert.equal(t.nominal!.rank, 4);
+    assert.equal(t.nominal!.falseRejectBound, 0.2);
+    // One outlying held-out score no longer drags the threshold to mean + 3 std (here 2.9).
+    const few = thresholdFromNominal([23.6, 23.6, 24.5, 24.7, 26.2, 26.3, 29.5]);
+    assert.equal(few.value, 29.5);
+    assert.ok(few.nominal!.mean + 3 * few.nominal!.std > 31);
+  });
+
+  it('takes the conformal order statistic with enough held-out images', () => {
+    // 39 scores 1..39 in shuffled order: k = ceil(40 * 0.95) = 38.
+    const scores = Array.from({ length: 39 }, (_, i) => ((i * 17) % 39) + 1);
+    const t = thresholdFromNominal(scores);
+    assert.equal(t.value, 38);
+    assert.equal(t.nominal!.rank, 38);
+    assert.equal(t.nominal!.falseRejectBound, 0.05);
+    assert.equal(thresholdFromNominal(scores, 0.25).value, 30);
+    // The guarantee, checked empirically: a fresh exchangeable nominal score exceeds it <= 5 %.
+    const rand = mulberry32(11);
+    let exceed = 0;
+    const trials = 2000;
+    for (let r = 0; r < trials; r++) {
+      const draw = Array.from({ length: 20 }, () => rand());
+      if (rand() >= thresholdFromNominal(draw).value) exceed++;
+    }
+    assert.ok(exceed / trials <= 0.05 + 0.015, `exceeded ${exceed} of ${trials}`);
+    assert.ok(exceed / trials > 0.02, `exceeded ${exceed} of ${trials}`);
   });
 
   it('finds the F1-optimal cut between labelled scores', () => {
