@@ -36,5 +36,9 @@ describe('make eval suite', () => {
       suiteRuns('/data', 'unified').map((r) => r.name),
       ['unified-bottle', 'unified-deeppcb'],
     );
+    assert.throws(
+      () => suiteRuns('/data', 'unified-bottle,unified-deeppcb'),
+      /matches no run; the runs are bottle,/,
+    );
   });
 });

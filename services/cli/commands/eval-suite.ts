@@ -5,6 +5,7 @@
  * report) and <out>/results.json + results.md.
  */
 import * as fs from 'node:fs';
+import { invalid } from '../../../lib/errors';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileSources, readCategory } from '../../../lib/data/mvtec';
@@ -70,7 +71,12 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
       group: 'bottle-inc',
     },
   ];
-  return only ? runs.filter((r) => r.name.startsWith(only)) : runs;
+  if (!only) return runs;
+  const picked = runs.filter((r) => r.name.startsWith(only));
+  // A typo must not look like a finished suite with an empty table.
+  if (picked.length === 0)
+    throw invalid(`--only ${only} matches no run; the runs are ${runs.map((r) => r.name).join(', ')}`);
+  return picked;
 }
 
 export async function evalSuiteCommand(argv: string[]): Promise<void> {
