@@ -40,6 +40,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   fs.mkdirSync(TEST_TMP, { recursive: true });
   const dir = options.dir ?? fs.mkdtempSync(path.join(TEST_TMP, 'cluster-'));
   const etcd = await startEtcd(options.etcd);
+  // Every process on loopback, any free port, registered in this etcd, metrics on a free port.
+  const loopback = ['--host', '127.0.0.1', '--port', '0', '--etcd', etcd.endpoint, '--metrics-port', '0'];
   const shards: ManagedProcess[] = [];
   const clients: InspectionClient[] = [];
   const startShard = async (index = shards.length): Promise<ManagedProcess> => {
@@ -47,18 +49,11 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       name: `shard-${index}`,
       env: options.env,
       args: [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--etcd',
-        etcd.endpoint,
+        ...loopback,
         '--id',
         `shard-${index}`,
         '--data-dir',
         path.join(dir, `shard-${index}`),
-        '--metrics-port',
-        '0',
         ...(options.shardArgs ?? []),
       ],
     });
@@ -72,17 +67,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     const gateway = spawnNodeService('services/gateway/main.ts', {
       name: 'gateway',
       env: options.env,
-      args: [
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--etcd',
-        etcd.endpoint,
-        '--metrics-port',
-        '0',
-        ...(options.gatewayArgs ?? []),
-      ],
+      args: [...loopback, ...(options.gatewayArgs ?? [])],
     });
     const ready = await gateway.waitForLine('gateway ready', 60_000);
     const gatewayAddress = `127.0.0.1:${Number(ready.fields.port)}`;
