@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
@@ -112,6 +114,37 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     // Upstream faiss-node crashed here: its constructor reference belonged to the worker's environment.
     const index = KnnIndex.build(bank, dim, { factory: 'Flat' });
     assert.equal(index.size, 2000);
+  });
+
+  it('search threads sleep between searches instead of spinning on the cores', function () {
+    this.timeout(30_000);
+    // A fresh process, so the thread settings are the ones faiss.ts applies before its libraries load.
+    // Without them OpenBLAS' workers busy-wait about 110 ms of a core after every exact search here.
+    const child = `
+      const { KnnIndex } = require('./lib/knn/index');
+      const d = 96, bank = new Float32Array(1500 * d).map(Math.random), q = new Float32Array(784 * d).map(Math.random);
+      const index = KnnIndex.build(bank, d, { factory: 'Flat' });
+      const idle = [];
+      for (let r = 0; r < 3; r++) {
+        index.searchSync(q, 1);
+        const c0 = process.cpuUsage();
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // blocks, burns nothing
+        const c = process.cpuUsage(c0);
+        idle.push((c.user + c.system) / 1000);
+      }
+      console.log(JSON.stringify(idle));`;
+    const env = { ...process.env };
+    for (const name of ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS'])
+      delete env[name];
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', child], {
+      cwd: path.resolve(__dirname, '../../..'),
+      env,
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const idleCpuMs: number[] = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    // CPU time of a process blocked for 300 ms: a spinning pool shows ~100 ms, a sleeping one ~0.
+    assert.ok(Math.min(...idleCpuMs) < 30, `idle CPU ms after a search: ${idleCpuMs.join(', ')}`);
   });
 
   it('clamps k to the bank size and refuses bad input with clear messages', () => {
