@@ -45,6 +45,10 @@ interface PoolWorker {
   /** Jobs of the message in flight (empty = idle). */
   busy: Job[];
   messageId: number;
+  /** Warm-ups meant for this worker, run before it takes shared work. */
+  warmups: Job[];
+  /** Extractor settings (keys) whose backbone this worker has loaded. */
+  loaded: Set<string>;
 }
 
 /** "auto": one worker per core beyond the first (the main thread decodes, searches and scores). */
@@ -94,22 +98,32 @@ export class EmbedPool {
   async warm(settings: ExtractorSettings): Promise<void> {
     const key = keyOf(settings);
     await Promise.all(
-      this.workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            if (this.closed) return reject(closedError());
-            const job: Job = { settings, key, resolve: () => resolve(), reject };
-            // Straight to this worker (behind whatever it is doing), not through the shared queue.
-            if (w.busy.length === 0) this.send(w, [job]);
-            else this.queue.unshift(job);
-          }),
-      ),
+      this.workers
+        .filter((w) => !w.loaded.has(key))
+        .map(
+          (w) =>
+            new Promise<void>((resolve, reject) => {
+              if (this.closed) return reject(closedError());
+              const job: Job = { settings, key, resolve: () => resolve(), reject };
+              // To this very worker (after what it is doing): through the shared queue another,
+              // already warm worker could take it and this one would stay cold.
+              if (w.busy.length === 0) this.send(w, [job]);
+              else w.warmups.push(job);
+            }),
+        ),
     );
+  }
+
+  /** How many workers have the backbone of `settings` loaded. */
+  warmWorkers(settings: ExtractorSettings): number {
+    const key = keyOf(settings);
+    return this.workers.filter((w) => w.loaded.has(key)).length;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     for (const job of this.queue.splice(0)) job.reject(closedError());
+    for (const w of this.workers) for (const job of w.warmups.splice(0)) job.reject(closedError());
     await Promise.all(
       this.workers.map(async (w) => {
         for (const job of w.busy.splice(0)) job.reject(closedError());
@@ -126,8 +140,12 @@ export class EmbedPool {
 
   private dispatch(): void {
     for (const w of this.workers) {
-      if (this.queue.length === 0) return;
       if (w.busy.length > 0) continue;
+      if (w.warmups.length > 0) {
+        this.send(w, [w.warmups.shift() as Job]);
+        continue;
+      }
+      if (this.queue.length === 0) continue;
       const first = this.queue.shift() as Job;
       const jobs = [first];
       // Batch only real requests with the same extractor settings (same model, stages and view).
@@ -164,13 +182,15 @@ export class EmbedPool {
 
   private spawn(): PoolWorker {
     const worker = startWorker(__filename, 'embed-worker', { session: this.session });
-    const entry: PoolWorker = { worker, busy: [], messageId: 0 };
+    const entry: PoolWorker = { worker, busy: [], messageId: 0, warmups: [], loaded: new Set() };
     worker.on('message', (msg: FromWorker) => {
       if (msg.id !== entry.messageId) return;
       const jobs = entry.busy.splice(0);
       worker.unref(); // an idle pool does not keep the process alive
-      if (msg.type === 'done') jobs.forEach((job, i) => job.resolve(msg.embeddings[i]));
-      else {
+      if (msg.type === 'done') {
+        entry.loaded.add(jobs[0].key);
+        jobs.forEach((job, i) => job.resolve(msg.embeddings[i]));
+      } else {
         const err = msg.kind ? new SpiError(msg.kind, msg.message) : new Error(msg.message);
         jobs.forEach((job) => job.reject(err));
       }
@@ -184,6 +204,7 @@ export class EmbedPool {
       const i = this.workers.indexOf(entry);
       if (i < 0 || this.closed) return;
       this.workers[i] = this.spawn();
+      this.workers[i].warmups.push(...entry.warmups.splice(0)); // the new worker starts cold too
       this.dispatch();
     };
     worker.on('error', (err) => replace(err.message));

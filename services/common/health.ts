@@ -92,10 +92,23 @@ export class ServingHealth {
   }
 }
 
-/** Client constructor for grpc.health.v1.Health (tests, tools). */
-export function healthClientConstructor(): grpc.ServiceClientConstructor {
-  return grpc.makeGenericClientConstructor(
+/** A grpc.health.v1.Health client, typed (tests, tools). */
+export type HealthClient = grpc.Client & {
+  check(
+    req: { service: string },
+    options: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+  watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+};
+
+export function newHealthClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): HealthClient {
+  const Ctor = grpc.makeGenericClientConstructor(
     healthService as unknown as grpc.ServiceDefinition,
     'grpc.health.v1.Health',
   );
+  return new Ctor(address, credentials) as unknown as HealthClient;
 }

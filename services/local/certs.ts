@@ -22,6 +22,9 @@ export interface Ca extends CertFiles {
   issue(name: string, opts?: { cn?: string; san?: string[]; days?: number }): CertFiles;
 }
 
+/** `openssl req` arguments for a fresh unencrypted P-256 key. */
+const NEW_EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
 function openssl(args: string[], cwd: string): void {
   execFileSync(OPENSSL_BIN, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
 }
@@ -35,11 +38,7 @@ export function createCa(dir: string, name: string): Ca {
     [
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
+      ...NEW_EC_KEY,
       '-keyout',
       key,
       '-out',
@@ -76,21 +75,7 @@ export function createCa(dir: string, name: string): Ca {
         ].join('\n') + '\n',
       );
       openssl(
-        [
-          'req',
-          '-new',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:prime256v1',
-          '-nodes',
-          '-keyout',
-          out.key,
-          '-out',
-          csr,
-          '-subj',
-          `/CN=${opts.cn ?? leaf}`,
-        ],
+        ['req', '-new', ...NEW_EC_KEY, '-keyout', out.key, '-out', csr, '-subj', `/CN=${opts.cn ?? leaf}`],
         dir,
       );
       openssl(

@@ -3,7 +3,6 @@
  * HTTP server's answers, and the metrics interceptor on a real grpc-js server.
  */
 import { strict as assert } from 'node:assert';
-import * as grpc from '@grpc/grpc-js';
 import { keyLayout } from '../../lib/cluster/keys';
 import { BankVersionRecord } from '../../lib/cluster/types';
 import { ClusterView, viewFromKvs } from '../../lib/cluster/view';
@@ -13,7 +12,7 @@ import {
   GATEWAY_HEALTH_SERVICES,
   OVERALL,
   ServingHealth,
-  healthClientConstructor,
+  newHealthClient,
 } from '../../services/common/health';
 import {
   LIVENESS_PATH,
@@ -134,20 +133,14 @@ describe('ops in process: readiness rules, ops HTTP server, gRPC metrics', () =>
       const res = await fetch(`http://127.0.0.1:${ops.port}${p}`);
       return { status: res.status, body: await res.text() };
     };
-    const Health = healthClientConstructor();
-    const client = new Health(
-      `127.0.0.1:${server.port}`,
-      grpc.credentials.createInsecure(),
-    ) as unknown as grpc.Client & {
-      check(req: { service: string }, cb: (err: grpc.ServiceError | null) => void): void;
-    };
+    const client = newHealthClient(`127.0.0.1:${server.port}`);
     try {
       assert.equal((await get(LIVENESS_PATH)).status, 200);
       assert.equal((await get(READINESS_PATH)).status, 503);
       health.setAll(true);
       assert.equal((await get(READINESS_PATH)).status, 200);
-      await new Promise<void>((resolve) => client.check({ service: '' }, () => resolve()));
-      await new Promise<void>((resolve) => client.check({ service: 'x' }, () => resolve()));
+      await new Promise<void>((resolve) => client.check({ service: '' }, {}, () => resolve()));
+      await new Promise<void>((resolve) => client.check({ service: 'x' }, {}, () => resolve()));
       const text = (await get(METRICS_PATH)).body;
       assert.match(
         text,

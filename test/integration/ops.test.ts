@@ -15,25 +15,12 @@ import { SpiError } from '../../lib/errors';
 import {
   GATEWAY_HEALTH_SERVICES,
   SHARD_HEALTH_SERVICES,
-  healthClientConstructor,
+  HealthClient,
+  newHealthClient,
 } from '../../services/common/health';
 import { LIVENESS_PATH, METRICS_PATH, READINESS_PATH } from '../../services/common/http';
 import { ManagedProcess, waitUntil } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
-
-type HealthClient = grpc.Client & {
-  check(
-    req: { service: string },
-    options: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-  ): void;
-  watch(req: { service: string }): grpc.ClientReadableStream<{ status: string }>;
-};
-
-function healthClient(address: string): HealthClient {
-  const Ctor = healthClientConstructor();
-  return new Ctor(address, grpc.credentials.createInsecure()) as unknown as HealthClient;
-}
 
 function check(client: HealthClient, service: string): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -144,7 +131,7 @@ describe('ops: health, readiness, metrics and graceful shutdown on a local clust
       ]),
     ];
     for (const [address, names, metricsPort] of nodes) {
-      const hc = healthClient(address);
+      const hc = newHealthClient(address);
       try {
         for (const name of names)
           await waitUntil(async () => (await check(hc, name)) === 'SERVING', `${address} "${name}" SERVING`);
@@ -238,7 +225,7 @@ describe('ops: health, readiness, metrics and graceful shutdown on a local clust
 
   /** Watches a health name; resolves with the statuses seen once the server ends the stream. */
   function watchUntilEnd(address: string): { statuses: string[]; ended: Promise<grpc.StatusObject> } {
-    const hc = healthClient(address);
+    const hc = newHealthClient(address);
     const statuses: string[] = [];
     const call = hc.watch({ service: '' });
     call.on('data', (m) => statuses.push(m.status));

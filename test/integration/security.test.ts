@@ -23,7 +23,7 @@ import { Logger } from '../../services/common/log';
 import {
   GATEWAY_HEALTH_SERVICES,
   ServingHealth,
-  healthClientConstructor,
+  newHealthClient,
 } from '../../services/common/health';
 import { RunningServer, startGrpcServer } from '../../services/common/grpc-server';
 import { REQUEST_ID_KEY } from '../../services/common/request-id';
@@ -44,18 +44,9 @@ import { printDataset, upload } from '../helpers/fixtures';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 
-type HealthClient = grpc.Client & {
-  check(
-    req: { service: string },
-    options: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-  ): void;
-};
-
 /** One health Check on a fresh channel: the status, or the gRPC error code. */
 async function probe(address: string, creds: grpc.ChannelCredentials): Promise<string | grpc.status> {
-  const Ctor = healthClientConstructor();
-  const client = new Ctor(address, creds) as unknown as HealthClient;
+  const client = newHealthClient(address, creds);
   try {
     return await new Promise((resolve) =>
       client.check({ service: '' }, { deadline: Date.now() + 3000 }, (err, res) =>

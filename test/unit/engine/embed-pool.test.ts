@@ -76,6 +76,22 @@ describe('embedding worker pool', function () {
     }
   });
 
+  it('warms every worker, also the ones busy when warm() is called, and each only once', async () => {
+    const pool = new EmbedPool({ workers: 2 });
+    try {
+      const other: ExtractorSettings = { ...SETTINGS, view: { ...SETTINGS.view, resize: 64 } };
+      // Both workers busy with another configuration: the warm-ups must wait for these very workers.
+      const busy = [pool.embed(other, image(1)), pool.embed(other, image(2))];
+      const warmed = pool.warm(SETTINGS);
+      await Promise.all([...busy, warmed]);
+      assert.equal(pool.warmWorkers(SETTINGS), 2);
+      assert.equal(pool.warmWorkers(other), 2);
+      await pool.warm(SETTINGS); // nothing left to load
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('reports an unknown model as NOT_FOUND, and refuses work once closed', async () => {
     const pool = new EmbedPool({ workers: 1 });
     await assert.rejects(pool.embed({ ...SETTINGS, model: 'no-such-model' }, image(1)), (err: unknown) => {
