@@ -42,7 +42,7 @@ export async function timeVariants(
 ): Promise<BackboneBenchRow[]> {
   const latencies = await measureInterleaved(
     variants.map((v) => ({
-      onnx: v.onnxPath,
+      onnx: v.timedGraph,
       options: {
         inputName: v.inputName,
         inputSize: v.inputSize,
@@ -114,7 +114,7 @@ export async function timeSettings(variants: Variant[], runs: number): Promise<S
     combos.map((c) => {
       const v = variants.find((x) => x.id === c.modelId) as Variant;
       return {
-        onnx: v.onnxPath,
+        onnx: v.timedGraph,
         options: {
           inputName: v.inputName,
           inputSize: v.inputSize,

@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DerivedCard, writeDerived } from '../../models/derived';
 import { FULL_DEPTH, buildFullDepth, readFullDepth, writeFullDepth } from '../../models/full-depth';
-import { readModel } from '../../models/onnx/io';
+import { decodeModel, readModel } from '../../models/onnx/io';
+import { measureModel } from '../../models/measure';
+import { stageGraph } from '../../lib/backbone/backbone';
 import { buildPruned } from '../../models/prune/build';
 import { buildInt8 } from '../../models/quantize/build';
 import { CalibrationMethod } from '../../models/quantize/ranges';
@@ -37,10 +39,16 @@ export interface Variant {
   kind: VariantKind;
   id: string;
   onnxPath: string;
+  /**
+   * What is timed: the graph the engine runs (cut after the default stages, see stageGraph), or the
+   * full-depth file as it is.
+   */
+  timedGraph: Uint8Array | string;
   inputName: string;
   inputSize: [number, number];
   /** The spec (absent for the timing-only full-depth model). */
   spec?: ModelSpec;
+  /** FLOPs of timedGraph. */
   flops: number;
   bytes: number;
 }
@@ -129,6 +137,7 @@ export async function prepareVariant(
       kind,
       id,
       onnxPath: path.join(dir, info.file),
+      timedGraph: path.join(dir, info.file),
       inputName: info.inputName,
       inputSize: info.inputSize,
       flops: info.flops,
@@ -137,16 +146,23 @@ export async function prepareVariant(
   }
   if (kind !== 'cut-f32') await ensureDerived(kind, backbone, id, options);
   const { spec, onnxPath } = resolveModel(kind === 'cut-f32' ? backbone : dir, options.modelsDir);
-  const cardFile = path.join(path.dirname(onnxPath), 'card.json');
-  const card = JSON.parse(fs.readFileSync(cardFile, 'utf8')) as { cost: { flops: number } };
+  const stages = spec.stages.filter((s) => spec.defaultStages.includes(s.name));
+  const graph = stageGraph(spec, onnxPath, stages);
+  const cost = await measureModel(
+    decodeModel(graph.onnx),
+    spec.inputName,
+    spec.inputSize,
+    stages.map((s) => s.tensor),
+  );
   return {
     kind,
     id,
     onnxPath,
+    timedGraph: graph.onnx,
     inputName: spec.inputName,
     inputSize: spec.inputSize,
     spec,
-    flops: card.cost.flops,
+    flops: cost.flops,
     bytes: fs.statSync(onnxPath).size,
   };
 }
