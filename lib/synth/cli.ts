@@ -1,19 +1,46 @@
 /**
- * Writes a synthetic MVTec-layout print dataset.
- *   node --import tsx lib/synth/cli.ts --out <dir> [--seed 1] [--size 512|WxH] [--train 20]
- *     [--test-good 6] [--per-defect 3] [--defects ink_spot,streak,...] [--min-defect 6] [--max-defect 40]
- *     [--force] [--preview file.png] [--quiet]
+ * Writes a synthetic MVTec-layout print dataset: `spi synth --out <dir> [options]`, or
+ * `node --import tsx lib/synth/cli.ts` with the same flags (SYNTH_USAGE lists them).
  */
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import type { SizeSpec } from './artwork';
-import { type DatasetOptions, generateDataset } from './dataset';
-import { DEFECT_TYPES, type DefectType } from './defects';
+import { DEFAULT_DATASET_OPTIONS, type DatasetOptions, generateDataset } from './dataset';
+import { DEFAULT_DEFECT_OPTIONS, DEFECT_TYPES, type DefectType } from './defects';
 import { renderPreview } from './preview';
 
-const USAGE = `usage: cli.ts --out <dir> [--seed N] [--size N|WxH] [--train N] [--test-good N] [--per-defect N]
-              [--defects ${DEFECT_TYPES.join(',')}] [--min-defect PX] [--max-defect PX]
-              [--force] [--preview <file.png>] [--quiet]`;
+export const SYNTH_FLAGS = {
+  out: { type: 'string', short: 'o' },
+  seed: { type: 'string' },
+  size: { type: 'string' },
+  train: { type: 'string' },
+  'test-good': { type: 'string' },
+  'per-defect': { type: 'string' },
+  defects: { type: 'string' },
+  'min-defect': { type: 'string' },
+  'max-defect': { type: 'string' },
+  force: { type: 'boolean' },
+  preview: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies ParseArgsConfig['options'];
+
+const D = DEFAULT_DATASET_OPTIONS;
+
+/** `spi synth --help` (this file run directly takes the same flags). */
+export const SYNTH_USAGE = `usage: spi synth --out <dir> [options]
+  -o, --out DIR       dataset folder: train/good, test/good, test/<defect>, ground_truth/<defect>
+  --seed N            generator seed (default ${D.seed})
+  --size N|WxH        print size in pixels (default ${String(D.size)})
+  --train N           good training prints (default ${D.trainGood})
+  --test-good N       good test prints (default ${D.testGood})
+  --per-defect N      defective test prints per defect type (default ${D.perDefect})
+  --defects A,B       defect types (default all: ${DEFECT_TYPES.join(',')})
+  --min-defect PX     smallest defect size in pixels (default ${DEFAULT_DEFECT_OPTIONS.minSize})
+  --max-defect PX     largest defect size in pixels (default ${DEFAULT_DEFECT_OPTIONS.maxSize})
+  --force             write again even when the folder is up to date with these options
+  --preview FILE      also write a contact sheet PNG: good prints and one per defect type, masks outlined
+  -q, --quiet         no progress bar`;
 
 function int(name: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -36,28 +63,14 @@ function bar(done: number, total: number, width = 24): string {
 export async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      out: { type: 'string', short: 'o' },
-      seed: { type: 'string' },
-      size: { type: 'string' },
-      train: { type: 'string' },
-      'test-good': { type: 'string' },
-      'per-defect': { type: 'string' },
-      defects: { type: 'string' },
-      'min-defect': { type: 'string' },
-      'max-defect': { type: 'string' },
-      force: { type: 'boolean' },
-      preview: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    },
+    options: SYNTH_FLAGS,
   });
   if (values.help) {
-    console.log(USAGE);
+    console.log(SYNTH_USAGE);
     return 0;
   }
   if (!values.out) {
-    console.error(USAGE);
+    console.error(`--out is required\n${SYNTH_USAGE}`);
     return 2;
   }
   const opts: Partial<DatasetOptions> = {};

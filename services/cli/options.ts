@@ -34,6 +34,40 @@ export const ENGINE_FLAGS = {
   batch: { type: 'string', default: '8' },
 } satisfies ParseArgsConfig['options'];
 
+const D = ENGINE_FLAGS;
+
+/** --help lines of ENGINE_FLAGS (spi fit, spi eval); the defaults come from the flags themselves. */
+export const ENGINE_USAGE = `backbone:
+  --model ID|DIR      a model id under build/models (SPI_MODELS_DIR), a model folder or its spec.json
+                      (env SPI_MODEL; default ${D.model.default})
+  --stages A,B        layers whose feature maps make a patch's features (default: the model's own
+                      default stages; block_5_add,block_9_add for mobilenet_v2-imagenet)
+  --projection N      seeded random projection of patch features to N dims; 0 = full width (default ${D.projection.default})
+  --batch N           images per backbone call (default ${D.batch.default})
+view (how an image becomes what the backbone sees):
+  --resize N          canvas: the image resized to NxN; 0 = its own size times --scale (default ${D.resize.default})
+  --crop N            centre crop of the canvas, 0 = none (default ${D.crop.default})
+  --scale F           canvas scale factor when --resize is 0 (default ${D.scale.default})
+  --tile N            tile side fed to the backbone; 0 = the whole canvas in one pass (default ${D.tile.default})
+  --overlap N         overlap of neighbouring tiles in pixels, with --tile (default ${D.overlap.default})
+coreset (which patches the bank keeps):
+  --coreset M         greedy (k-center coreset) | random | none = keep every patch (default ${D.coreset.default})
+  --ratio R           fraction of the patches kept (default ${D.ratio.default})
+  --coreset-size N    number of patches kept; overrides --ratio when > 0 (default ${D['coreset-size'].default})
+  --coreset-per-image R  fraction of each image's patches a per-image greedy keeps before the
+                      global greedy; 0 = one global greedy (default ${D['coreset-per-image'].default})
+index and scores:
+  --index F           faiss factory string: Flat (exact) or e.g. IVF1024,Flat (default ${D.index.default})
+  --nprobe N          IVF cells searched per query (default ${D.nprobe.default})
+  --k N               nearest neighbours per patch; its score is their mean distance (default ${D.k.default})
+  --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
+  --image-score M     map-max (max of the smoothed map) | patch-max (max raw patch score)
+                      (default ${D['image-score'].default})
+threshold and bank:
+  --holdout F         fraction of the good images held back to set the threshold (default ${D.holdout.default})
+  --threshold T       a manual threshold instead of the automatic one (score >= T is defective)
+  --name NAME         name recorded in the bank (default: the data folder's name)`;
+
 export type EngineFlagValues = { [K in keyof typeof ENGINE_FLAGS]?: string };
 
 export function num(values: Record<string, unknown>, key: string): number {

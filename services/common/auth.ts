@@ -30,6 +30,18 @@ export const PEER_AUTH_FLAGS = {
   'peer-identities': { type: 'string' },
 } as const;
 
+/** --help lines of ADMIN_AUTH_FLAGS (the gateway's). */
+export const ADMIN_AUTH_USAGE = `admin API (BankAdmin; beyond loopback it needs a token file or admin identities):
+  --admin-token-file F  bearer tokens, one a line (# comments), re-read when the file changes
+                      (env SPI_ADMIN_TOKEN_FILE)
+  --admin-identities A,B  client certificate names (CN or SAN) allowed to call BankAdmin
+                      (env SPI_ADMIN_IDENTITIES; needs --tls-ca and --tls-client-auth request or require)
+  --insecure-admin    leave the admin API open to any caller on a non-loopback host`;
+
+/** --help lines of PEER_AUTH_FLAGS (the shard's; they continue its TLS section). */
+export const PEER_AUTH_USAGE = `  --peer-identities A,B  client certificate names (CN or SAN) allowed to call BankShard, e.g. the
+                      gateways' (env SPI_PEER_IDENTITIES; needs --tls-ca)`;
+
 /** Tokens of a token file: one per line; blank lines and lines starting with # are ignored. */
 export class TokenFile {
   private readonly file: WatchedFile;

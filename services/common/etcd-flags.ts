@@ -17,6 +17,13 @@ export const ETCD_SECURITY_FLAGS = {
   'etcd-password-file': { type: 'string' },
 } as const;
 
+/** --help lines of ETCD_SECURITY_FLAGS, shared by the shard's and the gateway's usage. */
+export const ETCD_SECURITY_USAGE = `etcd security:
+  --etcd-ca F         CA of etcd's certificate: TLS to etcd (env SPI_ETCD_CA)
+  --etcd-cert F, --etcd-key F  client certificate for etcd (env SPI_ETCD_CERT, SPI_ETCD_KEY)
+  --etcd-username U   etcd user (env SPI_ETCD_USERNAME); password from --etcd-password-file F
+                      (env SPI_ETCD_PASSWORD_FILE) or env SPI_ETCD_PASSWORD`;
+
 type FlagValues = Record<string, string | boolean | undefined>;
 
 function str(v: string | boolean | undefined): string | undefined {

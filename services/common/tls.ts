@@ -56,6 +56,13 @@ export const SERVER_TLS_FLAGS = {
   'tls-reload-ms': { type: 'string' },
 } as const;
 
+/** --help lines of SERVER_TLS_FLAGS, shared by the shard's and the gateway's usage. */
+export const SERVER_TLS_USAGE = `TLS (certificate files are re-read every --tls-reload-ms, so rotated files need no restart):
+  --tls-cert F, --tls-key F   server certificate and key (env SPI_TLS_CERT, SPI_TLS_KEY); none = plaintext
+  --tls-ca F          CA of client certificates (env SPI_TLS_CA)
+  --tls-client-auth M none | request | require (env SPI_TLS_CLIENT_AUTH; default require with --tls-ca)
+  --tls-reload-ms N   how often certificate files are re-read (env SPI_TLS_RELOAD_MS; default ${DEFAULT_TLS_RELOAD_MS})`;
+
 /** Flags of the gateway's hop to the shards. */
 export const SHARD_CLIENT_TLS_FLAGS = {
   'shard-tls-ca': { type: 'string' },
@@ -63,6 +70,14 @@ export const SHARD_CLIENT_TLS_FLAGS = {
   'shard-tls-key': { type: 'string' },
   'shard-tls-server-name': { type: 'string' },
 } as const;
+
+/** --help lines of SHARD_CLIENT_TLS_FLAGS (the gateway's). */
+export const SHARD_CLIENT_TLS_USAGE = `TLS to the shards (plaintext without --shard-tls-ca; files re-read every --tls-reload-ms):
+  --shard-tls-ca F    CA of the shards' certificates: turns TLS on (env SPI_SHARD_TLS_CA)
+  --shard-tls-cert F, --shard-tls-key F  client certificate for the shards' mutual TLS
+                      (env SPI_SHARD_TLS_CERT, SPI_SHARD_TLS_KEY)
+  --shard-tls-server-name N  name the shards' certificates are checked against instead of the
+                      dialled host (env SPI_SHARD_TLS_SERVER_NAME)`;
 
 type FlagValues = Record<string, string | boolean | undefined>;
 

@@ -16,12 +16,20 @@ import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
-import { SERVER_TLS_FLAGS, SHARD_CLIENT_TLS_FLAGS, serverTlsFrom, shardClientTlsFrom } from '../common/tls';
-import { ADMIN_AUTH_FLAGS, adminAuthFrom } from '../common/auth';
-import { ETCD_SECURITY_FLAGS, etcdConnectionFrom } from '../common/etcd-flags';
+import {
+  SERVER_TLS_FLAGS,
+  SERVER_TLS_USAGE,
+  SHARD_CLIENT_TLS_FLAGS,
+  SHARD_CLIENT_TLS_USAGE,
+  serverTlsFrom,
+  shardClientTlsFrom,
+} from '../common/tls';
+import { ADMIN_AUTH_FLAGS, ADMIN_AUTH_USAGE, adminAuthFrom } from '../common/auth';
+import { ETCD_SECURITY_FLAGS, ETCD_SECURITY_USAGE, etcdConnectionFrom } from '../common/etcd-flags';
 
 /** The flags of `spi serve` (exported so the Kubernetes manifest tests check args against them). */
 export const GATEWAY_FLAGS = {
+  help: { type: 'boolean', short: 'h' },
   port: { type: 'string' },
   host: { type: 'string' },
   etcd: { type: 'string' },
@@ -44,8 +52,45 @@ export const GATEWAY_FLAGS = {
   ...ETCD_SECURITY_FLAGS,
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
+const D = Object.fromEntries(
+  Object.entries(GATEWAY_FLAGS).flatMap(([k, v]) => ('default' in v ? [[k, String(v.default)]] : [])),
+);
+
+/** What `spi serve --help` prints; the defaults come from GATEWAY_FLAGS. */
+export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi serve --embedded [options]
+  --port N            gRPC port (env SPI_GATEWAY_PORT; default 50051)
+  --host H            interface to listen on (env SPI_GATEWAY_HOST; default 0.0.0.0, 127.0.0.1 with --embedded)
+  --etcd A,B          etcd endpoints of the cluster; required without --embedded (env SPI_ETCD)
+  --etcd-prefix P     etcd key prefix (env SPI_ETCD_PREFIX; default /spi/)
+  --deadline-ms N     deadline of a search fanned out to the shards when the caller sets none
+                      (default ${D['deadline-ms']})
+  --hedge-ms N        ask the next replica too when one has not answered after N ms (default ${D['hedge-ms']})
+  --drain-ms N        grace before a rotated-out bank version is dropped (default ${D['drain-ms']})
+  --max-message-mb N  largest gRPC message (default ${D['max-message-mb']})
+  --ready-wait-ms N   how long readiness waits for every active bank to have a live replica
+                      (default ${D['ready-wait-ms']})
+  --embed-workers N   threads that embed images off the event loop, a number or "auto"
+                      (env SPI_EMBED_WORKERS; default 0 = on the event loop)
+  --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
+                      (env SPI_METRICS_PORT; default ${DEFAULT_GATEWAY_METRICS_PORT})
+  --shutdown-delay-ms N  after SIGTERM, how long it stays up unready before draining (default ${D['shutdown-delay-ms']})
+  --shutdown-grace-ms N  how long in-flight calls may then run on (default ${D['shutdown-grace-ms']})
+  (env SPI_MODELS_DIR: where model ids are looked up; default build/models)
+single machine, no etcd:
+  --embedded          run the shards in this process, the bank registry kept under --data-dir
+  --data-dir DIR      where the registry and the embedded shards' partitions live (default ${D['data-dir']})
+  --shards N          number of embedded shards (default ${D.shards})
+${SERVER_TLS_USAGE}
+${SHARD_CLIENT_TLS_USAGE}
+${ADMIN_AUTH_USAGE}
+${ETCD_SECURITY_USAGE}`;
+
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
   const { values } = parseArgs({ args: argv, options: GATEWAY_FLAGS, strict: true });
+  if (values.help) {
+    console.log(GATEWAY_USAGE);
+    return;
+  }
   const env = process.env;
   const log = createLogger('gateway');
   const etcd = (values.etcd ?? env.SPI_ETCD ?? '')
@@ -78,7 +123,9 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     );
   }
   if (etcd.length === 0)
-    throw invalid('--etcd (or SPI_ETCD) is required; use --embedded for a single machine without etcd');
+    throw invalid(
+      "--etcd (or SPI_ETCD) is required; use --embedded for a single machine without etcd (see 'spi serve --help')",
+    );
   const host = values.host ?? env.SPI_GATEWAY_HOST ?? '0.0.0.0';
   const adminAuth = adminAuthFrom(values, env, host, tls, log);
   const gateway = await startGateway({

@@ -12,9 +12,9 @@ import { createLogger } from '../common/log';
 import { DEFAULT_SHARD_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
 import { startShard } from './server';
-import { SERVER_TLS_FLAGS, serverTlsFrom } from '../common/tls';
-import { PEER_AUTH_FLAGS, peerIdentitiesFrom } from '../common/auth';
-import { ETCD_SECURITY_FLAGS, etcdConnectionFrom } from '../common/etcd-flags';
+import { SERVER_TLS_FLAGS, SERVER_TLS_USAGE, serverTlsFrom } from '../common/tls';
+import { PEER_AUTH_FLAGS, PEER_AUTH_USAGE, peerIdentitiesFrom } from '../common/auth';
+import { ETCD_SECURITY_FLAGS, ETCD_SECURITY_USAGE, etcdConnectionFrom } from '../common/etcd-flags';
 
 const log = createLogger('shard');
 
@@ -25,7 +25,8 @@ function intOf(name: string, raw: string | undefined, fallback: number): number 
   return n;
 }
 
-const USAGE = `usage: spi shard [options]
+/** What `spi shard --help` prints. */
+export const SHARD_USAGE = `usage: spi shard [options]
   --port N            gRPC port, 0 = any free port (env SPI_SHARD_PORT; default 0)
   --host H            interface to listen on (env SPI_SHARD_HOST; default 0.0.0.0)
   --data-dir DIR      persist partitions here and reload them at start (env SPI_SHARD_DATA_DIR)
@@ -38,18 +39,9 @@ const USAGE = `usage: spi shard [options]
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default 9465)
   --shutdown-grace-ms N  how long in-flight calls may run on after SIGTERM (default 10000)
-TLS (certificate files are re-read every --tls-reload-ms, so rotated files need no restart):
-  --tls-cert F, --tls-key F   server certificate and key (env SPI_TLS_CERT, SPI_TLS_KEY); none = plaintext
-  --tls-ca F          CA of client certificates (env SPI_TLS_CA)
-  --tls-client-auth M none | request | require (env SPI_TLS_CLIENT_AUTH; default require with --tls-ca)
-  --tls-reload-ms N   how often certificate files are re-read (env SPI_TLS_RELOAD_MS; default 60000)
-  --peer-identities A,B  client certificate names (CN or SAN) allowed to call BankShard, e.g. the
-                      gateways' (env SPI_PEER_IDENTITIES; needs --tls-ca)
-etcd security:
-  --etcd-ca F         CA of etcd's certificate: TLS to etcd (env SPI_ETCD_CA)
-  --etcd-cert F, --etcd-key F  client certificate for etcd (env SPI_ETCD_CERT, SPI_ETCD_KEY)
-  --etcd-username U   etcd user (env SPI_ETCD_USERNAME); password from --etcd-password-file F
-                      (env SPI_ETCD_PASSWORD_FILE) or env SPI_ETCD_PASSWORD`;
+${SERVER_TLS_USAGE}
+${PEER_AUTH_USAGE}
+${ETCD_SECURITY_USAGE}`;
 
 /** The flags of \`spi shard\` (exported so the Kubernetes manifest tests check args against them). */
 export const SHARD_FLAGS = {
@@ -74,7 +66,7 @@ export const SHARD_FLAGS = {
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
   const { values } = parseArgs({ args: argv, options: SHARD_FLAGS, strict: true });
   if (values.help) {
-    console.log(USAGE);
+    console.log(SHARD_USAGE);
     return;
   }
   // A stray rejection (e.g. inside the etcd client while etcd restarts) must not take the shard down.

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { generateDataset } from '../../../lib/synth/dataset';
 import { readCategory } from '../../../lib/data/mvtec';
 import { decodeImage } from '../../../lib/image/decode';
@@ -17,18 +17,27 @@ import type { ReportImage } from '../../../lib/eval/types';
 import type { InspectionClient, InspectResponse } from '../../../lib/client/inspection-client';
 import { num } from '../options';
 
+export const DEMO_FLAGS = {
+  out: { type: 'string', default: 'demo-out' },
+  seed: { type: 'string', default: '1' },
+  size: { type: 'string', default: '512' },
+  train: { type: 'string', default: '32' },
+  shards: { type: 'string', default: '2' },
+  tile: { type: 'string', default: '224' },
+} satisfies ParseArgsConfig['options'];
+
+const D = DEMO_FLAGS;
+
+export const DEMO_USAGE = `usage: spi demo [options]
+  --out DIR           generated prints, cluster logs, report.html and verdicts (default ${D.out.default})
+  --seed N            seed of the generated prints (default ${D.seed.default})
+  --size N            side of a generated print in pixels (default ${D.size.default})
+  --train N           good prints generated for the banks (default ${D.train.default})
+  --shards N          bank shards started on loopback (default ${D.shards.default})
+  --tile N            tile side of the demo bank, built at full resolution (default ${D.tile.default})`;
+
 export async function demoCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      out: { type: 'string', default: 'demo-out' },
-      seed: { type: 'string', default: '1' },
-      size: { type: 'string', default: '512' },
-      train: { type: 'string', default: '32' },
-      shards: { type: 'string', default: '2' },
-      tile: { type: 'string', default: '224' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: DEMO_FLAGS });
   const out = path.resolve(values.out!);
   fs.mkdirSync(out, { recursive: true });
   // Logs and shard data of the demo cluster go under <out>/cluster (read by services/local/*).

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import { invalid } from '../../../lib/errors';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { fileSources, readCategory } from '../../../lib/data/mvtec';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
@@ -79,15 +79,20 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
   return picked;
 }
 
+export const EVAL_SUITE_FLAGS = {
+  out: { type: 'string', default: 'eval-results' },
+  data: { type: 'string', default: path.join('..', 'shared', 'data') },
+  only: { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const EVAL_SUITE_USAGE = `usage: spi eval-suite [options]
+  --data DIR          data root holding mvtec_ad/bottle and deeppcb/group12100 (default ${EVAL_SUITE_FLAGS.data.default})
+  --out DIR           <out>/<run>/ per run (scores, metrics, report), results.json and results.md
+                      (default ${EVAL_SUITE_FLAGS.out.default})
+  --only PREFIX       only the runs whose names start with PREFIX (e.g. bottle-coreset, deeppcb)`;
+
 export async function evalSuiteCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      out: { type: 'string', default: 'eval-results' },
-      data: { type: 'string', default: path.join('..', 'shared', 'data') },
-      only: { type: 'string' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: EVAL_SUITE_FLAGS });
   const out = values.out!;
   fs.mkdirSync(out, { recursive: true });
   const pool = new BackbonePool();

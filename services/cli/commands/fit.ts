@@ -1,34 +1,35 @@
 /** `spi fit --data <folder> --out <bank-dir>`: build a bank from good images. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { saveBank } from '../../../lib/bank/bank-store';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
 import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
 import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
-import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom } from '../options';
+import { ENGINE_FLAGS, ENGINE_USAGE, EngineFlagValues, extractorFrom, fitFrom } from '../options';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 
-export const FIT_USAGE = `spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
-  --threshold-dir <folder>   good images for the threshold (default: hold back --holdout of the data)
-  --f1-from <folder>         labelled images in MVTec layout (test/good, test/<defect>): use the
-                             F1-optimal threshold on them instead of the automatic one
-  model/view/coreset/index flags: see 'spi help'`;
+export const FIT_FLAGS = {
+  ...ENGINE_FLAGS,
+  data: { type: 'string' },
+  out: { type: 'string' },
+  'threshold-dir': { type: 'string' },
+  'f1-from': { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
+  --data DIR          good images, or an MVTec-layout category (its train/good is used)
+  --out DIR           the bank folder to write
+  --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
+  --f1-from DIR       labelled images in MVTec layout (test/good, test/<defect>): use the
+                      F1-optimal threshold on them instead of the automatic one
+${ENGINE_USAGE}`;
 
 export async function fitCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      ...ENGINE_FLAGS,
-      data: { type: 'string' },
-      out: { type: 'string' },
-      'threshold-dir': { type: 'string' },
-      'f1-from': { type: 'string' },
-    },
-  });
-  if (!values.data || !values.out) throw invalid(`--data and --out are required\n${FIT_USAGE}`);
+  const { values } = parseArgs({ args: argv, options: FIT_FLAGS });
+  if (!values.data || !values.out) throw invalid("--data and --out are required (see 'spi fit --help')");
   const category = readCategory(values.data);
   const pool = new BackbonePool();
   const progress = new Progress();

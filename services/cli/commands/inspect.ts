@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { BackbonePool, openBank } from '../../../lib/patchcore/engine';
 import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
@@ -14,20 +14,29 @@ import { invalid } from '../../../lib/errors';
 import { listImages } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
 
+export const INSPECT_FLAGS = {
+  bank: { type: 'string' },
+  out: { type: 'string' },
+  threshold: { type: 'string' },
+  nprobe: { type: 'string' },
+  category: { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const INSPECT_USAGE = `usage: spi inspect --bank <bank dir> [options] <image or folder>...
+  --bank DIR          the bank (spi fit --out)
+  --out DIR           write verdicts.json and a <name>.overlay.png per image there (default: print only)
+  --threshold T       judge with this threshold (default: the bank's; score >= T is defective)
+  --category C        in a unified bank, judge by that product's own threshold
+  --nprobe N          an IVF bank's cells searched per query, for this run (default: the bank's)`;
+
 export async function inspectCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: {
-      bank: { type: 'string' },
-      out: { type: 'string' },
-      threshold: { type: 'string' },
-      nprobe: { type: 'string' },
-      category: { type: 'string' },
-    },
+    options: INSPECT_FLAGS,
   });
   if (!values.bank || positionals.length === 0) {
-    throw invalid('usage: spi inspect --bank <bank dir> [--out <dir>] <image or folder>...');
+    throw invalid("--bank and at least one image or folder are required (see 'spi inspect --help')");
   }
   const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImages(p) : [p]));
   const pool = new BackbonePool();

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
 import { invalid } from '../../../lib/errors';
 import { DerivedModel, writeDerived } from '../../../models/derived';
 import { measureLatency } from '../../../models/latency';
@@ -18,7 +18,23 @@ import { resolveModel } from '../../../models/registry';
 import { ModelSpec } from '../../../models/spec';
 import { Progress } from '../progress';
 
-export const QUANTIZE_USAGE = `spi quantize --model <id|dir|spec.json> --out <dir> [options]
+export const QUANTIZE_FLAGS = {
+  model: { type: 'string' },
+  out: { type: 'string' },
+  calibration: { type: 'string', default: 'randn' },
+  method: { type: 'string', default: 'minmax' },
+  percentile: { type: 'string' },
+  count: { type: 'string' },
+  seed: { type: 'string' },
+  prune: { type: 'string' },
+  'reduce-range': { type: 'string', default: 'gemm' },
+  weights: { type: 'string', default: 'int8' },
+  id: { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const QUANTIZE_USAGE = `usage: spi quantize --model <id|dir|spec.json> --out <dir> [options]
+  --model M                      the float backbone: a model id, a model folder or its spec.json
+  --out DIR                      the new model folder (model.onnx, spec.json, card.json/md)
   --calibration randn|<folder>   seeded random-normal inputs, or good images of the job (default randn)
   --method minmax|percentile     activation ranges (default minmax)
   --percentile <p>               percent of values kept by percentile (default 99.99)
@@ -29,7 +45,21 @@ export const QUANTIZE_USAGE = `spi quantize --model <id|dir|spec.json> --out <di
   --weights int8|uint8           weight storage (uint8 selects u8u8 kernels; default int8)
   --id <id>                      model id (default: the --out folder name)`;
 
-export const PRUNE_USAGE = `spi prune --model <id|dir|spec.json> --out <dir> --ratio <r> [options]
+export const PRUNE_FLAGS = {
+  model: { type: 'string' },
+  out: { type: 'string' },
+  ratio: { type: 'string' },
+  convs: { type: 'string' },
+  'keep-output-widths': { type: 'boolean', default: false },
+  compensate: { type: 'string' },
+  count: { type: 'string' },
+  id: { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+export const PRUNE_USAGE = `usage: spi prune --model <id|dir|spec.json> --out <dir> --ratio <r> [options]
+  --model M                      the backbone to prune: a model id, a model folder or its spec.json
+  --out DIR                      the new model folder (model.onnx, spec.json, card.json/md)
+  --ratio R                      fraction of each pruned conv's channels removed (lowest L1 norm first), in [0, 1)
   --convs a,b,...                convs to prune (node names; default every prunable one)
   --keep-output-widths           skip convs whose channels reach a stage output
   --compensate randn|<folder>    fold removed channels' means (over --count inputs) into reader biases
@@ -75,23 +105,9 @@ function summary(parent: ModelSpec, parentBytes: number, derived: DerivedModel, 
 }
 
 export async function quantizeCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      out: { type: 'string' },
-      calibration: { type: 'string', default: 'randn' },
-      method: { type: 'string', default: 'minmax' },
-      percentile: { type: 'string' },
-      count: { type: 'string' },
-      seed: { type: 'string' },
-      prune: { type: 'string' },
-      'reduce-range': { type: 'string', default: 'gemm' },
-      weights: { type: 'string', default: 'int8' },
-      id: { type: 'string' },
-    },
-  });
-  if (!values.model || !values.out) throw invalid(`--model and --out are required\n${QUANTIZE_USAGE}`);
+  const { values } = parseArgs({ args: argv, options: QUANTIZE_FLAGS });
+  if (!values.model || !values.out)
+    throw invalid("--model and --out are required (see 'spi quantize --help')");
   const method = values.method as 'minmax' | 'percentile';
   if (!['minmax', 'percentile'].includes(method)) throw invalid('--method must be minmax or percentile');
   const reduceRange = values['reduce-range'] as ReduceRange;
@@ -151,21 +167,9 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
 }
 
 export async function pruneCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' },
-      out: { type: 'string' },
-      ratio: { type: 'string' },
-      convs: { type: 'string' },
-      'keep-output-widths': { type: 'boolean', default: false },
-      compensate: { type: 'string' },
-      count: { type: 'string' },
-      id: { type: 'string' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: PRUNE_FLAGS });
   if (!values.model || !values.out || values.ratio === undefined)
-    throw invalid(`--model, --out and --ratio are required\n${PRUNE_USAGE}`);
+    throw invalid("--model, --out and --ratio are required (see 'spi prune --help')");
   const ratio = number(values.ratio, 'ratio', 0);
   if (!(ratio >= 0 && ratio < 1)) throw invalid('--ratio must be in [0, 1)');
   if (values.compensate && values.compensate !== 'randn' && !fs.existsSync(values.compensate))

@@ -2,6 +2,8 @@
 import { main } from '../../../lib/synth/cli';
 import { SpiError } from '../../../lib/errors';
 
+export { SYNTH_FLAGS, SYNTH_USAGE } from '../../../lib/synth/cli';
+
 export async function synthCommand(argv: string[]): Promise<void> {
   const code = await main(argv);
   if (code !== 0) throw new SpiError('INVALID_ARGUMENT', `synth failed (exit ${code})`);
