@@ -15,6 +15,7 @@ import { DEFAULT_GATEWAY_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabl
 import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
+import { intFlag } from '../common/numeric-flags';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
 import {
   SERVER_TLS_FLAGS,
@@ -102,6 +103,17 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     DEFAULT_GATEWAY_METRICS_PORT,
   );
   const tls = serverTlsFrom(values, env);
+  // Every number up front: a typo stops the start with the flag's name.
+  const port = intFlag('port', values.port ?? env.SPI_GATEWAY_PORT, 50051);
+  const drainMs = intFlag('drain-ms', values['drain-ms'], 2000);
+  const maxMessageBytes = intFlag('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024;
+  const fanOut = {
+    deadlineMs: intFlag('deadline-ms', values['deadline-ms'], 5000),
+    hedgeMs: intFlag('hedge-ms', values['hedge-ms'], 150),
+  };
+  const readyWaitMs = intFlag('ready-wait-ms', values['ready-wait-ms'], 30_000);
+  const shutdownDelayMs = intFlag('shutdown-delay-ms', values['shutdown-delay-ms'], 0);
+  const shutdownGraceMs = intFlag('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
   const embedWorkers = embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0');
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
@@ -109,11 +121,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     return runEmbedded(
       {
         host,
-        port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
+        port,
         dataDir: values['data-dir']!,
-        shards: Number(values.shards),
-        drainMs: Number(values['drain-ms']),
-        maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
+        shards: intFlag('shards', values.shards, 2),
+        drainMs,
+        maxMessageBytes,
         metricsPort,
         tls,
         adminAuth: adminAuthFrom(values, env, host, tls, log),
@@ -130,13 +142,13 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const adminAuth = adminAuthFrom(values, env, host, tls, log);
   const gateway = await startGateway({
     host,
-    port: Number(values.port ?? env.SPI_GATEWAY_PORT ?? 50051),
+    port,
     etcd,
     etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
-    fanOut: { deadlineMs: Number(values['deadline-ms']), hedgeMs: Number(values['hedge-ms']) },
-    drainMs: Number(values['drain-ms']),
-    maxMessageBytes: Number(values['max-message-mb']) * 1024 * 1024,
-    readyWaitMs: Number(values['ready-wait-ms']),
+    fanOut,
+    drainMs,
+    maxMessageBytes,
+    readyWaitMs,
     embedWorkers,
     tls,
     shardTls: shardClientTlsFrom(values, env),
@@ -161,8 +173,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
       log.info('gateway stopping', { signal });
       // Unready at once, so load balancers and probes move away while calls still succeed.
       gateway.health.shutdown();
-      new Promise((r) => setTimeout(r, Number(values['shutdown-delay-ms'])))
-        .then(() => gateway.close(Number(values['shutdown-grace-ms'])))
+      new Promise((r) => setTimeout(r, shutdownDelayMs))
+        .then(() => gateway.close(shutdownGraceMs))
         .then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

@@ -7,7 +7,7 @@
  * deregisters, lets in-flight calls finish and exits 0.
  */
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { invalid } from '../../lib/errors';
+import { intFlag } from '../common/numeric-flags';
 import { createLogger } from '../common/log';
 import { DEFAULT_SHARD_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
@@ -17,13 +17,6 @@ import { PEER_AUTH_FLAGS, PEER_AUTH_USAGE, peerIdentitiesFrom } from '../common/
 import { ETCD_SECURITY_FLAGS, ETCD_SECURITY_USAGE, etcdConnectionFrom } from '../common/etcd-flags';
 
 const log = createLogger('shard');
-
-function intOf(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw invalid(`--${name} must be a non-negative integer, got ${raw}`);
-  return n;
-}
 
 /** What `spi shard --help` prints. */
 export const SHARD_USAGE = `usage: spi shard [options]
@@ -80,21 +73,21 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     values['metrics-port'] ?? env.SPI_METRICS_PORT,
     DEFAULT_SHARD_METRICS_PORT,
   );
-  const graceMs = intOf('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
+  const graceMs = intFlag('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
   const host = values.host ?? env.SPI_SHARD_HOST ?? '0.0.0.0';
   const tls = serverTlsFrom(values, env);
   const peerIdentities = peerIdentitiesFrom(values, env, tls, log);
   const etcdConnection = etcdConnectionFrom(values, env);
   const shard = await startShard({
-    port: intOf('port', values.port ?? env.SPI_SHARD_PORT, 0),
+    port: intFlag('port', values.port ?? env.SPI_SHARD_PORT, 0),
     host,
     dataDir: values['data-dir'] ?? env.SPI_SHARD_DATA_DIR,
     etcd,
     etcdPrefix: values['etcd-prefix'] ?? env.SPI_ETCD_PREFIX,
-    leaseTtlS: intOf('lease-ttl', values['lease-ttl'] ?? env.SPI_LEASE_TTL, 5) || 5,
+    leaseTtlS: intFlag('lease-ttl', values['lease-ttl'] ?? env.SPI_LEASE_TTL, 5) || 5,
     id: values.id ?? env.SPI_SHARD_ID,
     advertise: values.advertise ?? env.SPI_SHARD_ADVERTISE,
-    maxMessageBytes: intOf('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024,
+    maxMessageBytes: intFlag('max-message-mb', values['max-message-mb'], 64) * 1024 * 1024,
     tls,
     peerIdentities,
     etcdConnection,

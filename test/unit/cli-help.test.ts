@@ -105,6 +105,32 @@ describe('spi <command> --help', () => {
     }
   });
 
+  it('refuses a number flag that is not a number, naming the flag, before doing any work (exit 2)', async () => {
+    for (const [argv, message] of [
+      [
+        ['inspect', '--bank', 'no-such-bank', '--threshold', '0.5x', 'img.png'],
+        /--threshold must be a number/,
+      ],
+      [
+        ['inspect', '--bank', 'no-such-bank', '--nprobe', 'many', 'img.png'],
+        /--nprobe must be a non-negative/,
+      ],
+      [
+        ['serve', '--embedded', '--deadline-ms', '5s'],
+        /--deadline-ms must be a non-negative integer, got "5s"/,
+      ],
+      [
+        ['serve', '--embedded', '--drain-ms', 'soon'],
+        /--drain-ms must be a non-negative integer, got "soon"/,
+      ],
+      [['shard', '--lease-ttl', 'abc'], /--lease-ttl must be a non-negative integer/],
+    ] as const) {
+      const r = await spi(...argv);
+      assert.equal(r.code, 2, argv.join(' '));
+      assert.match(r.err, message);
+    }
+  });
+
   it('loads no onnxruntime for spi shard --help', () => {
     // A fresh process: this one has loaded every command by now.
     const child = spawnSync(

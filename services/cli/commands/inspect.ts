@@ -11,6 +11,7 @@ import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
 import { inspectionOverlay } from '../../../lib/patchcore/overlay';
 import { invalid } from '../../../lib/errors';
+import { intFlag, numberFlag } from '../../common/numeric-flags';
 import { listImages } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
 
@@ -38,14 +39,17 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   if (!values.bank || positionals.length === 0) {
     throw invalid("--bank and at least one image or folder are required (see 'spi inspect --help')");
   }
+  // Numbers before any work: a typo must not become a NaN threshold (every part would pass).
+  const thresholdOverride =
+    values.threshold !== undefined ? numberFlag('threshold', values.threshold, NaN) : undefined;
+  const nprobe = values.nprobe !== undefined ? intFlag('nprobe', values.nprobe, 0) : undefined;
   const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImages(p) : [p]));
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
     const { inspector, meta, index } = await openBank(pool, values.bank);
-    if (values.nprobe !== undefined) index.setNprobe(Number(values.nprobe));
-    const threshold =
-      values.threshold !== undefined ? Number(values.threshold) : thresholdFor(meta, values.category).value;
+    if (nprobe !== undefined) index.setNprobe(nprobe);
+    const threshold = thresholdOverride ?? thresholdFor(meta, values.category).value;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
     const verdicts = [];
     for (const [i, file] of files.entries()) {
