@@ -7,6 +7,7 @@ import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../i
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
+import { subtractReference } from '../score/reference';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { SpiError } from '../errors';
 
@@ -56,16 +57,20 @@ export class Inspector {
   }
 
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
+    const { embedding, knn, embedMs, searchMs } = await this.search(image, deadline);
+    const t2 = performance.now();
+    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
+    result.timingsMs = { decode: 0, embed: embedMs, search: searchMs, score: performance.now() - t2 };
+    return result;
+  }
+
+  /** Embedding and nearest bank patches of an image, before any scoring (the fit's held-out pass). */
+  async search(image: RgbImage, deadline?: number) {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
-    const k = this.meta.score.k;
-    const knn = await this.searcher.search(embedding.vectors, embedding.dim, k, deadline);
-    const t2 = performance.now();
-    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
-    const t3 = performance.now();
-    result.timingsMs = { decode: 0, embed: t1 - t0, search: t2 - t1, score: t3 - t2 };
-    return result;
+    const knn = await this.searcher.search(embedding.vectors, embedding.dim, this.meta.score.k, deadline);
+    return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
   }
 }
 
@@ -78,6 +83,18 @@ export function scoreEmbedding(
   threshold: number,
 ): Inspection {
   const scores = patchScores(knn.distances, knn.k, meta.score.k);
+  if (meta.reference) subtractReference(scores, meta.reference);
+  return scorePatches(meta, embedding, scores, image, threshold);
+}
+
+/** Final patch scores (reference already subtracted) -> map, image score, regions and verdict. */
+export function scorePatches(
+  meta: BankMeta,
+  embedding: Omit<ImageEmbedding, 'vectors'>,
+  scores: Float32Array,
+  image: { width: number; height: number },
+  threshold: number,
+): Inspection {
   const perTile = embedding.gridHeight * embedding.gridWidth;
   const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
   const { canvasWidth: w, canvasHeight: h } = embedding;

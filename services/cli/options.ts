@@ -8,6 +8,7 @@ import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
+import { ReferenceMethod } from '../../lib/score/reference';
 import { invalid } from '../../lib/errors';
 
 export const ENGINE_FLAGS = {
@@ -28,6 +29,7 @@ export const ENGINE_FLAGS = {
   k: { type: 'string', default: String(DEFAULT_SCORE.k) },
   sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
   'image-score': { type: 'string', default: DEFAULT_SCORE.imageScore },
+  reference: { type: 'string', default: DEFAULT_SCORE.reference },
   holdout: { type: 'string', default: String(DEFAULT_FIT.holdoutFraction) },
   threshold: { type: 'string' },
   name: { type: 'string' },
@@ -72,6 +74,8 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   const imageScore = (v['image-score'] ?? 'map-max') as ImageScoreMethod;
   if (!['map-max', 'patch-max'].includes(imageScore))
     throw invalid(`--image-score must be map-max or patch-max`);
+  const reference = (v.reference ?? 'none') as ReferenceMethod;
+  if (!['none', 'mean'].includes(reference)) throw invalid(`--reference must be none or mean`);
   return {
     ...DEFAULT_FIT,
     name: v.name ?? name,
@@ -86,7 +90,7 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       perImage: num(v, 'coreset-per-image'),
     },
     knn: { factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') },
-    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore },
+    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference },
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
   };
