@@ -10,15 +10,15 @@ import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
 
 /**
- * Format 2 is a bank with a nominal reference (`reference`): a format-1 reader would ignore it and
- * score every image too high, so such a bank is written as 2 and older readers refuse it. Banks
- * without one stay format 1, readable by every build.
+ * Format 2 is a bank with a nominal reference (`reference`) or edge padding (`view.pad`): a format-1
+ * reader would ignore either and mis-score every image, so such a bank is written as 2 and older
+ * readers refuse it. Banks with neither stay format 1, readable by every build.
  */
 export const BANK_FORMAT = 2;
 export const READABLE_BANK_FORMATS: readonly number[] = [1, 2];
 
-export function bankFormatOf(meta: Pick<BankMeta, 'reference'>): number {
-  return meta.reference ? 2 : 1;
+export function bankFormatOf(meta: Pick<BankMeta, 'reference' | 'view'>): number {
+  return meta.reference || (meta.view.pad ?? 0) > 0 ? 2 : 1;
 }
 
 export type ImageScoreMethod = 'map-max' | 'patch-max';

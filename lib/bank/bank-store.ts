@@ -66,8 +66,11 @@ export function loadBank(dir: string): StoredBank {
       `bank ${dir} has format ${meta.format}; this build reads formats ${READABLE_BANK_FORMATS.join(', ')}`,
     );
   }
-  if (meta.format === 2 && !meta.reference)
-    throw new SpiError('DATA_LOSS', `bank ${dir}: format 2 but no nominal reference in bank.json`);
+  if (meta.format !== bankFormatOf(meta))
+    throw new SpiError(
+      'DATA_LOSS',
+      `bank ${dir}: format ${meta.format} does not match its settings in bank.json`,
+    );
   const bytes = fs.readFileSync(path.join(dir, meta.vectors.file));
   if (sha256(bytes) !== meta.vectors.sha256) {
     throw new SpiError('DATA_LOSS', `bank ${dir}: vectors.f32 does not match its checksum (corrupt file)`);

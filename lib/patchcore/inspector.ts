@@ -97,19 +97,38 @@ export function scorePatches(
 ): Inspection {
   const perTile = embedding.gridHeight * embedding.gridWidth;
   const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
-  const { canvasWidth: w, canvasHeight: h } = embedding;
-  const map = anomalyMap(
+  const { canvasWidth: pw, canvasHeight: ph } = embedding;
+  const padded = anomalyMap(
     grids,
     embedding.gridHeight,
     embedding.gridWidth,
     embedding.tiles,
-    w,
-    h,
+    pw,
+    ph,
     meta.score.sigma,
     embedding.placement,
   );
+  // The map of the mirrored border is dropped: it shows no pixel of the image.
+  const pad = embedding.pad ?? 0;
+  const w = pw - 2 * pad;
+  const h = ph - 2 * pad;
+  const map = pad > 0 ? cropMap(padded, pw, pad, w, h) : padded;
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
+  return verdict(meta, map, w, h, score, maxPatchScore, image, threshold);
+}
+
+/** A finished anomaly map and image score -> regions (in image pixels) and verdict. */
+export function verdict(
+  meta: Pick<BankMeta, 'view'>,
+  map: Float32Array,
+  w: number,
+  h: number,
+  score: number,
+  maxPatchScore: number,
+  image: { width: number; height: number },
+  threshold: number,
+): Inspection {
   const isDefective = score >= threshold;
   // Regions in original-image pixels; with a centre crop the canvas maps to the cropped window.
   const toImage = canvasToImage(meta, image.width, image.height, w, h);
@@ -131,7 +150,20 @@ export function scorePatches(
   };
 }
 
-function canvasToImage(meta: BankMeta, imageW: number, imageH: number, canvasW: number, canvasH: number) {
+function cropMap(map: Float32Array, width: number, pad: number, w: number, h: number): Float32Array {
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++)
+    out.set(map.subarray((y + pad) * width + pad, (y + pad) * width + pad + w), y * w);
+  return out;
+}
+
+function canvasToImage(
+  meta: Pick<BankMeta, 'view'>,
+  imageW: number,
+  imageH: number,
+  canvasW: number,
+  canvasH: number,
+) {
   const { resize, crop } = meta.view;
   const fullW = resize > 0 ? resize : canvasW;
   const fullH = resize > 0 ? resize : canvasH;

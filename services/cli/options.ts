@@ -19,6 +19,7 @@ export const ENGINE_FLAGS = {
   scale: { type: 'string', default: '1' },
   tile: { type: 'string', default: '0' },
   overlap: { type: 'string', default: '32' },
+  pad: { type: 'string', default: '0' },
   projection: { type: 'string', default: '0' },
   coreset: { type: 'string', default: DEFAULT_CORESET.method },
   ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
@@ -47,12 +48,15 @@ export function num(values: Record<string, unknown>, key: string): number {
 }
 
 export function viewFrom(v: EngineFlagValues): ViewConfig {
+  const pad = num(v, 'pad');
+  if (!Number.isInteger(pad) || pad < 0) throw invalid(`--pad must be a whole number of pixels >= 0`);
   return {
     resize: num(v, 'resize'),
     crop: num(v, 'crop'),
     scale: num(v, 'scale'),
     tile: num(v, 'tile'),
     overlap: num(v, 'overlap'),
+    pad,
   };
 }
 
@@ -95,3 +99,4 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
   };
 }
+
