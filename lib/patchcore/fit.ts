@@ -56,6 +56,8 @@ export interface FittedBank {
   vectors: Float32Array;
   dim: number;
   index: KnnIndex;
+  /** The held-out images' maps as the threshold scored them (only with keepHeldOutMaps; not saved). */
+  heldOutMaps?: Float32Array[];
 }
 
 /** Local faiss search behind the searcher interface the inspector uses. */
@@ -70,7 +72,13 @@ export async function fitBank(
   extractor: FeatureExtractor,
   images: ImageSource[],
   settings: FitSettings,
-  options: { thresholdImages?: ImageSource[]; limits?: DecodeLimits; onProgress?: FitProgress } = {},
+  options: {
+    thresholdImages?: ImageSource[];
+    limits?: DecodeLimits;
+    onProgress?: FitProgress;
+    /** Keep the held-out maps (a fused bank normalises its members by them). */
+    keepHeldOutMaps?: boolean;
+  } = {},
 ): Promise<FittedBank> {
   if (images.length === 0) throw invalid('no good images to build the bank from');
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
@@ -121,6 +129,7 @@ export async function fitBank(
     categories: settings.categories,
     sources,
   };
+  const heldOutMaps = options.keepHeldOutMaps ? [] : undefined;
   Object.assign(
     meta,
     await chooseThreshold(
@@ -131,9 +140,10 @@ export async function fitBank(
       settings.threshold,
       limits,
       options.onProgress,
+      heldOutMaps,
     ),
   );
-  return { meta, vectors, dim, index };
+  return { meta, vectors, dim, index, ...(heldOutMaps ? { heldOutMaps } : {}) };
 }
 
 /**
@@ -148,6 +158,7 @@ async function chooseThreshold(
   manual: number | undefined,
   limits: DecodeLimits,
   onProgress?: FitProgress,
+  maps?: Float32Array[],
 ): Promise<Pick<BankMeta, 'threshold' | 'thresholdByCategory' | 'reference'>> {
   const withReference = meta.score.reference === 'mean';
   if (manual !== undefined && !withReference) return { threshold: manualThreshold(manual) };
@@ -158,7 +169,7 @@ async function chooseThreshold(
     limits,
   );
   if (withReference) {
-    const { reference, scores } = await referenceAndScores(inspector, holdout, limits, onProgress);
+    const { reference, scores } = await referenceAndScores(inspector, holdout, limits, onProgress, maps);
     return {
       reference,
       threshold: manual !== undefined ? manualThreshold(manual) : thresholdFromNominal(scores),
@@ -167,7 +178,8 @@ async function chooseThreshold(
   const scores: number[] = [];
   const byCategory = new Map<string, number[]>();
   for (const [i, source] of holdout.entries()) {
-    const score = (await inspector.inspectBytes(await source.read())).score;
+    const { score, map } = await inspector.inspectBytes(await source.read());
+    maps?.push(map);
     scores.push(score);
     const category = categoryOfSource(source.path, meta.categories);
     if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
@@ -193,6 +205,7 @@ async function referenceAndScores(
   holdout: ImageSource[],
   limits: DecodeLimits,
   onProgress?: FitProgress,
+  maps?: Float32Array[],
 ): Promise<{ reference: NominalReference; scores: number[] }> {
   const meta = inspector.meta;
   if (meta.categories.length > 1)
@@ -211,9 +224,11 @@ async function referenceAndScores(
     onProgress?.('threshold', i + 1, holdout.length);
   }
   const reference = referenceFrom(grids);
-  const scores = measured.map(
-    (m, j) => scorePatches(meta, m.embedding, leaveOneOut(grids, j), m.size, Infinity).score,
-  );
+  const scores = measured.map((m, j) => {
+    const r = scorePatches(meta, m.embedding, leaveOneOut(grids, j), m.size, Infinity);
+    maps?.push(r.map);
+    return r.score;
+  });
   return { reference, scores };
 }
 

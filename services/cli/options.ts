@@ -31,6 +31,9 @@ export const ENGINE_FLAGS = {
   sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
   'image-score': { type: 'string', default: DEFAULT_SCORE.imageScore },
   reference: { type: 'string', default: DEFAULT_SCORE.reference },
+  fuse: { type: 'string', default: '' },
+  'fuse-ratio': { type: 'string', default: '' },
+  'fuse-per-image': { type: 'string', default: '' },
   holdout: { type: 'string', default: String(DEFAULT_FIT.holdoutFraction) },
   threshold: { type: 'string' },
   name: { type: 'string' },
@@ -100,3 +103,20 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   };
 }
 
+/**
+ * The further members of a fused bank (patchcore/fusion.ts): `--fuse` names the stages of a second
+ * member (e.g. block_2_add,block_5_add beside the default block_5_add,block_9_add), with its own
+ * coreset ratio and per-image fraction (`--fuse-ratio`, `--fuse-per-image`; default: the first
+ * member's). Every other setting is shared. Empty when there is no --fuse.
+ */
+export function fuseMembersFrom(v: EngineFlagValues): EngineFlagValues[] {
+  if (!v.fuse) return [];
+  return [
+    {
+      ...v,
+      stages: v.fuse,
+      ratio: v['fuse-ratio'] || v.ratio,
+      'coreset-per-image': v['fuse-per-image'] || v['coreset-per-image'],
+    },
+  ];
+}
