@@ -10,6 +10,7 @@ import { BackbonePool, openBank } from '../../../lib/patchcore/engine';
 import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
 import { inspectionOverlay } from '../../../lib/patchcore/overlay';
+import { isFusedBank, openFused } from '../../../lib/patchcore/fusion';
 import { invalid } from '../../../lib/errors';
 import { listImages } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
@@ -33,8 +34,12 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
-    const { inspector, meta, index } = await openBank(pool, values.bank);
-    if (values.nprobe !== undefined) index.setNprobe(Number(values.nprobe));
+    const fused = isFusedBank(values.bank);
+    if (fused && values.nprobe !== undefined) throw invalid('--nprobe is not available for a fused bank');
+    const opened = fused ? undefined : await openBank(pool, values.bank);
+    const inspector = opened?.inspector ?? (await openFused(pool, values.bank));
+    const meta = inspector.meta;
+    if (values.nprobe !== undefined) opened?.index.setNprobe(Number(values.nprobe));
     const threshold =
       values.threshold !== undefined ? Number(values.threshold) : thresholdFor(meta, values.category).value;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
