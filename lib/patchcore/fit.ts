@@ -81,6 +81,9 @@ export async function fitBank(
   } = {},
 ): Promise<FittedBank> {
   if (images.length === 0) throw invalid('no good images to build the bank from');
+  // Checked before the (long) embedding: one mean per position only means something for one product.
+  if (settings.score.reference === 'mean' && settings.categories.length > 1)
+    throw invalid('a nominal reference is per product: not available in a unified multi-category bank');
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const split = splitHoldout(images, settings, options.thresholdImages);
   const parts: Float32Array[] = [];
@@ -208,8 +211,6 @@ async function referenceAndScores(
   maps?: Float32Array[],
 ): Promise<{ reference: NominalReference; scores: number[] }> {
   const meta = inspector.meta;
-  if (meta.categories.length > 1)
-    throw invalid('a nominal reference is per product: not available in a unified multi-category bank');
   const measured = [];
   const grids: Float32Array[] = [];
   for (const [i, source] of holdout.entries()) {

@@ -25,6 +25,17 @@ describe('nominal reference', () => {
     assert.deepEqual(Array.from(subtractReference(Float32Array.from([4, 4]), ref)), [1, 0]);
   });
 
+  it('refuses a unified multi-category bank before embedding anything', async () => {
+    const settings = {
+      ...DEFAULT_FIT,
+      name: 'u',
+      categories: ['a', 'b'],
+      score: { ...DEFAULT_SCORE, reference: 'mean' as const },
+    };
+    const never = { path: 'a/x.png', read: () => Promise.reject(new Error('read')) };
+    await assert.rejects(fitBank(fakeExtractor(), [never, never], settings), /unified multi-category/);
+  });
+
   it('refuses a single held-out image and a grid of another size', () => {
     assert.throws(() => referenceFrom([new Float32Array(2)]), /at least 2 held-out/);
     assert.throws(
