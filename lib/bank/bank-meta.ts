@@ -6,9 +6,20 @@ import { CoresetConfig } from '../coreset/coreset';
 import { ViewConfig } from '../image/views';
 import { KnnConfig } from '../knn/index';
 import { Threshold } from '../threshold/threshold';
+import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
 
-export const BANK_FORMAT = 1;
+/**
+ * Format 2 is a bank with a nominal reference (`reference`) or edge padding (`view.pad`): a format-1
+ * reader would ignore either and mis-score every image, so such a bank is written as 2 and older
+ * readers refuse it. Banks with neither stay format 1, readable by every build.
+ */
+export const BANK_FORMAT = 2;
+export const READABLE_BANK_FORMATS: readonly number[] = [1, 2];
+
+export function bankFormatOf(meta: Pick<BankMeta, 'reference' | 'view'>): number {
+  return meta.reference || (meta.view.pad ?? 0) > 0 ? 2 : 1;
+}
 
 export type ImageScoreMethod = 'map-max' | 'patch-max';
 
@@ -19,9 +30,11 @@ export interface ScoreConfig {
   sigma: number;
   /** Image score: max of the smoothed map (default) or of the raw patch scores. */
   imageScore: ImageScoreMethod;
+  /** Subtract the held-out good images' mean patch score per position (score/reference.ts). */
+  reference?: ReferenceMethod;
 }
 
-export const DEFAULT_SCORE: ScoreConfig = { k: 1, sigma: 4, imageScore: 'map-max' };
+export const DEFAULT_SCORE: ScoreConfig = { k: 1, sigma: 4, imageScore: 'map-max', reference: 'none' };
 
 export interface BankMeta {
   format: number;
@@ -46,6 +59,8 @@ export interface BankMeta {
    * too high for the steadier ones). Absent in single-category banks.
    */
   thresholdByCategory?: Record<string, Threshold>;
+  /** The nominal reference subtracted from patch scores, when score.reference is 'mean'. */
+  reference?: NominalReference;
   /** Product categories the bank covers (a unified multi-class bank has several). */
   categories: string[];
   sources: { path: string; sha256: string }[];

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { BANK_FORMAT, BankMeta } from './bank-meta';
+import { BankMeta, READABLE_BANK_FORMATS, bankFormatOf } from './bank-meta';
 import { SpiError, notFound } from '../errors';
 
 export interface StoredBank {
@@ -30,7 +30,7 @@ export function saveBank(
 ): BankMeta {
   const bytes = vectorBytes(vectors);
   const full: BankMeta = {
-    format: BANK_FORMAT,
+    format: bankFormatOf(meta),
     ...meta,
     vectors: { rows: vectors.length / dim, dim, sha256: sha256(bytes), file: 'vectors.f32' },
   };
@@ -60,12 +60,17 @@ export function loadBank(dir: string): StoredBank {
   const metaPath = path.join(dir, 'bank.json');
   if (!fs.existsSync(metaPath)) throw notFound(`no bank at ${dir} (bank.json missing)`);
   const meta = JSON.parse(fs.readFileSync(metaPath, 'utf8')) as BankMeta;
-  if (meta.format !== BANK_FORMAT) {
+  if (!READABLE_BANK_FORMATS.includes(meta.format)) {
     throw new SpiError(
       'FAILED_PRECONDITION',
-      `bank ${dir} has format ${meta.format}; this build reads format ${BANK_FORMAT}`,
+      `bank ${dir} has format ${meta.format}; this build reads formats ${READABLE_BANK_FORMATS.join(', ')}`,
     );
   }
+  if (meta.format !== bankFormatOf(meta))
+    throw new SpiError(
+      'DATA_LOSS',
+      `bank ${dir}: format ${meta.format} does not match its settings in bank.json`,
+    );
   const bytes = fs.readFileSync(path.join(dir, meta.vectors.file));
   if (sha256(bytes) !== meta.vectors.sha256) {
     throw new SpiError('DATA_LOSS', `bank ${dir}: vectors.f32 does not match its checksum (corrupt file)`);

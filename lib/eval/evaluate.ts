@@ -12,6 +12,7 @@ import { FeatureExtractor } from '../patchcore/feature-extractor';
 import { fitBank, fittedInspector, FitSettings, ImageSource } from '../patchcore/fit';
 import { fileSources } from '../data/mvtec';
 import { inspectionOverlay } from '../patchcore/overlay';
+import { FusedInspector, MemberFit, fitFused, fusedInspector } from '../patchcore/fusion';
 import { imageMetrics } from './summary';
 import { pixelAuroc, pro } from './metrics';
 import { renderReport } from './report';
@@ -21,6 +22,8 @@ export interface EvalOptions {
   out: string;
   /** Bank images other than the category's own train/good (a unified multi-category bank). */
   train?: ImageSource[];
+  /** Further members: fit a fused bank of `extractor`/`settings` and these (patchcore/fusion.ts). */
+  fuseWith?: MemberFit[];
   /** Overlays in the report's gallery (defective first); 0 = none. */
   gallery: number;
   onProgress?: (stage: string, done: number, total: number) => void;
@@ -39,16 +42,24 @@ export async function evaluateCategory(
 ): Promise<EvalResult> {
   fs.mkdirSync(options.out, { recursive: true });
   const t0 = performance.now();
-  const fitted = await fitBank(
-    extractor,
-    options.train ?? fileSources(category.train, category.root),
-    settings,
-    {
-      onProgress: options.onProgress,
-    },
-  );
+  const train = options.train ?? fileSources(category.train, category.root);
+  const onProgress = options.onProgress;
+  let inspector: Pick<FusedInspector, 'meta' | 'inspectImage'>;
+  let bankPatches: number;
+  if (options.fuseWith?.length) {
+    const members = [{ extractor, settings }, ...options.fuseWith];
+    const fused = await fitFused(train, members, settings, { onProgress });
+    inspector = fusedInspector(
+      fused,
+      members.map((m) => m.extractor),
+    );
+    bankPatches = fused.members.reduce((n, f) => n + f.vectors.length / f.dim, 0);
+  } else {
+    const fitted = await fitBank(extractor, train, settings, { onProgress });
+    inspector = fittedInspector(fitted, extractor);
+    bankPatches = fitted.vectors.length / fitted.dim;
+  }
   const fitMs = performance.now() - t0;
-  const inspector = fittedInspector(fitted, extractor);
   const meta = inspector.meta;
   // In a unified bank the category is judged by its own threshold.
   const chosen = meta.categories.includes(category.name) ? thresholdFor(meta, category.name) : meta.threshold;
@@ -96,7 +107,7 @@ export async function evaluateCategory(
     pixelAuroc: hasMasks ? pixelAuroc(maps, masks) : undefined,
     pro: hasMasks ? pro(maps, masks, 0.3, { width: widths }) : undefined,
     threshold,
-    bankPatches: fitted.vectors.length / fitted.dim,
+    bankPatches,
     timings: {
       fitMs,
       fitPerImageMs: fitMs / Math.max(1, category.train.length),

@@ -18,6 +18,14 @@ export interface ViewConfig {
   tile: number;
   /** Overlap between neighbouring tiles, pixels. */
   overlap: number;
+  /**
+   * Mirror the canvas by this many pixels on every side before the backbone (0 = none; absent in
+   * older banks). The frame edge is otherwise where the backbone's zero padding meets content cut
+   * by the frame: those cells score high on good images (every top-scoring good DeepPCB board
+   * peaked within 8 px of its edge). Mirrored context moves that seam out of the canvas; the map
+   * is cropped back, so the whole frame is still inspected.
+   */
+  pad?: number;
 }
 
 export const DEFAULT_VIEW: ViewConfig = { resize: 224, crop: 0, scale: 1, tile: 0, overlap: 0 };
@@ -57,6 +65,28 @@ export function cropCentre<T extends { width: number; height: number }>(
     throw invalid(`crop ${crop} is larger than the canvas ${image.width}x${image.height}`);
   }
   return cropRgb(image, (image.width - crop) >> 1, (image.height - crop) >> 1, crop, crop);
+}
+
+/** The canvas mirrored by `pad` pixels on every side (edge pixel not repeated, as numpy 'reflect'). */
+export function reflectPad(image: RgbImage, pad: number): RgbImage {
+  if (pad <= 0) return image;
+  const { width: w, height: h } = image;
+  if (pad >= w || pad >= h) throw invalid(`edge padding ${pad} px needs a canvas larger than ${w}x${h}`);
+  const pw = w + 2 * pad;
+  const ph = h + 2 * pad;
+  const out = Buffer.allocUnsafe(pw * ph * 3);
+  const mirror = (i: number, n: number) => (i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i);
+  for (let y = 0; y < ph; y++) {
+    const sy = mirror(y - pad, h);
+    for (let x = 0; x < pw; x++) {
+      const s = (sy * w + mirror(x - pad, w)) * 3;
+      const d = (y * pw + x) * 3;
+      out[d] = image.data[s];
+      out[d + 1] = image.data[s + 1];
+      out[d + 2] = image.data[s + 2];
+    }
+  }
+  return { data: out, width: pw, height: ph };
 }
 
 /** Tile placements covering a canvas; the last row/column is aligned to the far edge. */

@@ -5,14 +5,17 @@
 import { createHash } from 'node:crypto';
 import { Backbone } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
-import { Tile, ViewConfig, tileGrid, toCanvas } from '../image/views';
+import { Tile, ViewConfig, reflectPad, tileGrid, toCanvas } from '../image/views';
 import { cropRgb } from '../image/decode';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
 import { CellPlacement } from '../backbone/geometry';
 
 export interface ImageEmbedding {
+  /** Size of what the backbone saw: the canvas plus `pad` mirrored pixels on every side. */
   canvasWidth: number;
   canvasHeight: number;
+  /** Edge padding (ViewConfig.pad) to crop off the map; absent = 0. */
+  pad?: number;
   tiles: Tile[];
   gridHeight: number;
   gridWidth: number;
@@ -55,7 +58,10 @@ export class FeatureExtractor {
    */
   async embedMany(images: RgbImage[]): Promise<ImageEmbedding[]> {
     const view = this.options.view;
-    const canvases = await Promise.all(images.map((image) => toCanvas(image, view)));
+    const pad = view.pad ?? 0;
+    const canvases = await Promise.all(
+      images.map(async (image) => reflectPad(await toCanvas(image, view), pad)),
+    );
     const jobs = canvases.map((canvas) => ({
       canvas,
       tiles: tileGrid(canvas.width, canvas.height, view),
@@ -84,6 +90,7 @@ export class FeatureExtractor {
     return jobs.map((job) => ({
       canvasWidth: job.canvas.width,
       canvasHeight: job.canvas.height,
+      ...(pad > 0 ? { pad } : {}),
       tiles: job.tiles,
       ...job.grid,
       vectors: concat(job.parts),

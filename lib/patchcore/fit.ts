@@ -2,7 +2,7 @@
  * Building a memory bank from good images: embed every patch, subsample by coreset, index, and set
  * the threshold from held-out good images (or a separate folder, or a manual value).
  */
-import { BANK_FORMAT, BankMeta, DEFAULT_SCORE, ScoreConfig, categoryOfSource } from '../bank/bank-meta';
+import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
@@ -10,7 +10,9 @@ import { DEFAULT_VIEW, ViewConfig } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, concat } from './feature-extractor';
-import { Inspector, NeighbourSearcher } from './inspector';
+import { Inspector, NeighbourSearcher, scorePatches } from './inspector';
+import { patchScores } from '../score/anomaly-map';
+import { NominalReference, leaveOneOut, referenceFrom } from '../score/reference';
 import { SpiError, invalid } from '../errors';
 
 export interface ImageSource {
@@ -54,6 +56,8 @@ export interface FittedBank {
   vectors: Float32Array;
   dim: number;
   index: KnnIndex;
+  /** The held-out images' maps as the threshold scored them (only with keepHeldOutMaps; not saved). */
+  heldOutMaps?: Float32Array[];
 }
 
 /** Local faiss search behind the searcher interface the inspector uses. */
@@ -68,9 +72,18 @@ export async function fitBank(
   extractor: FeatureExtractor,
   images: ImageSource[],
   settings: FitSettings,
-  options: { thresholdImages?: ImageSource[]; limits?: DecodeLimits; onProgress?: FitProgress } = {},
+  options: {
+    thresholdImages?: ImageSource[];
+    limits?: DecodeLimits;
+    onProgress?: FitProgress;
+    /** Keep the held-out maps (a fused bank normalises its members by them). */
+    keepHeldOutMaps?: boolean;
+  } = {},
 ): Promise<FittedBank> {
   if (images.length === 0) throw invalid('no good images to build the bank from');
+  // Checked before the (long) embedding: one mean per position only means something for one product.
+  if (settings.score.reference === 'mean' && settings.categories.length > 1)
+    throw invalid('a nominal reference is per product: not available in a unified multi-category bank');
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const split = splitHoldout(images, settings, options.thresholdImages);
   const parts: Float32Array[] = [];
@@ -119,6 +132,7 @@ export async function fitBank(
     categories: settings.categories,
     sources,
   };
+  const heldOutMaps = options.keepHeldOutMaps ? [] : undefined;
   Object.assign(
     meta,
     await chooseThreshold(
@@ -129,12 +143,16 @@ export async function fitBank(
       settings.threshold,
       limits,
       options.onProgress,
+      heldOutMaps,
     ),
   );
-  return { meta, vectors, dim, index };
+  return { meta, vectors, dim, index, ...(heldOutMaps ? { heldOutMaps } : {}) };
 }
 
-/** The bank's threshold and, in a unified bank, each category's own (from its held-out images). */
+/**
+ * The bank's threshold and, in a unified bank, each category's own (from its held-out images); with
+ * score.reference 'mean', also the nominal reference those images give (score/reference.ts).
+ */
 async function chooseThreshold(
   meta: FittedBank['meta'],
   extractor: FeatureExtractor,
@@ -143,18 +161,28 @@ async function chooseThreshold(
   manual: number | undefined,
   limits: DecodeLimits,
   onProgress?: FitProgress,
-): Promise<Pick<BankMeta, 'threshold' | 'thresholdByCategory'>> {
-  if (manual !== undefined) return { threshold: manualThreshold(manual) };
+  maps?: Float32Array[],
+): Promise<Pick<BankMeta, 'threshold' | 'thresholdByCategory' | 'reference'>> {
+  const withReference = meta.score.reference === 'mean';
+  if (manual !== undefined && !withReference) return { threshold: manualThreshold(manual) };
   const inspector = new Inspector(
     completeMeta(meta, index.dim, index.size),
     extractor,
     new LocalSearcher(index),
     limits,
   );
+  if (withReference) {
+    const { reference, scores } = await referenceAndScores(inspector, holdout, limits, onProgress, maps);
+    return {
+      reference,
+      threshold: manual !== undefined ? manualThreshold(manual) : thresholdFromNominal(scores),
+    };
+  }
   const scores: number[] = [];
   const byCategory = new Map<string, number[]>();
   for (const [i, source] of holdout.entries()) {
-    const score = (await inspector.inspectBytes(await source.read())).score;
+    const { score, map } = await inspector.inspectBytes(await source.read());
+    maps?.push(map);
     scores.push(score);
     const category = categoryOfSource(source.path, meta.categories);
     if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
@@ -171,10 +199,46 @@ async function chooseThreshold(
   return { threshold, thresholdByCategory };
 }
 
+/**
+ * The held-out images' mean patch scores (the reference) and their image scores, each against the
+ * reference of the others (leave-one-out), so the threshold sees them as it will see new images.
+ */
+async function referenceAndScores(
+  inspector: Inspector,
+  holdout: ImageSource[],
+  limits: DecodeLimits,
+  onProgress?: FitProgress,
+  maps?: Float32Array[],
+): Promise<{ reference: NominalReference; scores: number[] }> {
+  const meta = inspector.meta;
+  const measured = [];
+  const grids: Float32Array[] = [];
+  for (const [i, source] of holdout.entries()) {
+    const image = await decodeNamed(source.path, await source.read(), limits);
+    const { embedding, knn } = await inspector.search(image);
+    grids.push(patchScores(knn.distances, knn.k, meta.score.k));
+    // Only the grid geometry is needed from here on, not the patch vectors.
+    measured.push({
+      embedding: { ...embedding, vectors: undefined },
+      size: { width: image.width, height: image.height },
+    });
+    onProgress?.('threshold', i + 1, holdout.length);
+  }
+  const reference = referenceFrom(grids);
+  const scores = measured.map((m, j) => {
+    const r = scorePatches(meta, m.embedding, leaveOneOut(grids, j), m.size, Infinity);
+    maps?.push(r.map);
+    return r.score;
+  });
+  return { reference, scores };
+}
+
 /** Every n-th image is held back; deterministic so a rebuild gives the same bank. */
 function splitHoldout(images: ImageSource[], settings: FitSettings, thresholdImages?: ImageSource[]) {
   if (thresholdImages && thresholdImages.length > 0) return { train: images, holdout: thresholdImages };
-  if (settings.threshold !== undefined || images.length < 2) return { train: images, holdout: [] };
+  // A manual threshold needs no held-out images, unless they are to give the nominal reference.
+  const needHoldout = settings.threshold === undefined || settings.score.reference === 'mean';
+  if (!needHoldout || images.length < 2) return { train: images, holdout: [] };
   const count = Math.max(1, Math.round(images.length * settings.holdoutFraction));
   const step = images.length / count;
   const held = new Set(Array.from({ length: count }, (_, i) => Math.floor(i * step + step / 2)));
@@ -201,7 +265,7 @@ export function completeMeta(
   rows: number,
   vectorsSha256 = '',
 ): BankMeta {
-  return { ...meta, format: BANK_FORMAT, vectors: { rows, dim, sha256: vectorsSha256, file: '' } };
+  return { ...meta, format: bankFormatOf(meta), vectors: { rows, dim, sha256: vectorsSha256, file: '' } };
 }
 
 /** An in-process inspector over a freshly fitted bank. */

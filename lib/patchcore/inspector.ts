@@ -7,6 +7,7 @@ import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../i
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
+import { subtractReference } from '../score/reference';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { SpiError } from '../errors';
 
@@ -56,16 +57,20 @@ export class Inspector {
   }
 
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
+    const { embedding, knn, embedMs, searchMs } = await this.search(image, deadline);
+    const t2 = performance.now();
+    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
+    result.timingsMs = { decode: 0, embed: embedMs, search: searchMs, score: performance.now() - t2 };
+    return result;
+  }
+
+  /** Embedding and nearest bank patches of an image, before any scoring (the fit's held-out pass). */
+  async search(image: RgbImage, deadline?: number) {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
-    const k = this.meta.score.k;
-    const knn = await this.searcher.search(embedding.vectors, embedding.dim, k, deadline);
-    const t2 = performance.now();
-    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
-    const t3 = performance.now();
-    result.timingsMs = { decode: 0, embed: t1 - t0, search: t2 - t1, score: t3 - t2 };
-    return result;
+    const knn = await this.searcher.search(embedding.vectors, embedding.dim, this.meta.score.k, deadline);
+    return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
   }
 }
 
@@ -78,21 +83,52 @@ export function scoreEmbedding(
   threshold: number,
 ): Inspection {
   const scores = patchScores(knn.distances, knn.k, meta.score.k);
+  if (meta.reference) subtractReference(scores, meta.reference);
+  return scorePatches(meta, embedding, scores, image, threshold);
+}
+
+/** Final patch scores (reference already subtracted) -> map, image score, regions and verdict. */
+export function scorePatches(
+  meta: BankMeta,
+  embedding: Omit<ImageEmbedding, 'vectors'>,
+  scores: Float32Array,
+  image: { width: number; height: number },
+  threshold: number,
+): Inspection {
   const perTile = embedding.gridHeight * embedding.gridWidth;
   const grids = embedding.tiles.map((_, t) => scores.subarray(t * perTile, (t + 1) * perTile));
-  const { canvasWidth: w, canvasHeight: h } = embedding;
-  const map = anomalyMap(
+  const { canvasWidth: pw, canvasHeight: ph } = embedding;
+  const padded = anomalyMap(
     grids,
     embedding.gridHeight,
     embedding.gridWidth,
     embedding.tiles,
-    w,
-    h,
+    pw,
+    ph,
     meta.score.sigma,
     embedding.placement,
   );
+  // The map of the mirrored border is dropped: it shows no pixel of the image.
+  const pad = embedding.pad ?? 0;
+  const w = pw - 2 * pad;
+  const h = ph - 2 * pad;
+  const map = pad > 0 ? cropMap(padded, pw, pad, w, h) : padded;
   const maxPatchScore = maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
+  return verdict(meta, map, w, h, score, maxPatchScore, image, threshold);
+}
+
+/** A finished anomaly map and image score -> regions (in image pixels) and verdict. */
+export function verdict(
+  meta: Pick<BankMeta, 'view'>,
+  map: Float32Array,
+  w: number,
+  h: number,
+  score: number,
+  maxPatchScore: number,
+  image: { width: number; height: number },
+  threshold: number,
+): Inspection {
   const isDefective = score >= threshold;
   // Regions in original-image pixels; with a centre crop the canvas maps to the cropped window.
   const toImage = canvasToImage(meta, image.width, image.height, w, h);
@@ -114,7 +150,20 @@ export function scoreEmbedding(
   };
 }
 
-function canvasToImage(meta: BankMeta, imageW: number, imageH: number, canvasW: number, canvasH: number) {
+function cropMap(map: Float32Array, width: number, pad: number, w: number, h: number): Float32Array {
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++)
+    out.set(map.subarray((y + pad) * width + pad, (y + pad) * width + pad + w), y * w);
+  return out;
+}
+
+function canvasToImage(
+  meta: Pick<BankMeta, 'view'>,
+  imageW: number,
+  imageH: number,
+  canvasW: number,
+  canvasH: number,
+) {
   const { resize, crop } = meta.view;
   const fullW = resize > 0 ? resize : canvasW;
   const fullH = resize > 0 ? resize : canvasH;

@@ -8,6 +8,7 @@ import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
+import { ReferenceMethod } from '../../lib/score/reference';
 import { invalid } from '../../lib/errors';
 
 export const ENGINE_FLAGS = {
@@ -18,6 +19,7 @@ export const ENGINE_FLAGS = {
   scale: { type: 'string', default: '1' },
   tile: { type: 'string', default: '0' },
   overlap: { type: 'string', default: '32' },
+  pad: { type: 'string', default: '0' },
   projection: { type: 'string', default: '0' },
   coreset: { type: 'string', default: DEFAULT_CORESET.method },
   ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
@@ -28,6 +30,10 @@ export const ENGINE_FLAGS = {
   k: { type: 'string', default: String(DEFAULT_SCORE.k) },
   sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
   'image-score': { type: 'string', default: DEFAULT_SCORE.imageScore },
+  reference: { type: 'string', default: DEFAULT_SCORE.reference },
+  fuse: { type: 'string' },
+  'fuse-ratio': { type: 'string' },
+  'fuse-per-image': { type: 'string' },
   holdout: { type: 'string', default: String(DEFAULT_FIT.holdoutFraction) },
   threshold: { type: 'string' },
   name: { type: 'string' },
@@ -50,6 +56,8 @@ view (how an image becomes what the backbone sees):
   --scale F           canvas scale factor when --resize is 0 (default ${D.scale.default})
   --tile N            tile side fed to the backbone; 0 = the whole canvas in one pass (default ${D.tile.default})
   --overlap N         overlap of neighbouring tiles in pixels, with --tile (default ${D.overlap.default})
+  --pad N             mirror the canvas by N px before the backbone and crop the map back, so parts
+                      at the frame's edge are not judged on the network's zero padding (default ${D.pad.default})
 coreset (which patches the bank keeps):
   --coreset M         greedy (k-center coreset) | random | none = keep every patch (default ${D.coreset.default})
   --ratio R           fraction of the patches kept (default ${D.ratio.default})
@@ -63,6 +71,13 @@ index and scores:
   --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
   --image-score M     map-max (max of the smoothed map) | patch-max (max raw patch score)
                       (default ${D['image-score'].default})
+  --reference M       none | mean: subtract the held-out good images' mean score at each position;
+                      for products always framed the same way, not for varying layouts or unified
+                      banks (default ${D.reference.default})
+fused bank (a second member with other stages; maps standardised on held-out good images, averaged):
+  --fuse A,B          the second member's stages, e.g. block_2_add,block_5_add; empty = no fusion
+  --fuse-ratio R      its coreset ratio (default: --ratio)
+  --fuse-per-image R  its per-image greedy fraction (default: --coreset-per-image)
 threshold and bank:
   --holdout F         fraction of the good images held back to set the threshold (default ${D.holdout.default})
   --threshold T       a manual threshold instead of the automatic one (score >= T is defective)
@@ -79,12 +94,15 @@ export function num(values: Record<string, unknown>, key: string): number {
 }
 
 export function viewFrom(v: EngineFlagValues): ViewConfig {
+  const pad = num(v, 'pad');
+  if (!Number.isInteger(pad) || pad < 0) throw invalid(`--pad must be a whole number of pixels >= 0`);
   return {
     resize: num(v, 'resize'),
     crop: num(v, 'crop'),
     scale: num(v, 'scale'),
     tile: num(v, 'tile'),
     overlap: num(v, 'overlap'),
+    pad,
   };
 }
 
@@ -106,6 +124,8 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   const imageScore = (v['image-score'] ?? 'map-max') as ImageScoreMethod;
   if (!['map-max', 'patch-max'].includes(imageScore))
     throw invalid(`--image-score must be map-max or patch-max`);
+  const reference = (v.reference ?? 'none') as ReferenceMethod;
+  if (!['none', 'mean'].includes(reference)) throw invalid(`--reference must be none or mean`);
   return {
     ...DEFAULT_FIT,
     name: v.name ?? name,
@@ -120,8 +140,26 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       perImage: num(v, 'coreset-per-image'),
     },
     knn: { factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') },
-    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore },
+    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference },
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
   };
+}
+
+/**
+ * The further members of a fused bank (patchcore/fusion.ts): `--fuse` names the stages of a second
+ * member (e.g. block_2_add,block_5_add beside the default block_5_add,block_9_add), with its own
+ * coreset ratio and per-image fraction (`--fuse-ratio`, `--fuse-per-image`; default: the first
+ * member's). Every other setting is shared. Empty when there is no --fuse.
+ */
+export function fuseMembersFrom(v: EngineFlagValues): EngineFlagValues[] {
+  if (!v.fuse) return [];
+  return [
+    {
+      ...v,
+      stages: v.fuse,
+      ratio: v['fuse-ratio'] || v.ratio,
+      'coreset-per-image': v['fuse-per-image'] || v['coreset-per-image'],
+    },
+  ];
 }

@@ -29,6 +29,14 @@ describe('make eval suite', () => {
     assert.equal(tiled.flags.resize, '0');
     assert.equal(tiled.flags.tile, '224');
     assert.equal(tiled.flags.stages, 'block_2_add,block_5_add');
+    assert.equal(tiled.flags.pad, '16');
+  });
+
+  it('runs the fused bottle configuration beside the default one', () => {
+    const fused = runs.find((r) => r.name === 'bottle-fused')!;
+    assert.equal(fused.flags.fuse, 'block_2_add,block_5_add');
+    assert.equal(fused.flags.reference, 'mean');
+    assert.equal(runs.find((r) => r.name === 'bottle')!.flags.fuse, undefined);
   });
 
   it('selects runs by name prefix', () => {

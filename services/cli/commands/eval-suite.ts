@@ -12,7 +12,7 @@ import { fileSources, readCategory } from '../../../lib/data/mvtec';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
 import { CachedExtractor } from '../../../lib/patchcore/feature-extractor';
-import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom } from '../options';
+import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom, fuseMembersFrom } from '../options';
 import { Progress } from '../progress';
 
 interface Run {
@@ -44,16 +44,32 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
     ),
     { name: 'bottle-coreset-none', data: bottle, flags: { coreset: 'none' }, group: 'bottle' },
     {
+      // The recommended bottle configuration (the pixel and PRO targets): the default member fused
+      // with a stride-4 one (block_2_add + block_5_add; 2.5 % coreset, 25 % per image first, the
+      // same bank size), both less their nominal reference (a registered product).
+      name: 'bottle-fused',
+      data: bottle,
+      flags: {
+        reference: 'mean',
+        fuse: 'block_2_add,block_5_add',
+        'fuse-ratio': '0.025',
+        'fuse-per-image': '0.25',
+      },
+      group: 'bottle',
+    },
+    {
       name: 'deeppcb-tiled',
       data: pcb,
       // 16 tiles per 640 px board at full resolution, stride-4 stages (block_2_add + block_5_add, a
       // 56x56 grid per tile: defects are a few pixels wide): 3.3M patches. A per-image greedy keeps
       // 5 % of each board's, the global greedy 0.25 % of all (8.3k, the bank size of the former
-      // stride-8 run at 1 %), so fitting and the search stay affordable.
+      // stride-8 run at 1 %), so fitting and the search stay affordable. The board is mirrored by
+      // 16 px first (--pad): unpadded, every top-scoring good board peaked at its frame edge.
       flags: {
         resize: '0',
         tile: '224',
         overlap: '32',
+        pad: '16',
         stages: 'block_2_add,block_5_add',
         ratio: '0.0025',
         'coreset-per-image': '0.05',
@@ -117,6 +133,13 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
       const train = others.length
         ? [category, ...others].flatMap((c) => fileSources(c.train, path.dirname(c.root)))
         : undefined;
+      const fuseWith = [];
+      for (const member of fuseMembersFrom(flags)) {
+        fuseWith.push({
+          extractor: await createExtractor(pool, extractorFrom(member)),
+          settings: fitFrom(member, names.join('+'), names),
+        });
+      }
       const { metrics } = await evaluateCategory(
         extractor,
         category,
@@ -124,6 +147,7 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         {
           out: path.join(out, run.name),
           train,
+          fuseWith,
           gallery: 24,
           onProgress: (s, d, t) => progress.update(`${run.name} ${s}`, d, t),
         },
@@ -132,8 +156,11 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         run: run.name,
         data: path.relative(values.data!, run.data),
         model: flags.model,
-        stages: extractor.backbone.stages.map((st) => st.name).join('+'),
-        view: `resize ${flags.resize} tile ${flags.tile}`,
+        stages:
+          extractor.backbone.stages.map((st) => st.name).join('+') +
+          (flags.fuse ? ` fused with ${flags.fuse.replace(',', '+')}` : '') +
+          (flags.reference === 'mean' ? ', less reference' : ''),
+        view: `resize ${flags.resize} tile ${flags.tile}${Number(flags.pad) > 0 ? ` pad ${flags.pad}` : ''}`,
         coreset: `${flags.coreset} ${flags.ratio}${Number(flags['coreset-per-image']) > 0 ? ` (per image ${flags['coreset-per-image']})` : ''}`,
         bankFrom: names.join(' + '),
         imageAuroc: metrics.imageAuroc,

@@ -4,7 +4,7 @@ import { ParseArgsConfig, parseArgs } from 'node:util';
 import { readCategory } from '../../../lib/data/mvtec';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
-import { ENGINE_FLAGS, ENGINE_USAGE, extractorFrom, fitFrom, num } from '../options';
+import { ENGINE_FLAGS, ENGINE_USAGE, extractorFrom, fitFrom, fuseMembersFrom, num } from '../options';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 
@@ -32,8 +32,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
   try {
     const extractor = await createExtractor(pool, extractorFrom(values));
     const settings = fitFrom(values, category.name, [category.name]);
+    const fuseWith = [];
+    for (const member of fuseMembersFrom(values)) {
+      fuseWith.push({
+        extractor: await createExtractor(pool, extractorFrom(member)),
+        settings: fitFrom(member, category.name, [category.name]),
+      });
+    }
     const { metrics } = await evaluateCategory(extractor, category, settings, {
       out: values.out,
+      fuseWith,
       gallery: num(values, 'gallery'),
       onProgress: (s, d, t) => progress.update(s, d, t),
     });

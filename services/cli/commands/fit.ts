@@ -7,7 +7,15 @@ import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
 import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
 import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
-import { ENGINE_FLAGS, ENGINE_USAGE, EngineFlagValues, extractorFrom, fitFrom } from '../options';
+import {
+  ENGINE_FLAGS,
+  ENGINE_USAGE,
+  EngineFlagValues,
+  extractorFrom,
+  fitFrom,
+  fuseMembersFrom,
+} from '../options';
+import { fitFused, saveFused } from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 
@@ -34,6 +42,18 @@ export async function fitCommand(argv: string[]): Promise<void> {
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
+    if (values.fuse) {
+      if (values['f1-from']) throw invalid('--f1-from is not available with --fuse');
+      await fitFusedFromFolder(
+        pool,
+        category.train,
+        category.root,
+        values,
+        progress,
+        values['threshold-dir'],
+      );
+      return;
+    }
     const fitted = await fitFromFolder(
       pool,
       category.train,
@@ -70,6 +90,35 @@ export async function fitFromFolder(
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
   });
+}
+
+/** `--fuse`: a fused bank of the --stages member and the --fuse member (patchcore/fusion.ts). */
+async function fitFusedFromFolder(
+  pool: BackbonePool,
+  files: string[],
+  root: string,
+  values: EngineFlagValues & { out?: string },
+  progress: Progress,
+  thresholdDir?: string,
+): Promise<void> {
+  const name = path.basename(path.resolve(root));
+  const members = [];
+  for (const v of [values, ...fuseMembersFrom(values)]) {
+    members.push({
+      extractor: await createExtractor(pool, extractorFrom(v)),
+      settings: fitFrom(v, name, [name]),
+    });
+  }
+  const fitted = await fitFused(fileSources(files, root), members, members[0].settings, {
+    thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
+    onProgress: (stage, done, total) => progress.update(stage, done, total),
+  });
+  saveFused(values.out!, fitted);
+  progress.stop();
+  const patches = fitted.members.map((f) => `${f.meta.model.stages.join('+')} ${f.vectors.length / f.dim}`);
+  console.log(
+    `fused bank ${fitted.meta.name}: ${patches.join(', ')} patches, threshold ${fitted.meta.threshold.value.toFixed(4)} -> ${values.out}`,
+  );
 }
 
 /** Scores labelled images with the new bank and takes the threshold with the best F1 on them. */

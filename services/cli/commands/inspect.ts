@@ -10,6 +10,7 @@ import { BackbonePool, openBank } from '../../../lib/patchcore/engine';
 import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
 import { inspectionOverlay } from '../../../lib/patchcore/overlay';
+import { isFusedBank, openFused } from '../../../lib/patchcore/fusion';
 import { invalid } from '../../../lib/errors';
 import { intFlag, numberFlag } from '../../common/numeric-flags';
 import { listImages } from '../../../lib/data/mvtec';
@@ -47,8 +48,12 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
-    const { inspector, meta, index } = await openBank(pool, values.bank);
-    if (nprobe !== undefined) index.setNprobe(nprobe);
+    const fused = isFusedBank(values.bank);
+    if (fused && nprobe !== undefined) throw invalid('--nprobe is not available for a fused bank');
+    const opened = fused ? undefined : await openBank(pool, values.bank);
+    const inspector = opened?.inspector ?? (await openFused(pool, values.bank));
+    const meta = inspector.meta;
+    if (nprobe !== undefined) opened?.index.setNprobe(nprobe);
     const threshold = thresholdOverride ?? thresholdFor(meta, values.category).value;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
     const verdicts = [];
