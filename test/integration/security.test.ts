@@ -20,11 +20,7 @@ import { MemoryRegistry } from '../../lib/cluster/memory-registry';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { SpiError } from '../../lib/errors';
 import { Logger } from '../../services/common/log';
-import {
-  GATEWAY_HEALTH_SERVICES,
-  ServingHealth,
-  newHealthClient,
-} from '../../services/common/health';
+import { GATEWAY_HEALTH_SERVICES, ServingHealth, newHealthClient } from '../../services/common/health';
 import { RunningServer, startGrpcServer } from '../../services/common/grpc-server';
 import { REQUEST_ID_KEY } from '../../services/common/request-id';
 import {

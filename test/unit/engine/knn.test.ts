@@ -134,7 +134,12 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
       }
       console.log(JSON.stringify(idle));`;
     const env = { ...process.env };
-    for (const name of ['OMP_WAIT_POLICY', 'OPENBLAS_THREAD_TIMEOUT', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS'])
+    for (const name of [
+      'OMP_WAIT_POLICY',
+      'OPENBLAS_THREAD_TIMEOUT',
+      'OMP_NUM_THREADS',
+      'OPENBLAS_NUM_THREADS',
+    ])
       delete env[name];
     const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', child], {
       cwd: path.resolve(__dirname, '../../..'),
