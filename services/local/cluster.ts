@@ -3,6 +3,7 @@
  * The demo and the integration tests both bring it up this way; `stop()` stops every process.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { InspectionClient } from '../../lib/client/inspection-client';
 import { StartEtcdOptions, TestEtcd, startEtcd } from './etcd';
@@ -44,10 +45,19 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const loopback = ['--host', '127.0.0.1', '--port', '0', '--etcd', etcd.endpoint, '--metrics-port', '0'];
   const shards: ManagedProcess[] = [];
   const clients: InspectionClient[] = [];
+  // The shards share this machine's cores: each searches with its share (faiss' OpenMP and
+  // OpenBLAS would each take every core otherwise, N shards oversubscribing them N times), unless
+  // the caller chose.
+  const shardEnv = {
+    SPI_SEARCH_THREADS:
+      process.env.SPI_SEARCH_THREADS ??
+      String(Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, options.shards)))),
+    ...options.env,
+  };
   const startShard = async (index = shards.length): Promise<ManagedProcess> => {
     const proc = spawnNodeService('services/shard/main.ts', {
       name: `shard-${index}`,
-      env: options.env,
+      env: shardEnv,
       args: [
         ...loopback,
         '--id',

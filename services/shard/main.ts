@@ -6,6 +6,7 @@
  * (grpc.health.v1, /readyz) turns SERVING once it is registered in etcd. SIGTERM turns readiness off,
  * deregisters, lets in-flight calls finish and exits 0.
  */
+import * as os from 'node:os';
 import { ParseArgsConfig, parseArgs } from 'node:util';
 import { intFlag } from '../common/numeric-flags';
 import { createLogger } from '../common/log';
@@ -136,6 +137,8 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     etcd: shard.registry !== null,
     tls: tls ? tls.clientAuth : 'off',
     registered: shard.registration?.registered ?? false,
+    // OpenMP's threads per search (SPI_SEARCH_THREADS; its default is every core).
+    searchThreads: Number(process.env.OMP_NUM_THREADS ?? os.availableParallelism()),
   });
 }
 

@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { startLocalCluster, LocalCluster } from '../../services/local/cluster';
 import { InspectionClient, InspectResponse } from '../../lib/client/inspection-client';
@@ -101,6 +102,16 @@ describe('cluster: gateway + shards + etcd on loopback', function () {
   after(async () => {
     await cluster?.stop();
     await pool.close();
+  });
+
+  it('gives the shards of one machine each its share of the cores for searching', async () => {
+    const share = Number(
+      process.env.SPI_SEARCH_THREADS ?? Math.max(1, Math.floor(os.availableParallelism() / 3)),
+    );
+    for (const shard of cluster.shards) {
+      const ready = await shard.waitForLine('shard ready');
+      assert.equal(ready.fields.searchThreads, share);
+    }
   });
 
   it("gives the in-process engine's anomaly maps with the bank split over 1, 2 and 3 shards", async () => {
