@@ -14,6 +14,7 @@ import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
 import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
 import { SpiError, invalid } from '../../lib/errors';
 import { categoryOfSource } from '../../lib/bank/bank-meta';
+import { ReferenceMethod } from '../../lib/score/reference';
 import { Logger } from '../common/log';
 import { incoming } from '../common/streams';
 import { toServiceError, wrapUnary } from '../common/status';
@@ -124,6 +125,13 @@ export function toBuildRequest(
   if (!['greedy', 'random', 'none'].includes(method))
     throw invalid(`coreset_method must be greedy, random or none`);
   const categories = categoriesOf(spec);
+  const reference = (spec.reference || 'none') as ReferenceMethod;
+  if (!['none', 'mean'].includes(reference))
+    throw invalid(`reference must be "none" or "mean", got "${spec.reference}"`);
+  if (reference !== 'none' && categories.length > 1)
+    throw invalid(
+      'reference "mean" needs one product: the categories of a unified bank are framed differently',
+    );
   if (categories.length > 1) {
     const stray = images.find((im) => !categoryOfSource(im.path, categories));
     if (stray)
@@ -149,6 +157,7 @@ export function toBuildRequest(
         scale: 1,
         tile: spec.tile,
         overlap: spec.tileOverlap || 32,
+        pad: spec.pad ?? 0,
       },
       coreset: {
         ...DEFAULT_CORESET,
@@ -159,6 +168,7 @@ export function toBuildRequest(
       knn: { factory: spec.index || 'Flat', nprobe: spec.nprobe || 8 },
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
       holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
+      score: { ...DEFAULT_FIT.score, reference },
     },
   };
 }

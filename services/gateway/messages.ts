@@ -54,6 +54,8 @@ export interface BuildSpecMsg {
   tileOverlap: number;
   holdoutFraction: number;
   categories: string[];
+  pad: number;
+  reference: string;
 }
 
 export type BuildRequestMsg =
@@ -106,6 +108,8 @@ export function buildSpec(partial: Partial<BuildSpecMsg> & { bank: string }): Bu
     tileOverlap: 0,
     holdoutFraction: 0,
     categories: [],
+    pad: 0,
+    reference: '',
     ...partial,
   };
 }

@@ -9,8 +9,12 @@ import { InspectionClient } from '../../lib/client/inspection-client';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
 import { generateDataset } from '../../lib/synth';
-import { listImages } from '../../lib/data/mvtec';
 import { SpiError } from '../../lib/errors';
+import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
+import { buildSpec } from '../../services/gateway/messages';
+import { fileSources, listImages } from '../../lib/data/mvtec';
+import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
+import { fitBank, fittedInspector } from '../../lib/patchcore/fit';
 
 async function startEmbedded(
   dataDir: string,
@@ -66,6 +70,71 @@ describe('embedded gateway (no etcd)', function () {
     } finally {
       client.close();
       await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('builds banks with edge mirroring and a nominal reference that answer like the in-process engine', async () => {
+    const data = await printDataset();
+    const train = data.train.slice(0, 6);
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    const { proc, client } = await startEmbedded(dataDir);
+    const pool = new BackbonePool();
+    try {
+      const spec = { partitions: 1, replicas: 1, holdoutFraction: 0.5, pad: 16, reference: 'mean' };
+      await client.createBank({ ...spec, bank: 'framed' }, upload(train));
+      await client.createBank({ ...spec, bank: 'plain', pad: 0, reference: '' }, upload(train));
+      // The same settings and images through the in-process engine.
+      const req = toBuildRequest(
+        'create',
+        buildSpec({ ...spec, bank: 'framed' }),
+        fileSources(train, data.root),
+        DEFAULT_ADMIN,
+      );
+      assert.equal(req.settings.view.pad, 16);
+      assert.equal(req.settings.score.reference, 'mean');
+      const extractor = await createExtractor(pool, {
+        model: req.model,
+        view: req.settings.view,
+        projectionDim: 0,
+        projectionSeed: 0,
+      });
+      const local = fittedInspector(
+        await fitBank(extractor, req.images, { ...req.settings, name: 'framed', version: 1 }),
+        extractor,
+      );
+      for (const file of [data.testDefective[0], data.testGood[0]]) {
+        const image = fs.readFileSync(file);
+        const res = await client.inspect({ bank: 'framed', image, returnMap: true });
+        const want = await local.inspectBytes(image);
+        // The map covers the image's canvas, not the mirrored border.
+        assert.equal(res.mapWidth, want.canvasWidth);
+        assert.equal(res.mapWidth, 224);
+        const got = new Float32Array(
+          res.anomalyMap.buffer.slice(
+            res.anomalyMap.byteOffset,
+            res.anomalyMap.byteOffset + res.anomalyMap.byteLength,
+          ),
+        );
+        let worst = 0;
+        for (let j = 0; j < got.length; j++)
+          worst = Math.max(worst, Math.abs(got[j] - want.map[j]) / Math.max(1e-3, Math.abs(want.map[j])));
+        assert.ok(worst < 1e-3, `${file}: relative map difference ${worst}`);
+        assert.ok(Math.abs(res.score - want.score) < 1e-4 * Math.max(1, Math.abs(want.score)));
+        assert.equal(res.threshold, local.meta.threshold.value);
+        // The reference and mirroring change the scores: the options really reach the shards' bank.
+        const plain = await client.inspect({ bank: 'plain', image });
+        assert.notEqual(plain.score, res.score);
+      }
+      await assert.rejects(
+        client.createBank({ ...spec, bank: 'bad', reference: 'median' }, upload(train)),
+        (err: SpiError) =>
+          err.kind === 'INVALID_ARGUMENT' && /reference must be "none" or "mean"/.test(err.message),
+      );
+    } finally {
+      client.close();
+      await proc.stop();
+      await pool.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
