@@ -4,7 +4,7 @@
  * Optionally (--accuracy) the image AUROC each variant costs, through the real engine.
  *
  * node --import tsx bench/backbones.ts --out bench/backbones.json
- *   [--backbones mobilenet_v2-imagenet,inception_v3-imagenet] [--variants a,b] [--runs 50]
+ *   [--backbones mobilenet_v2-imagenet,inception_v3-imagenet] [--variants a,b] [--runs 200]
  *   [--nominal <folder>] [--count 32] [--method minmax|percentile] [--rebuild] [--no-settings]
  *   [--accuracy [--categories dir,dir]]
  */
@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODELS_DIR } from '../models/registry';
+import { ortSessionOptions, sessionSettingsFromEnv } from '../lib/backbone/backbone';
 import { CalibrationMethod } from '../models/quantize/ranges';
 import { AccuracyRow, imageAuroc } from './lib/accuracy';
 import { accuracyTable, settingsTable, speedTable } from './lib/format';
@@ -51,7 +52,7 @@ export interface BenchBackbonesOptions {
 export const DEFAULT_BENCH: BenchBackbonesOptions = {
   backbones: ['mobilenet_v2-imagenet', 'inception_v3-imagenet'],
   variants: ALL_VARIANTS,
-  runs: 50,
+  runs: 200,
   warmup: 5,
   concurrency: 4,
   modelsDir: DEFAULT_MODELS_DIR,
@@ -97,8 +98,9 @@ export async function benchBackbonesFull(
           runs,
           warmup: o.warmup,
           concurrency: o.concurrency,
-          rounds: 5,
-          session: { graphOptimizationLevel: 'all' },
+          rounds: 10,
+          // The engine's own session settings (optimisation level all, no spinning threads).
+          session: ortSessionOptions(sessionSettingsFromEnv()),
         },
         o.log,
       )),

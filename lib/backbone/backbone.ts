@@ -83,12 +83,7 @@ export class Backbone {
       }
       return stage;
     });
-    const options: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: settings.graphOptimization,
-      executionMode: 'sequential',
-      extra: { session: { intra_op: { allow_spinning: settings.spinning ? '1' : '0' } } },
-    };
-    if (settings.intraOpThreads > 0) options.intraOpNumThreads = settings.intraOpThreads;
+    const options = ortSessionOptions(settings);
     const graph = stageGraph(spec, onnxPath, stages);
     const session = await ort.InferenceSession.create(graph.onnx, options);
     return new Backbone(spec, stages, session, layoutOf(graph.model.graph));
@@ -165,6 +160,19 @@ export class Backbone {
       for (let p = 0, q = c; p < plane; p++, q += 3) out[base + p] = tile.data[q] * scale - shift;
     }
   }
+}
+
+/** onnxruntime's options for these settings (the benchmark times models with them too). */
+export function ortSessionOptions(
+  settings: SessionSettings = DEFAULT_SESSION,
+): ort.InferenceSession.SessionOptions {
+  const options: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: settings.graphOptimization,
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: settings.spinning ? '1' : '0' } } },
+  };
+  if (settings.intraOpThreads > 0) options.intraOpNumThreads = settings.intraOpThreads;
+  return options;
 }
 
 /**
