@@ -8,7 +8,8 @@ import { SpiError } from '../../lib/errors';
 
 /** What spi needs of a command: its entry point, its --help text and the flags it parses. */
 export interface CommandModule {
-  run: (argv: string[]) => Promise<void>;
+  /** Resolves with an exit code when the command has reported its own failure (spi synth). */
+  run: (argv: string[]) => Promise<void | number>;
   usage: string;
   flags: NonNullable<ParseArgsConfig['options']>;
 }
@@ -130,8 +131,8 @@ export async function run(argv: string[]): Promise<number> {
       console.log(cmd.usage);
       return 0;
     }
-    await cmd.run(rest);
-    return 0;
+    const code = await cmd.run(rest);
+    return typeof code === 'number' ? code : 0;
   } catch (err) {
     const code = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {

@@ -131,6 +131,13 @@ describe('spi <command> --help', () => {
     }
   });
 
+  it('reports a generator error once, with its exit code', async () => {
+    const r = await spi('synth');
+    assert.equal(r.code, 2);
+    assert.equal(r.err.match(/--out is required/g)?.length, 1);
+    assert.doesNotMatch(r.err, /synth failed/);
+  });
+
   it('loads no onnxruntime for spi shard --help', () => {
     // A fresh process: this one has loaded every command by now.
     const child = spawnSync(
