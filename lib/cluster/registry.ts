@@ -135,17 +135,23 @@ export class Registry {
   /** Writes (creates or replaces) a version record. */
   async putVersion(record: BankVersionRecord): Promise<void> {
     checkRecord(record);
-    await this.client.put(this.keys.version(record.bank, record.version)).value(JSON.stringify(record));
+    const value = JSON.stringify(record);
+    await this.client
+      .put(this.keys.version(record.bank, record.version))
+      .value(value)
+      .catch((err: Error) => Promise.reject(tooLargeOr(err, record, value)));
   }
 
   /** Writes a version record only if that version does not exist yet (two builders cannot both win). */
   async createVersion(record: BankVersionRecord): Promise<void> {
     checkRecord(record);
     const key = this.keys.version(record.bank, record.version);
+    const value = JSON.stringify(record);
     const res = await this.client
       .if(key, 'Create', '==', 0)
-      .then(this.client.put(key).value(JSON.stringify(record)))
-      .commit();
+      .then(this.client.put(key).value(value))
+      .commit()
+      .catch((err: Error) => Promise.reject(tooLargeOr(err, record, value)));
     if (!res.succeeded) {
       throw new SpiError('ALREADY_EXISTS', `bank ${record.bank} already has a version ${record.version}`);
     }
@@ -289,6 +295,22 @@ function tryJson<T>(raw: string): T | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * etcd takes at most --max-request-bytes (1.5 MiB by default) in one request, and its gRPC server
+ * 2 MiB: a version record over that is refused with a message that names neither the bank nor why.
+ */
+function tooLargeOr(err: Error, r: BankVersionRecord, value: string): Error {
+  if (!/request is too large|larger than max/i.test(err.message)) return err;
+  const kib = Math.ceil(Buffer.byteLength(value) / 1024);
+  return new SpiError(
+    'RESOURCE_EXHAUSTED',
+    `bank ${r.bank} v${r.version}: its record (${kib} KiB of metadata) is more than etcd takes in one ` +
+      `request (--max-request-bytes, 1.5 MiB by default). It grows with a nominal reference (one value ` +
+      `per patch cell) and with the source image list: build without the reference, with fewer tiles ` +
+      `or images, or raise etcd's limit (${err.message})`,
+  );
 }
 
 function checkRecord(r: BankVersionRecord): void {

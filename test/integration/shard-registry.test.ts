@@ -41,6 +41,26 @@ describe('cluster registry (real etcd)', function () {
     await killAll();
   });
 
+  it('refuses a version record larger than etcd takes with RESOURCE_EXHAUSTED naming the bank, writing nothing', async () => {
+    // A nominal reference of a big tiled job: one value per patch cell, ~1.8 MB as JSON.
+    const huge = {
+      ...record('job-big', 1, 'building'),
+      meta: { reference: { values: new Array(150_000).fill(0.123456789) } },
+    };
+    for (const write of [() => admin.createVersion(huge), () => admin.putVersion(huge)]) {
+      await assert.rejects(write(), (err: unknown) => {
+        assert.ok(err instanceof SpiError, String(err));
+        assert.equal(err.kind, 'RESOURCE_EXHAUSTED');
+        assert.match(
+          err.message,
+          /bank job-big v1: its record \(\d+ KiB of metadata\) is more than etcd takes/,
+        );
+        return true;
+      });
+    }
+    assert.equal(await admin.getVersion('job-big', 1), null);
+  });
+
   it('stores version records and switches the active version in one transaction', async () => {
     await admin.putVersion(record('job-1', 1, 'ready'));
     await admin.createVersion(record('job-1', 2, 'building'));
