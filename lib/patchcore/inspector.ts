@@ -113,7 +113,9 @@ export function scorePatches(
   const w = pw - 2 * pad;
   const h = ph - 2 * pad;
   const map = pad > 0 ? cropMap(padded, pw, pad, w, h) : padded;
-  const maxPatchScore = maxOf(scores);
+  // With a mirrored border, only cells that sit mostly on the image count: the others look at the
+  // mirror image of the frame's edge, not at a part of the product.
+  const maxPatchScore = pad > 0 ? maxInsideBorder(grids, embedding, pad, w, h) : maxOf(scores);
   const score = meta.score.imageScore === 'patch-max' ? maxPatchScore : maxOf(map);
   return verdict(meta, map, w, h, score, maxPatchScore, image, threshold);
 }
@@ -148,6 +150,31 @@ export function verdict(
     maxPatchScore,
     timingsMs: { decode: 0, embed: 0, search: 0, score: 0 },
   };
+}
+
+/** Largest patch score among cells whose centre lies strictly inside the unpadded canvas. */
+function maxInsideBorder(
+  grids: Float32Array[],
+  embedding: Omit<ImageEmbedding, 'vectors'>,
+  pad: number,
+  w: number,
+  h: number,
+): number {
+  const { gridWidth: gw, gridHeight: gh, placement } = embedding;
+  // Cell centres along one axis of a tile, in tile pixels (continuous: pixel p spans [p, p + 1)).
+  const centres = (n: number, size: number, axis?: { scale: number; offset: number }) =>
+    Array.from({ length: n }, (_, i) => (axis ? axis.scale * i + axis.offset : ((i + 0.5) * size) / n));
+  let best = -Infinity;
+  embedding.tiles.forEach((tile, t) => {
+    const xs = centres(gw, tile.width, placement?.x).map((c) => c + tile.left);
+    const ys = centres(gh, tile.height, placement?.y).map((c) => c + tile.top);
+    for (let y = 0; y < gh; y++) {
+      if (!(ys[y] > pad && ys[y] < pad + h)) continue;
+      for (let x = 0; x < gw; x++)
+        if (xs[x] > pad && xs[x] < pad + w) best = Math.max(best, grids[t][y * gw + x]);
+    }
+  });
+  return best === -Infinity ? Math.max(...grids.map(maxOf)) : best;
 }
 
 function cropMap(map: Float32Array, width: number, pad: number, w: number, h: number): Float32Array {

@@ -62,6 +62,39 @@ describe('edge padding', () => {
     assert.ok(r.score < 100, `the border cell's 100 is interpolated away inside the canvas, got ${r.score}`);
   });
 
+  it('patch-max counts only the cells that sit mostly on the image, not on its mirrored border', () => {
+    const meta = {
+      score: { ...DEFAULT_SCORE, sigma: 0, imageScore: 'patch-max' },
+      view: { ...DEFAULT_VIEW, pad: 4 },
+    } as BankMeta;
+    // A 16 px canvas padded by 4: 24 px seen as one tile of a 6x6 grid (cell centres 2, 6, ..., 22).
+    const embedding = {
+      canvasWidth: 24,
+      canvasHeight: 24,
+      pad: 4,
+      tiles: tileGrid(24, 24, DEFAULT_VIEW),
+      gridHeight: 6,
+      gridWidth: 6,
+      dim: 1,
+    };
+    const scores = new Float32Array(36).fill(1);
+    scores[0] = 100; // centre (2, 2): in the mirrored border
+    scores[6 * 3 + 5] = 80; // centre (22, 14): right border
+    scores[6 * 2 + 3] = 7; // centre (14, 10): on the image
+    const r = scorePatches(meta, embedding, scores, { width: 16, height: 16 }, 50);
+    assert.equal(r.score, 7);
+    assert.equal(r.isDefective, false);
+    // Without padding every cell is on the image.
+    const plain = scorePatches(
+      { ...meta, view: DEFAULT_VIEW },
+      { ...embedding, pad: 0 },
+      scores,
+      { width: 24, height: 24 },
+      50,
+    );
+    assert.equal(plain.score, 100);
+  });
+
   it('a padded bank is format 2; an unpadded one stays 1', () => {
     assert.equal(bankFormatOf({ view: { ...DEFAULT_VIEW, pad: 16 } }), 2);
     assert.equal(bankFormatOf({ view: { ...DEFAULT_VIEW, pad: 0 } }), 1);
