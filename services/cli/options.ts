@@ -10,6 +10,7 @@ import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
 import { ReferenceMethod } from '../../lib/score/reference';
 import { invalid } from '../../lib/errors';
+import { numberFlag } from '../common/numeric-flags';
 
 export const ENGINE_FLAGS = {
   model: { type: 'string', default: DEFAULT_MODEL },
@@ -85,12 +86,10 @@ threshold and bank:
 
 export type EngineFlagValues = { [K in keyof typeof ENGINE_FLAGS]?: string };
 
+/** A number flag that has a value (a default or the user's). */
 export function num(values: Record<string, unknown>, key: string): number {
   const raw = values[key];
-  const n = Number(raw);
-  if (raw === undefined || raw === '' || !Number.isFinite(n))
-    throw invalid(`--${key} must be a number, got "${String(raw)}"`);
-  return n;
+  return numberFlag(key, raw === undefined ? undefined : String(raw));
 }
 
 export function viewFrom(v: EngineFlagValues): ViewConfig {

@@ -13,10 +13,11 @@ export function intFlag(name: string, raw: string | undefined, fallback: number)
   return n;
 }
 
-/** A finite number; `fallback` when the flag is absent or empty. */
-export function numberFlag(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined || raw === '') return fallback;
+/** A finite number; `fallback` when the flag is absent or empty (required when there is none). */
+export function numberFlag(name: string, raw: string | undefined, fallback?: number): number {
+  if ((raw === undefined || raw === '') && fallback !== undefined) return fallback;
   const n = Number(raw);
-  if (!Number.isFinite(n)) throw invalid(`--${name} must be a number, got "${raw}"`);
+  if (raw === undefined || raw === '' || !Number.isFinite(n))
+    throw invalid(`--${name} must be a number, got "${raw ?? ''}"`);
   return n;
 }

@@ -42,7 +42,7 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   }
   // Numbers before any work: a typo must not become a NaN threshold (every part would pass).
   const thresholdOverride =
-    values.threshold !== undefined ? numberFlag('threshold', values.threshold, NaN) : undefined;
+    values.threshold !== undefined ? numberFlag('threshold', values.threshold) : undefined;
   const nprobe = values.nprobe !== undefined ? intFlag('nprobe', values.nprobe, 0) : undefined;
   const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImages(p) : [p]));
   const pool = new BackbonePool();

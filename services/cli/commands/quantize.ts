@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
+import { numberFlag } from '../../common/numeric-flags';
 import { invalid } from '../../../lib/errors';
 import { DerivedModel, writeDerived } from '../../../models/derived';
 import { measureLatency } from '../../../models/latency';
@@ -66,13 +67,6 @@ export const PRUNE_USAGE = `usage: spi prune --model <id|dir|spec.json> --out <d
   --count <n>                    inputs for --compensate (default 16)
   --id <id>                      model id (default: the --out folder name)`;
 
-function number(value: string | undefined, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value === '' || !Number.isFinite(n)) throw invalid(`--${flag} must be a number, got "${value}"`);
-  return n;
-}
-
 function modelId(out: string, id: string | undefined): string {
   const chosen = id ?? path.basename(path.resolve(out));
   if (!/^[A-Za-z0-9._-]+$/.test(chosen))
@@ -125,7 +119,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   const log = (m: string) => console.log(`[quantize] ${m}`);
   log(`${spec.id} (${onnxPath}) -> ${id}`);
   if (values.prune !== undefined) {
-    const ratio = number(values.prune, 'prune', 0);
+    const ratio = numberFlag('prune', values.prune, 0);
     const pruned = await buildPruned(spec, model, { id: `${id}-float`, ratio });
     log(
       `pruned ${ratio}: ${pruned.result.pruned.length} convs, FLOPs ${(pruned.derived.card.cost.flops / 1e9).toFixed(3)} G`,
@@ -142,9 +136,9 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
       id,
       calibration: values.calibration,
       method,
-      percentile: number(values.percentile, 'percentile', 99.99),
-      count: number(values.count, 'count', 32),
-      seed: number(values.seed, 'seed', 1234),
+      percentile: numberFlag('percentile', values.percentile, 99.99),
+      count: numberFlag('count', values.count, 32),
+      seed: numberFlag('seed', values.seed, 1234),
       reduceRange,
       weightType,
       prior,
@@ -170,7 +164,7 @@ export async function pruneCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: PRUNE_FLAGS });
   if (!values.model || !values.out || values.ratio === undefined)
     throw invalid("--model, --out and --ratio are required (see 'spi prune --help')");
-  const ratio = number(values.ratio, 'ratio', 0);
+  const ratio = numberFlag('ratio', values.ratio, 0);
   if (!(ratio >= 0 && ratio < 1)) throw invalid('--ratio must be in [0, 1)');
   if (values.compensate && values.compensate !== 'randn' && !fs.existsSync(values.compensate))
     throw invalid(`--compensate ${values.compensate}: no such folder (or use randn)`);
@@ -183,7 +177,7 @@ export async function pruneCommand(argv: string[]): Promise<void> {
     convs: values.convs?.split(',').map((s) => s.trim()),
     keepOutputWidths: values['keep-output-widths'],
     compensate: values.compensate,
-    compensateCount: number(values.count, 'count', 16),
+    compensateCount: numberFlag('count', values.count, 16),
   });
   writeDerived(values.out, built.derived);
   const r = built.result;
