@@ -43,6 +43,7 @@ export async function buildPruned(
       prune: {
         method: 'structured: lowest-L1-norm output channels (BN folded) of each chosen conv, no fine-tuning',
         ratio: options.ratio,
+        channelAlignment: options.align ?? 1,
         biasCompensation: options.compensate
           ? `removed channels' means over ${options.compensateCount ?? 16} ${options.compensate === 'randn' ? 'random-normal inputs' : `images of ${options.compensate}`} folded into reader biases`
           : 'none',

@@ -10,6 +10,10 @@ export interface PruneOptions {
   ratio: number;
   /** Producer convs to prune, by node name or output tensor (default: every prunable one). */
   convs?: string[];
+  /** Per-conv ratios (node name or output tensor) overriding `ratio`; such convs count as chosen. */
+  ratios?: Map<string, number>;
+  /** Kept channel counts rounded to a multiple of this (see keptCount; default 1). */
+  align?: number;
   /** Leave convs whose channels reach a graph output (keeps every stage's width). */
   keepOutputWidths?: boolean;
   /**
@@ -39,7 +43,8 @@ export interface PruneResult {
 function chosen(g: ChannelGroup, options: PruneOptions): string | undefined {
   if (g.blocked) return g.blocked;
   const names = [nodeLabel(g.producer), g.producer.output[0]];
-  if (options.convs && !options.convs.some((c) => names.includes(c))) return 'not selected';
+  const listed = [...(options.convs ?? []), ...(options.ratios?.keys() ?? [])];
+  if (listed.length > 0 && !listed.some((c) => names.includes(c))) return 'not selected';
   if (options.keepOutputWidths && g.outputs.length > 0) return `reaches output ${g.outputs.join(', ')}`;
   return undefined;
 }
@@ -48,9 +53,10 @@ export function pruneModel(model: ModelProto, options: PruneOptions): PruneResul
   const graph = model.graph;
   const inits = initializerMap(graph);
   const groups = channelGroups(graph);
-  if (options.convs) {
+  const listed = [...(options.convs ?? []), ...(options.ratios?.keys() ?? [])];
+  if (listed.length > 0) {
     const known = new Set(groups.flatMap((g) => [nodeLabel(g.producer), g.producer.output[0]]));
-    const unknown = options.convs.filter((c) => !known.has(c));
+    const unknown = listed.filter((c) => !known.has(c));
     if (unknown.length > 0) throw new Error(`prune: no regular Conv named ${unknown.join(', ')}`);
   }
   // Updated in place: a conv can lose output channels (as a producer) and input channels (as a reader).
@@ -67,7 +73,11 @@ export function pruneModel(model: ModelProto, options: PruneOptions): PruneResul
       continue;
     }
     // Ranked on the parent's weights, so the choice does not depend on the order groups are cut.
-    const keep = keepChannels(filterL1(inits.get(g.producer.input[1]) as TensorProto), options.ratio);
+    const ratio =
+      options.ratios?.get(nodeLabel(g.producer)) ??
+      options.ratios?.get(g.producer.output[0]) ??
+      options.ratio;
+    const keep = keepChannels(filterL1(inits.get(g.producer.input[1]) as TensorProto), ratio, options.align);
     // Nothing removed: leave the initializers untouched so ratio 0 gives the identical model.
     if (keep.length < g.channels) {
       const change = pruneGroup(g, keep, current, options.means);

@@ -24,6 +24,8 @@ export interface Int8Options {
   seed?: number;
   reduceRange?: ReduceRange;
   weightType?: 'int8' | 'uint8';
+  /** Nodes (names or output tensors) left in float. */
+  keepFloat?: string[];
   /** Inputs for the stage-error check (default: the first 4 calibration inputs). */
   checkInputs?: Float32Array[];
   /** Transforms already applied to `model` (e.g. pruning), recorded first on the card. */
@@ -65,6 +67,7 @@ export async function buildInt8(
     percentile: options.percentile,
     reduceRange: options.reduceRange,
     weightType: options.weightType,
+    keepFloat: options.keepFloat,
     onProgress: options.onProgress,
   });
   const bytes = encodeModel(q.model);
@@ -100,6 +103,7 @@ export async function buildInt8(
         calibrationSeed: seed,
         calibrationFiles: set.files.map((f) => f.split('/').slice(-3).join('/')),
         weightedNodes: quantizedOps,
+        keptFloat: options.keepFloat ?? [],
         activationTensors: q.plan.activations.length,
         foldedActivations: q.plan.absorbed.size,
         stageRelRmsError: Object.fromEntries(errors.map((e) => [e.tensor, Number(e.relRms.toFixed(4))])),

@@ -14,6 +14,8 @@ export interface QuantizeOptions {
   weightType?: 'int8' | 'uint8';
   /** Op types to quantise (default Conv, Gemm, MatMul, Add, Concat, pools). */
   ops?: string[];
+  /** Nodes (names or output tensors) left in float. */
+  keepFloat?: string[];
   onProgress?: CalibrateOptions['onProgress'];
 }
 
@@ -30,7 +32,7 @@ export async function quantizeModel(
   calibration: CalibrationSet,
   options: QuantizeOptions,
 ): Promise<QuantizeResult> {
-  const plan = planQdq(model.graph, { ops: options.ops });
+  const plan = planQdq(model.graph, { ops: options.ops, keepFloat: options.keepFloat });
   if (plan.weighted.length === 0)
     throw new Error('quantize: the model has no Conv/Gemm/MatMul with constant weights');
   // Tensors sharing parameters (MaxPool outputs) need only their root calibrated.

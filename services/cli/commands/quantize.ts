@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { numberFlag } from '../../common/numeric-flags';
+import { intFlag, numberFlag } from '../../common/numeric-flags';
 import { invalid } from '../../../lib/errors';
 import { DerivedModel, writeDerived } from '../../../models/derived';
 import { measureLatency } from '../../../models/latency';
@@ -30,6 +30,7 @@ export const QUANTIZE_FLAGS = {
   prune: { type: 'string' },
   'reduce-range': { type: 'string', default: 'gemm' },
   weights: { type: 'string', default: 'int8' },
+  'keep-float': { type: 'string' },
   id: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -44,6 +45,8 @@ export const QUANTIZE_USAGE = `usage: spi quantize --model <id|dir|spec.json> --
   --prune <ratio>                prune that fraction of channels first (see spi prune)
   --reduce-range gemm|all|none   7-bit weights for GEMM-lowered convs (default gemm: exact on AVX2)
   --weights int8|uint8           weight storage (uint8 selects u8u8 kernels; default int8)
+  --keep-float a,b,...           nodes (names or output tensors) left in float (e.g. a stem conv whose
+                                 integer kernel is slower; default none)
   --id <id>                      model id (default: the --out folder name)`;
 
 export const PRUNE_FLAGS = {
@@ -51,6 +54,7 @@ export const PRUNE_FLAGS = {
   out: { type: 'string' },
   ratio: { type: 'string' },
   convs: { type: 'string' },
+  align: { type: 'string' },
   'keep-output-widths': { type: 'boolean', default: false },
   compensate: { type: 'string' },
   count: { type: 'string' },
@@ -61,7 +65,10 @@ export const PRUNE_USAGE = `usage: spi prune --model <id|dir|spec.json> --out <d
   --model M                      the backbone to prune: a model id, a model folder or its spec.json
   --out DIR                      the new model folder (model.onnx, spec.json, card.json/md)
   --ratio R                      fraction of each pruned conv's channels removed (lowest L1 norm first), in [0, 1)
-  --convs a,b,...                convs to prune (node names; default every prunable one)
+  --convs a,b:0.33,...           convs to prune (node names; default every prunable one); name:R sets
+                                 that conv's own ratio
+  --align N                      round kept channel counts to a multiple of N (16 suits onnxruntime's
+                                 integer kernels; default 1)
   --keep-output-widths           skip convs whose channels reach a stage output
   --compensate randn|<folder>    fold removed channels' means (over --count inputs) into reader biases
   --count <n>                    inputs for --compensate (default 16)
@@ -141,6 +148,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
       seed: numberFlag('seed', values.seed, 1234),
       reduceRange,
       weightType,
+      keepFloat: values['keep-float']?.split(',').map((s) => s.trim()),
       prior,
       log,
       onProgress: (stage, done, total) => progress.update(stage, done, total),
@@ -160,6 +168,26 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   console.log(`  speed: ${await speedLine(onnxPath, built.derived)}`);
 }
 
+/** `--convs a,b:0.33`: the convs chosen, and the ratios some of them set for themselves. */
+function convSelection(raw: string | undefined): { convs?: string[]; ratios?: Map<string, number> } {
+  if (raw === undefined) return {};
+  const convs: string[] = [];
+  const ratios = new Map<string, number>();
+  for (const item of raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [name, ratio] = item.split(':');
+    if (ratio === undefined) convs.push(name);
+    else {
+      const r = numberFlag(`convs ${name}`, ratio);
+      if (!(r >= 0 && r < 1)) throw invalid(`--convs ${item}: the ratio must be in [0, 1)`);
+      ratios.set(name, r);
+    }
+  }
+  return { convs: convs.length > 0 ? convs : undefined, ratios: ratios.size > 0 ? ratios : undefined };
+}
+
 export async function pruneCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: PRUNE_FLAGS });
   if (!values.model || !values.out || values.ratio === undefined)
@@ -174,7 +202,8 @@ export async function pruneCommand(argv: string[]): Promise<void> {
   const built = await buildPruned(spec, readModel(onnxPath), {
     id,
     ratio,
-    convs: values.convs?.split(',').map((s) => s.trim()),
+    ...convSelection(values.convs),
+    align: intFlag('align', values.align, 1),
     keepOutputWidths: values['keep-output-widths'],
     compensate: values.compensate,
     compensateCount: numberFlag('count', values.count, 16),

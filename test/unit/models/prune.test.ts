@@ -12,7 +12,7 @@ import { ModelProto, TensorProto, int64ToNumber } from '../../../models/onnx/pro
 import { readFloatTensor, tensorDims } from '../../../models/onnx/tensors';
 import { buildPruned } from '../../../models/prune/build';
 import { channelGroups, nodeLabel } from '../../../models/prune/channel-groups';
-import { filterL1, keepChannels } from '../../../models/prune/l1';
+import { filterL1, keepChannels, keptCount } from '../../../models/prune/l1';
 import { channelMeans } from '../../../models/prune/means';
 import { compensationTensors, pruneModel } from '../../../models/prune/prune';
 import { randnSet } from '../../../models/quantize/calibration-data';
@@ -133,6 +133,32 @@ describe('models: channel pruning on a tiny residual block', function () {
       );
     }
     assert.ok(compensated < plain / 2, `mean shift ${compensated} with compensation vs ${plain} without`);
+  });
+
+  it('rounds kept channel counts to a multiple of --align (a tie keeps fewer)', () => {
+    assert.equal(keptCount(144, 0.25), 108);
+    assert.equal(keptCount(144, 0.25, 16), 112);
+    assert.equal(keptCount(144, 0.5, 16), 64); // 72 is a tie between 64 and 80
+    assert.equal(keptCount(192, 0.334, 16), 128);
+    assert.equal(keptCount(32, 0.9, 16), 16); // at least one multiple
+    assert.equal(keptCount(8, 0.5, 16), 8); // never more than there are
+    assert.equal(keptCount(7, 0.99), 1);
+    assert.throws(() => keptCount(16, 0.5, 0), /alignment must be an integer >= 1/);
+    assert.throws(() => keptCount(16, 1), /ratio must be in \[0, 1\)/);
+    const norms = Float64Array.from([5, 1, 4, 2, 3, 8, 7, 6]);
+    assert.deepEqual(keepChannels(norms, 0.5, 4), [0, 5, 6, 7]);
+  });
+
+  it('takes a ratio per conv, which also selects it', () => {
+    const r = pruneModel(model, { ratio: 0, ratios: new Map([['expand', 0.75]]) });
+    assert.deepEqual(
+      r.pruned.map((p) => [p.conv, p.channels, p.kept]),
+      [['expand', 8, 2]],
+    );
+    assert.throws(
+      () => pruneModel(model, { ratio: 0, ratios: new Map([['nope', 0.5]]) }),
+      /no regular Conv named nope/,
+    );
   });
 
   it('can keep stage widths, and refuses unknown conv names', () => {

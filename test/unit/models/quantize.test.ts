@@ -124,6 +124,24 @@ describe('models: INT8 QDQ on a tiny conv model', function () {
     assert.deepEqual([...plan.absorbed.keys()], ['c1_relu', 'dw_relu']);
   });
 
+  it('leaves --keep-float nodes in float and refuses names the graph lacks', async () => {
+    const plan = planQdq(model.graph, { keepFloat: ['c1'] });
+    assert.deepEqual(
+      plan.weighted.map((w) => w.node.output[0]),
+      ['dw', 'pw'],
+    );
+    // The float stem's input needs no quantiser; its output feeds the first integer kernel.
+    assert.deepEqual(plan.activations, ['c1_relu', 'dw_relu', 'pw']);
+    assert.throws(() => planQdq(model.graph, { keepFloat: ['nope'] }), /no node or tensor named nope/);
+    const { model: q } = await quantizeModel(model, 'input', tinySet(8), {
+      method: 'minmax',
+      keepFloat: ['c1'],
+    });
+    const fused = await optimizedOps(encodeModel(q), 'all');
+    assert.equal(fused.ops['com.microsoft.QLinearConv'], 2, JSON.stringify(fused.ops));
+    assert.equal(fused.floatComputeOps, 1);
+  });
+
   it('stores per-channel symmetric int8 weights (axis 0) and int32 biases', async () => {
     const { model: q, params } = await quantizeModel(model, 'input', tinySet(4), {
       method: 'minmax',
