@@ -25,6 +25,8 @@ import {
   prepareNominalFor,
   preparePrunedCompensatedFor,
   prepareVariant,
+  prepareFastFor,
+  variantApplies,
 } from './lib/variants';
 
 export type { BackboneBenchRow } from './lib/speed';
@@ -87,7 +89,8 @@ export async function benchBackbonesFull(
   const settings: SettingsRow[] = [];
   for (const backbone of o.backbones) {
     const variants = [];
-    for (const kind of o.variants) variants.push(await prepareVariant(backbone, kind, variantOptions(o)));
+    for (const kind of o.variants.filter((k) => variantApplies(backbone, k)))
+      variants.push(await prepareVariant(backbone, kind, variantOptions(o)));
     const runs = backbone.startsWith('inception') ? Math.max(10, Math.round(o.runs / 2)) : o.runs;
     o.log(`${backbone}: timing ${variants.length} variants, ${runs} runs each`);
     rows.push(
@@ -116,10 +119,17 @@ export async function benchBackbonesFull(
 
 /**
  * DeepPCB boards are 640 px with defects a few pixels wide: resized to 224 the engine is at chance
- * for every model, so they are evaluated tiled, as `make eval` does (eval-suite's deeppcb-tiled).
+ * for every model, so they are evaluated as `make eval` does (eval-suite's deeppcb-tiled: full
+ * resolution in mirrored tiles, the stride-4 stages, a per-board coreset first). The stages are
+ * MobileNetV2's; other backbones keep the tiling with their own stages.
  */
-function categoryFlags(dir: string): string[] {
-  return /deeppcb/.test(dir) ? ['--resize', '0', '--tile', '224', '--overlap', '32'] : [];
+function categoryFlags(dir: string, backbone: string): string[] {
+  if (!/deeppcb/.test(dir)) return [];
+  const tiled = ['--resize', '0', '--tile', '224', '--overlap', '32', '--pad', '16'];
+  const coreset = ['--ratio', '0.0025', '--coreset-per-image', '0.05'];
+  return backbone.startsWith('mobilenet_v2')
+    ? [...tiled, '--stages', 'block_2_add,block_5_add', ...coreset]
+    : [...tiled, ...coreset];
 }
 
 /** Image AUROC of float vs INT8 (both calibrations) vs pruned, per category; --variants filters them. */
@@ -142,12 +152,15 @@ export async function benchAccuracy(
       ['cut-pruned50', (await prepareVariant(backbone, 'cut-pruned50', vo)).onnxPath],
       ['cut-pruned50-comp-nominal', await preparePrunedCompensatedFor(backbone, dir, tag, vo)],
       ['cut-pruned50-int8-randn', (await prepareVariant(backbone, 'cut-pruned50-int8-randn', vo)).onnxPath],
+      ...(variantApplies(backbone, 'cut-fast-int8')
+        ? [['cut-fast-int8-nominal', await prepareFastFor(backbone, dir, tag, vo)] as [string, string]]
+        : []),
     ];
     const wanted = o.accuracyVariants;
     for (const [variant, model] of models.filter(([v]) => !wanted || wanted.includes(v))) {
       const modelDir = model.endsWith('.onnx') ? path.dirname(model) : model;
       o.log(`accuracy ${tag} ${variant} (${path.basename(modelDir)})`);
-      const row = await imageAuroc(modelDir, variant, dir, outDir, resize, categoryFlags(dir));
+      const row = await imageAuroc(modelDir, variant, dir, outDir, resize, categoryFlags(dir, backbone));
       o.log(`  image AUROC ${row.imageAuroc?.toFixed(4)} in ${row.minutes.toFixed(1)} min`);
       rows.push(row);
     }

@@ -1,7 +1,8 @@
 /**
  * The model variants the backbone benchmark compares, built on demand into the models folder (and
  * reused while their parent's sha256 is unchanged): the full-depth float network (baseline), the
- * cut float backbone, INT8 with random and nominal calibration, channel-pruned, pruned + INT8.
+ * cut float backbone, INT8 with random and nominal calibration, channel-pruned, pruned + INT8, and
+ * the fast recipe (early layers thinned and bias-compensated, INT8, calibrated on nominal images).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,6 +13,7 @@ import { measureModel } from '../../models/measure';
 import { stageGraph } from '../../lib/backbone/backbone';
 import { buildPruned } from '../../models/prune/build';
 import { buildInt8 } from '../../models/quantize/build';
+import { buildFastInt8, fastRecipe } from '../../models/quantize/fast-recipe';
 import { CalibrationMethod } from '../../models/quantize/ranges';
 import { resolveModel } from '../../models/registry';
 import { ModelSpec } from '../../models/spec';
@@ -23,7 +25,8 @@ export type VariantKind =
   | 'cut-int8-nominal'
   | 'cut-pruned25'
   | 'cut-pruned50'
-  | 'cut-pruned50-int8-randn';
+  | 'cut-pruned50-int8-randn'
+  | 'cut-fast-int8';
 
 export const ALL_VARIANTS: VariantKind[] = [
   'full-f32',
@@ -33,7 +36,13 @@ export const ALL_VARIANTS: VariantKind[] = [
   'cut-pruned25',
   'cut-pruned50',
   'cut-pruned50-int8-randn',
+  'cut-fast-int8',
 ];
+
+/** Whether a variant can be built for a backbone (the fast recipe exists for some only). */
+export function variantApplies(backbone: string, kind: VariantKind): boolean {
+  return kind !== 'cut-fast-int8' || fastRecipe({ id: backbone }) !== undefined;
+}
 
 export interface Variant {
   kind: VariantKind;
@@ -112,6 +121,8 @@ async function ensureDerived(
       prior: { transforms: card.transforms, details: card.details },
     });
     writeDerived(dir, built.derived);
+  } else if (kind === 'cut-fast-int8') {
+    writeDerived(dir, (await buildFastInt8(spec, model, { id, calibration: nominal, ...int8 })).derived);
   }
 }
 
@@ -183,6 +194,18 @@ export async function preparePrunedCompensatedFor(
     writeDerived(dir, built.derived);
   }
   return dir;
+}
+
+/** The fast recipe compensated and calibrated on one job's nominal images (accuracy comparison). */
+export async function prepareFastFor(
+  backbone: string,
+  folder: string,
+  tag: string,
+  options: VariantOptions,
+): Promise<string> {
+  const id = `${backbone}-fast-int8-${tag}`;
+  await ensureDerived('cut-fast-int8', backbone, id, options, folder);
+  return path.join(options.modelsDir, id);
 }
 
 /** An INT8 model calibrated on one job's nominal images (for the accuracy comparison). */

@@ -13,7 +13,8 @@ import { measureLatency } from '../../../models/latency';
 import { readModel } from '../../../models/onnx/io';
 import { ModelProto } from '../../../models/onnx/proto';
 import { buildPruned } from '../../../models/prune/build';
-import { buildInt8 } from '../../../models/quantize/build';
+import { Int8Options, buildInt8 } from '../../../models/quantize/build';
+import { buildFastInt8, fastRecipe, fastRecipeIds } from '../../../models/quantize/fast-recipe';
 import { ReduceRange } from '../../../models/quantize/qdq';
 import { resolveModel } from '../../../models/registry';
 import { ModelSpec } from '../../../models/spec';
@@ -31,6 +32,7 @@ export const QUANTIZE_FLAGS = {
   'reduce-range': { type: 'string', default: 'gemm' },
   weights: { type: 'string', default: 'int8' },
   'keep-float': { type: 'string' },
+  recipe: { type: 'string' },
   id: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -47,6 +49,9 @@ export const QUANTIZE_USAGE = `usage: spi quantize --model <id|dir|spec.json> --
   --weights int8|uint8           weight storage (uint8 selects u8u8 kernels; default int8)
   --keep-float a,b,...           nodes (names or output tensors) left in float (e.g. a stem conv whose
                                  integer kernel is slower; default none)
+  --recipe fast                  thin the early layers by the backbone's recipe first (bias-compensated
+                                 from --calibration; best with the job's good images), stem kept float:
+                                 ~3x the dense full-depth float model for MobileNetV2 (README)
   --id <id>                      model id (default: the --out folder name)`;
 
 export const PRUNE_FLAGS = {
@@ -118,8 +123,13 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   if (!['int8', 'uint8'].includes(weightType)) throw invalid('--weights must be int8 or uint8');
   if (values.calibration !== 'randn' && !fs.existsSync(values.calibration))
     throw invalid(`--calibration ${values.calibration}: no such folder (or use randn)`);
+  if (values.recipe !== undefined && values.recipe !== 'fast') throw invalid('--recipe must be fast');
+  if (values.recipe && (values.prune !== undefined || values['keep-float'] !== undefined))
+    throw invalid('--recipe fast sets the pruning and the float nodes itself: drop --prune and --keep-float');
   const id = modelId(values.out, values.id);
   const { spec, onnxPath } = resolveModel(values.model);
+  if (values.recipe && !fastRecipe(spec))
+    throw invalid(`--recipe fast: no recipe for ${spec.id} (there is one for ${fastRecipeIds().join(', ')})`);
   let parentSpec = spec;
   let model: ModelProto = readModel(onnxPath);
   let prior: { transforms: string[]; details: Record<string, unknown> } | undefined;
@@ -139,7 +149,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   const progress = new Progress();
   let built;
   try {
-    built = await buildInt8(parentSpec, model, {
+    const options: Int8Options = {
       id,
       calibration: values.calibration,
       method,
@@ -152,7 +162,10 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
       prior,
       log,
       onProgress: (stage, done, total) => progress.update(stage, done, total),
-    });
+    };
+    built = values.recipe
+      ? await buildFastInt8(spec, model, options)
+      : await buildInt8(parentSpec, model, options);
   } finally {
     progress.stop();
   }

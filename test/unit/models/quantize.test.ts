@@ -22,6 +22,7 @@ import { optimizedOps } from '../../../models/quantize/fusion-check';
 import { planQdq } from '../../../models/quantize/plan';
 import { activationParams, rint } from '../../../models/quantize/qparams';
 import { quantizeModel } from '../../../models/quantize/quantize';
+import { buildFastInt8 } from '../../../models/quantize/fast-recipe';
 import { Histogram, MinMax } from '../../../models/quantize/ranges';
 import { QuantType, readIntTensor } from '../../../models/quantize/tensors';
 import { resolveModel } from '../../../models/registry';
@@ -278,6 +279,42 @@ describe('models: INT8 MobileNetV2 (64x64)', function () {
     const g = nearest(got[0].get(stage) as Float32Array, got[1].get(stage) as Float32Array, 192);
     const agree = f.filter((v, i) => v === g[i]).length / f.length;
     assert.ok(agree >= 0.8, `nearest-neighbour agreement ${agree}`);
+  });
+
+  it('fast recipe: early convs thinned to multiples of 16 and compensated, stem float, stages kept', async () => {
+    const b = await buildFastInt8(built.spec, decodeModel(built.onnx), {
+      id: 'mobilenet_v2-imagenet-fast-test',
+      calibration: 'randn',
+      method: 'minmax',
+      count: 2,
+    });
+    const details = b.derived.card.details as {
+      prune: { convs: string[]; biasCompensation: string };
+      int8: { keptFloat: string[] };
+    };
+    assert.deepEqual(details.prune.convs, [
+      'bn_Conv1 32->16',
+      'block_1_expand_BN 96->48',
+      'block_2_expand_BN 144->64',
+      'block_3_expand_BN 144->64',
+    ]);
+    assert.match(details.prune.biasCompensation, /random-normal/);
+    assert.deepEqual(details.int8.keptFloat, ['bn_Conv1']);
+    assert.deepEqual(b.derived.card.transforms, ['prune', 'fast-recipe', 'int8']);
+    assert.equal(b.fusion.floatComputeOps, 1, JSON.stringify(b.fusion.ops));
+    // The thinned convs feed only expand -> depthwise -> project chains: every stage keeps its width.
+    assert.deepEqual(b.derived.spec.stages, built.spec.stages);
+    // 0.334 GFLOPs for the float graph to its last stage at 224 px.
+    assert.ok(b.derived.card.cost.flops < 0.75 * 0.334e9, `FLOPs ${b.derived.card.cost.flops}`);
+    await assert.rejects(
+      buildFastInt8({ ...built.spec, id: 'resnet' }, decodeModel(built.onnx), {
+        id: 'x',
+        calibration: 'randn',
+        method: 'minmax',
+        count: 2,
+      }),
+      /no fast recipe for resnet/,
+    );
   });
 
   it('writes a model folder with a new id, sha256, same stages and a card the registry loads', async () => {
