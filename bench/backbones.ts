@@ -144,16 +144,21 @@ export async function benchAccuracy(
   const vo = variantOptions(o);
   for (const dir of categories) {
     const tag = path.basename(dir);
+    // Nominal calibration sees the job's images as its tiles show them (tiled DeepPCB: crops).
+    const nominal: VariantOptions = {
+      ...vo,
+      calibrationView: categoryFlags(dir, backbone).includes('--tile') ? 'tile' : 'resize',
+    };
     const models: [string, string][] = [
       ['cut-f32', (await prepareVariant(backbone, 'cut-f32', vo)).onnxPath],
       ['cut-int8-randn', (await prepareVariant(backbone, 'cut-int8-randn', vo)).onnxPath],
-      ['cut-int8-nominal', await prepareNominalFor(backbone, dir, tag, vo)],
+      ['cut-int8-nominal', await prepareNominalFor(backbone, dir, tag, nominal)],
       ['cut-pruned25', (await prepareVariant(backbone, 'cut-pruned25', vo)).onnxPath],
       ['cut-pruned50', (await prepareVariant(backbone, 'cut-pruned50', vo)).onnxPath],
       ['cut-pruned50-comp-nominal', await preparePrunedCompensatedFor(backbone, dir, tag, vo)],
       ['cut-pruned50-int8-randn', (await prepareVariant(backbone, 'cut-pruned50-int8-randn', vo)).onnxPath],
       ...(variantApplies(backbone, 'cut-fast-int8')
-        ? [['cut-fast-int8-nominal', await prepareFastFor(backbone, dir, tag, vo)] as [string, string]]
+        ? [['cut-fast-int8-nominal', await prepareFastFor(backbone, dir, tag, nominal)] as [string, string]]
         : []),
     ];
     const wanted = o.accuracyVariants;

@@ -15,6 +15,7 @@ import { buildPruned } from '../../models/prune/build';
 import { buildInt8 } from '../../models/quantize/build';
 import { buildFastInt8, fastRecipe } from '../../models/quantize/fast-recipe';
 import { CalibrationMethod } from '../../models/quantize/ranges';
+import { CalibrationView } from '../../models/quantize/calibration-data';
 import { resolveModel } from '../../models/registry';
 import { ModelSpec } from '../../models/spec';
 
@@ -67,6 +68,8 @@ export interface VariantOptions {
   /** Folder of nominal images for the "nominal" calibration. */
   nominal: string;
   calibrationCount: number;
+  /** How nominal images become inputs ("tile" for tiled jobs, see calibration-data.ts). */
+  calibrationView?: CalibrationView;
   method: CalibrationMethod;
   rebuild: boolean;
   log: (message: string) => void;
@@ -104,7 +107,11 @@ async function ensureDerived(
   if (upToDate(dir, spec, options.rebuild)) return;
   options.log(`building ${id}`);
   const model = readModel(onnxPath);
-  const int8 = { method: options.method, count: options.calibrationCount };
+  const int8 = {
+    method: options.method,
+    count: options.calibrationCount,
+    calibrationView: options.calibrationView,
+  };
   if (kind === 'cut-int8-randn' || kind === 'cut-int8-nominal') {
     const calibration = kind === 'cut-int8-randn' ? 'randn' : nominal;
     writeDerived(dir, (await buildInt8(spec, model, { id, calibration, ...int8 })).derived);
@@ -203,7 +210,7 @@ export async function prepareFastFor(
   tag: string,
   options: VariantOptions,
 ): Promise<string> {
-  const id = `${backbone}-fast-int8-${tag}`;
+  const id = `${backbone}-fast-int8-${tag}${options.calibrationView === 'tile' ? '-tile' : ''}`;
   await ensureDerived('cut-fast-int8', backbone, id, options, folder);
   return path.join(options.modelsDir, id);
 }
@@ -215,7 +222,7 @@ export async function prepareNominalFor(
   tag: string,
   options: VariantOptions,
 ): Promise<string> {
-  const id = `${backbone}-int8-nominal-${tag}`;
+  const id = `${backbone}-int8-nominal-${tag}${options.calibrationView === 'tile' ? '-tile' : ''}`;
   await ensureDerived('cut-int8-nominal', backbone, id, options, folder);
   return path.join(options.modelsDir, id);
 }

@@ -4,6 +4,7 @@ import { ModelProto } from '../onnx/proto';
 import { opCounts } from '../quantize/tensors';
 import { ModelSpec } from '../spec';
 import { calibrationSet } from '../quantize/build';
+import { CalibrationView } from '../quantize/calibration-data';
 import { channelMeans } from './means';
 import { PruneOptions, PruneResult, compensationTensors, pruneModel } from './prune';
 
@@ -21,11 +22,18 @@ export async function buildPruned(
     /** Bias compensation from channel means over "randn" or a folder of nominal images (default none). */
     compensate?: string;
     compensateCount?: number;
+    compensateView?: CalibrationView;
   },
 ): Promise<PrunedBuild> {
   let means = options.means;
   if (options.compensate && !means) {
-    const set = await calibrationSet(options.compensate, options.compensateCount ?? 16, parent);
+    const set = await calibrationSet(
+      options.compensate,
+      options.compensateCount ?? 16,
+      parent,
+      undefined,
+      options.compensateView,
+    );
     means = await channelMeans(model, parent.inputName, compensationTensors(model), set);
   }
   const result = pruneModel(model, { ...options, means });

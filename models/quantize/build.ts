@@ -6,7 +6,7 @@ import { DerivedModel, describeDerived } from '../derived';
 import { encodeModel } from '../onnx/io';
 import { ModelProto } from '../onnx/proto';
 import { ModelSpec } from '../spec';
-import { CalibrationSet, folderSet, randnSet } from './calibration-data';
+import { CalibrationSet, CalibrationView, folderSet, randnSet } from './calibration-data';
 import { StageError, runStages, stageErrors } from './compare';
 import { FusionReport, optimizedOps } from './fusion-check';
 import { ReduceRange } from './qdq';
@@ -18,6 +18,8 @@ export interface Int8Options {
   id: string;
   /** "randn" or a folder of nominal (good) images. */
   calibration: string;
+  /** How folder images become inputs: "resize" (default) or "tile" (crops, for tiled jobs). */
+  calibrationView?: CalibrationView;
   method: CalibrationMethod;
   percentile?: number;
   count: number;
@@ -46,8 +48,11 @@ export async function calibrationSet(
   count: number,
   spec: ModelSpec,
   seed = 1234,
+  view: CalibrationView = 'resize',
 ): Promise<CalibrationSet> {
-  return source === 'randn' ? randnSet(count, spec.inputSize, seed) : folderSet(source, count, spec, seed);
+  return source === 'randn'
+    ? randnSet(count, spec.inputSize, seed)
+    : folderSet(source, count, spec, seed, view);
 }
 
 export async function buildInt8(
@@ -58,7 +63,7 @@ export async function buildInt8(
   const log = options.log ?? (() => {});
   const seed = options.seed ?? 1234;
   log(`calibration: ${options.count} inputs from ${options.calibration} (seed ${seed})`);
-  const set = await calibrationSet(options.calibration, options.count, parent, seed);
+  const set = await calibrationSet(options.calibration, options.count, parent, seed, options.calibrationView);
   log(
     `calibrating ${options.method}${options.method === 'percentile' ? ` ${options.percentile ?? 99.99}%` : ''}`,
   );
@@ -98,7 +103,9 @@ export async function buildInt8(
         calibrationMethod:
           options.method === 'percentile' ? `percentile ${options.percentile ?? 99.99}%` : 'min-max',
         calibrationSource:
-          set.source === 'randn' ? 'seeded standard-normal inputs' : `nominal images in ${set.source}`,
+          set.source === 'randn'
+            ? 'seeded standard-normal inputs'
+            : `nominal images in ${set.source}${options.calibrationView === 'tile' ? ', tile-sized crops at full resolution' : ''}`,
         calibrationCount: set.inputs.length,
         calibrationSeed: seed,
         calibrationFiles: set.files.map((f) => f.split('/').slice(-3).join('/')),

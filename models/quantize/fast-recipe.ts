@@ -63,6 +63,7 @@ export async function buildFastInt8(
     align: recipe.align,
     compensate: options.calibration,
     compensateCount: options.count,
+    compensateView: options.calibrationView,
   });
   const card = pruned.derived.card;
   const built = await buildInt8({ ...parent, stages: pruned.derived.spec.stages }, pruned.model, {

@@ -14,6 +14,7 @@ import { readModel } from '../../../models/onnx/io';
 import { ModelProto } from '../../../models/onnx/proto';
 import { buildPruned } from '../../../models/prune/build';
 import { Int8Options, buildInt8 } from '../../../models/quantize/build';
+import { CalibrationView } from '../../../models/quantize/calibration-data';
 import { buildFastInt8, fastRecipe, fastRecipeIds } from '../../../models/quantize/fast-recipe';
 import { ReduceRange } from '../../../models/quantize/qdq';
 import { resolveModel } from '../../../models/registry';
@@ -24,6 +25,7 @@ export const QUANTIZE_FLAGS = {
   model: { type: 'string' },
   out: { type: 'string' },
   calibration: { type: 'string', default: 'randn' },
+  'calibration-view': { type: 'string', default: 'resize' },
   method: { type: 'string', default: 'minmax' },
   percentile: { type: 'string' },
   count: { type: 'string' },
@@ -40,6 +42,8 @@ export const QUANTIZE_USAGE = `usage: spi quantize --model <id|dir|spec.json> --
   --model M                      the float backbone: a model id, a model folder or its spec.json
   --out DIR                      the new model folder (model.onnx, spec.json, card.json/md)
   --calibration randn|<folder>   seeded random-normal inputs, or good images of the job (default randn)
+  --calibration-view resize|tile how folder images become inputs: resized whole (default), or crops
+                                 of the input size at full resolution (for jobs run with --tile)
   --method minmax|percentile     activation ranges (default minmax)
   --percentile <p>               percent of values kept by percentile (default 99.99)
   --count <n>                    calibration inputs (default 32)
@@ -123,6 +127,8 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   if (!['int8', 'uint8'].includes(weightType)) throw invalid('--weights must be int8 or uint8');
   if (values.calibration !== 'randn' && !fs.existsSync(values.calibration))
     throw invalid(`--calibration ${values.calibration}: no such folder (or use randn)`);
+  if (!['resize', 'tile'].includes(values['calibration-view']))
+    throw invalid('--calibration-view must be resize or tile');
   if (values.recipe !== undefined && values.recipe !== 'fast') throw invalid('--recipe must be fast');
   if (values.recipe && (values.prune !== undefined || values['keep-float'] !== undefined))
     throw invalid('--recipe fast sets the pruning and the float nodes itself: drop --prune and --keep-float');
@@ -152,6 +158,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
     const options: Int8Options = {
       id,
       calibration: values.calibration,
+      calibrationView: values['calibration-view'] as CalibrationView,
       method,
       percentile: numberFlag('percentile', values.percentile, 99.99),
       count: numberFlag('count', values.count, 32),

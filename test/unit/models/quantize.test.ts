@@ -7,6 +7,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { ModelSpec } from '../../../models/spec';
 import { backboneById } from '../../../models/backbones';
 import { BuiltBackbone, buildBackbone } from '../../../models/backbone-build';
 import { writeDerived } from '../../../models/derived';
@@ -15,7 +17,7 @@ import { decodeModel, encodeModel } from '../../../models/onnx/io';
 import { ModelProto, TensorProto } from '../../../models/onnx/proto';
 import { readFloatTensor } from '../../../models/onnx/tensors';
 import { buildInt8 } from '../../../models/quantize/build';
-import { CalibrationSet, normalizeRgb, randnSet } from '../../../models/quantize/calibration-data';
+import { CalibrationSet, folderSet, normalizeRgb, randnSet } from '../../../models/quantize/calibration-data';
 import { calibrateRanges } from '../../../models/quantize/calibrate';
 import { runStages, stageErrors } from '../../../models/quantize/compare';
 import { optimizedOps } from '../../../models/quantize/fusion-check';
@@ -89,6 +91,41 @@ async function run(
     await session.release();
   }
 }
+
+describe('models: calibration images', () => {
+  it('resizes a folder image whole, or crops a tile of it at full resolution (--calibration-view tile)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spi-calib-'));
+    try {
+      // R = x, G = y: a crop's first pixel says where it was cut, every other pixel must follow.
+      const [w, h] = [200, 150];
+      const rgb = Buffer.alloc(w * h * 3);
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) rgb.set([x, y, 7], 3 * (y * w + x));
+      await sharp(rgb, { raw: { width: w, height: h, channels: 3 } })
+        .png()
+        .toFile(path.join(dir, 'a.png'));
+      const spec: Pick<ModelSpec, 'inputSize' | 'normalize'> = {
+        inputSize: [64, 64],
+        normalize: { mean: [0, 0, 0], std: [1, 1, 1] },
+      };
+      const toByte = (v: number) => Math.round(v * 255);
+      const tile = await folderSet(dir, 1, spec, 3, 'tile');
+      const [r, g] = [tile.inputs[0].subarray(0, 64 * 64), tile.inputs[0].subarray(64 * 64, 2 * 64 * 64)];
+      const [left, top] = [toByte(r[0]), toByte(g[0])];
+      assert.ok(left <= w - 64 && top <= h - 64, `crop at ${left},${top}`);
+      for (let y = 0; y < 64; y++)
+        for (let x = 0; x < 64; x++) {
+          assert.equal(toByte(r[y * 64 + x]), left + x);
+          assert.equal(toByte(g[y * 64 + x]), top + y);
+        }
+      // Resized whole, the input spans (nearly) the image's full width.
+      const whole = await folderSet(dir, 1, spec, 3);
+      const wr = whole.inputs[0].subarray(0, 64 * 64);
+      assert.ok(toByte(wr[63]) - toByte(wr[0]) > 180, `resized span ${toByte(wr[0])}..${toByte(wr[63])}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('models: INT8 quantisation arithmetic', () => {
   it('uint8 activation parameters contain zero exactly and round half to even', () => {
