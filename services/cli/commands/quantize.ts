@@ -42,8 +42,8 @@ export const QUANTIZE_USAGE = `usage: spi quantize --model <id|dir|spec.json> --
   --model M                      the float backbone: a model id, a model folder or its spec.json
   --out DIR                      the new model folder (model.onnx, spec.json, card.json/md)
   --calibration randn|<folder>   seeded random-normal inputs, or good images of the job (default randn)
-  --calibration-view resize|tile how folder images become inputs: resized whole (default), or crops
-                                 of the input size at full resolution (for jobs run with --tile)
+  --calibration-view resize|tile how folder images become inputs: resized whole, or crops of the
+                                 input size at full resolution, for tiled jobs (default resize)
   --method minmax|percentile     activation ranges (default minmax)
   --percentile <p>               percent of values kept by percentile (default 99.99)
   --count <n>                    calibration inputs (default 32)
