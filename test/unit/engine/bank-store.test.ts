@@ -3,26 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadBank, saveBank } from '../../../lib/bank/bank-store';
-import { BankMeta, DEFAULT_SCORE } from '../../../lib/bank/bank-meta';
-import { DEFAULT_CORESET } from '../../../lib/coreset/coreset';
-import { DEFAULT_VIEW } from '../../../lib/image/views';
+import { testBankMeta } from '../../helpers/bank-meta';
 
-function meta(): Omit<BankMeta, 'vectors' | 'format'> {
-  return {
-    name: 'job-1',
-    version: 1,
-    createdAt: new Date(0).toISOString(),
-    model: { id: 'm', stages: ['a'] },
-    view: DEFAULT_VIEW,
-    embedding: { dim: 4, projection: null },
-    coreset: { ...DEFAULT_CORESET, inputPatches: 10, keptPatches: 3 },
-    knn: { factory: 'Flat' },
-    score: DEFAULT_SCORE,
-    threshold: { value: 1.5, method: 'manual' },
-    categories: ['x'],
-    sources: [],
-  };
-}
+const meta = () => testBankMeta(4);
 
 describe('bank store', () => {
   let dir: string;
