@@ -22,10 +22,9 @@ import {
   ALL_VARIANTS,
   VariantKind,
   VariantOptions,
-  prepareNominalFor,
+  prepareForJob,
   preparePrunedCompensatedFor,
   prepareVariant,
-  prepareFastFor,
   variantApplies,
 } from './lib/variants';
 
@@ -152,13 +151,18 @@ export async function benchAccuracy(
     const models: [string, string][] = [
       ['cut-f32', (await prepareVariant(backbone, 'cut-f32', vo)).onnxPath],
       ['cut-int8-randn', (await prepareVariant(backbone, 'cut-int8-randn', vo)).onnxPath],
-      ['cut-int8-nominal', await prepareNominalFor(backbone, dir, tag, nominal)],
+      ['cut-int8-nominal', await prepareForJob('cut-int8-nominal', backbone, dir, tag, nominal)],
       ['cut-pruned25', (await prepareVariant(backbone, 'cut-pruned25', vo)).onnxPath],
       ['cut-pruned50', (await prepareVariant(backbone, 'cut-pruned50', vo)).onnxPath],
       ['cut-pruned50-comp-nominal', await preparePrunedCompensatedFor(backbone, dir, tag, vo)],
       ['cut-pruned50-int8-randn', (await prepareVariant(backbone, 'cut-pruned50-int8-randn', vo)).onnxPath],
       ...(variantApplies(backbone, 'cut-fast-int8')
-        ? [['cut-fast-int8-nominal', await prepareFastFor(backbone, dir, tag, nominal)] as [string, string]]
+        ? [
+            ['cut-fast-int8-nominal', await prepareForJob('cut-fast-int8', backbone, dir, tag, nominal)] as [
+              string,
+              string,
+            ],
+          ]
         : []),
     ];
     const wanted = o.accuracyVariants;

@@ -203,26 +203,19 @@ export async function preparePrunedCompensatedFor(
   return dir;
 }
 
-/** The fast recipe compensated and calibrated on one job's nominal images (accuracy comparison). */
-export async function prepareFastFor(
+/**
+ * INT8 calibrated on one job's nominal images, or the fast recipe compensated and calibrated on
+ * them (for the accuracy comparison): one model per job, and per view.
+ */
+export async function prepareForJob(
+  kind: 'cut-int8-nominal' | 'cut-fast-int8',
   backbone: string,
   folder: string,
   tag: string,
   options: VariantOptions,
 ): Promise<string> {
-  const id = `${backbone}-fast-int8-${tag}${options.calibrationView === 'tile' ? '-tile' : ''}`;
-  await ensureDerived('cut-fast-int8', backbone, id, options, folder);
-  return path.join(options.modelsDir, id);
-}
-
-/** An INT8 model calibrated on one job's nominal images (for the accuracy comparison). */
-export async function prepareNominalFor(
-  backbone: string,
-  folder: string,
-  tag: string,
-  options: VariantOptions,
-): Promise<string> {
-  const id = `${backbone}-int8-nominal-${tag}${options.calibrationView === 'tile' ? '-tile' : ''}`;
-  await ensureDerived('cut-int8-nominal', backbone, id, options, folder);
+  const view = options.calibrationView === 'tile' ? '-tile' : '';
+  const id = `${variantId(backbone, kind)}-${tag}${view}`;
+  await ensureDerived(kind, backbone, id, options, folder);
   return path.join(options.modelsDir, id);
 }
