@@ -53,7 +53,7 @@ export async function buildPruned(
         ratio: options.ratio,
         channelAlignment: options.align ?? 1,
         biasCompensation: options.compensate
-          ? `removed channels' means over ${options.compensateCount ?? 16} ${options.compensate === 'randn' ? 'random-normal inputs' : `images of ${options.compensate}`} folded into reader biases`
+          ? `removed channels' means over ${options.compensateCount ?? 16} ${options.compensate === 'randn' ? 'random-normal inputs' : `images of ${options.compensate}${options.compensateView === 'tile' ? ' (tile-sized crops)' : ''}`} folded into reader biases`
           : 'none',
         prunedConvs: result.pruned.length,
         channelsRemoved: `${removed} of ${total}`,

@@ -66,6 +66,7 @@ export const PRUNE_FLAGS = {
   align: { type: 'string' },
   'keep-output-widths': { type: 'boolean', default: false },
   compensate: { type: 'string' },
+  'compensate-view': { type: 'string', default: 'resize' },
   count: { type: 'string' },
   id: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
@@ -80,6 +81,8 @@ export const PRUNE_USAGE = `usage: spi prune --model <id|dir|spec.json> --out <d
                                  integer kernels; default 1)
   --keep-output-widths           skip convs whose channels reach a stage output
   --compensate randn|<folder>    fold removed channels' means (over --count inputs) into reader biases
+  --compensate-view resize|tile  how --compensate folder images become inputs: resized whole, or
+                                 input-size crops at full resolution for tiled jobs (default resize)
   --count <n>                    inputs for --compensate (default 16)
   --id <id>                      model id (default: the --out folder name)`;
 
@@ -127,8 +130,6 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   if (!['int8', 'uint8'].includes(weightType)) throw invalid('--weights must be int8 or uint8');
   if (values.calibration !== 'randn' && !fs.existsSync(values.calibration))
     throw invalid(`--calibration ${values.calibration}: no such folder (or use randn)`);
-  if (!['resize', 'tile'].includes(values['calibration-view']))
-    throw invalid('--calibration-view must be resize or tile');
   if (values.recipe !== undefined && values.recipe !== 'fast') throw invalid('--recipe must be fast');
   if (values.recipe && (values.prune !== undefined || values['keep-float'] !== undefined))
     throw invalid('--recipe fast sets the pruning and the float nodes itself: drop --prune and --keep-float');
@@ -158,7 +159,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
     const options: Int8Options = {
       id,
       calibration: values.calibration,
-      calibrationView: values['calibration-view'] as CalibrationView,
+      calibrationView: calibrationView('calibration-view', values['calibration-view']),
       method,
       percentile: numberFlag('percentile', values.percentile, 99.99),
       count: numberFlag('count', values.count, 32),
@@ -186,6 +187,11 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
     `  stage error vs float (rel. RMS): ${built.errors.map((e) => `${e.tensor} ${(100 * e.relRms).toFixed(1)}%`).join(', ')}`,
   );
   console.log(`  speed: ${await speedLine(onnxPath, built.derived)}`);
+}
+
+function calibrationView(flag: string, raw: string): CalibrationView {
+  if (raw !== 'resize' && raw !== 'tile') throw invalid(`--${flag} must be resize or tile, got "${raw}"`);
+  return raw;
 }
 
 /** `--convs a,b:0.33`: the convs chosen, and the ratios some of them set for themselves. */
@@ -226,6 +232,7 @@ export async function pruneCommand(argv: string[]): Promise<void> {
     align: intFlag('align', values.align, 1),
     keepOutputWidths: values['keep-output-widths'],
     compensate: values.compensate,
+    compensateView: calibrationView('compensate-view', values['compensate-view']),
     compensateCount: numberFlag('count', values.count, 16),
   });
   writeDerived(values.out, built.derived);
