@@ -156,15 +156,12 @@ export async function benchAccuracy(
       ['cut-pruned50', (await prepareVariant(backbone, 'cut-pruned50', vo)).onnxPath],
       ['cut-pruned50-comp-nominal', await preparePrunedCompensatedFor(backbone, dir, tag, vo)],
       ['cut-pruned50-int8-randn', (await prepareVariant(backbone, 'cut-pruned50-int8-randn', vo)).onnxPath],
-      ...(variantApplies(backbone, 'cut-fast-int8')
-        ? [
-            ['cut-fast-int8-nominal', await prepareForJob('cut-fast-int8', backbone, dir, tag, nominal)] as [
-              string,
-              string,
-            ],
-          ]
-        : []),
     ];
+    if (variantApplies(backbone, 'cut-fast-int8'))
+      models.push([
+        'cut-fast-int8-nominal',
+        await prepareForJob('cut-fast-int8', backbone, dir, tag, nominal),
+      ]);
     const wanted = o.accuracyVariants;
     for (const [variant, model] of models.filter(([v]) => !wanted || wanted.includes(v))) {
       const modelDir = model.endsWith('.onnx') ? path.dirname(model) : model;

@@ -40,10 +40,10 @@ export interface PruneResult {
   outputChannels: Map<string, number>;
 }
 
-function chosen(g: ChannelGroup, options: PruneOptions): string | undefined {
+/** Why a group is left alone, if it is; `listed`: the convs named by --convs or a ratio (empty = all). */
+function chosen(g: ChannelGroup, options: PruneOptions, listed: string[]): string | undefined {
   if (g.blocked) return g.blocked;
   const names = [nodeLabel(g.producer), g.producer.output[0]];
-  const listed = [...(options.convs ?? []), ...(options.ratios?.keys() ?? [])];
   if (listed.length > 0 && !listed.some((c) => names.includes(c))) return 'not selected';
   if (options.keepOutputWidths && g.outputs.length > 0) return `reaches output ${g.outputs.join(', ')}`;
   return undefined;
@@ -67,7 +67,7 @@ export function pruneModel(model: ModelProto, options: PruneOptions): PruneResul
   const skipped: PruneResult['skipped'] = [];
   const outputChannels = new Map<string, number>();
   for (const g of groups) {
-    const reason = chosen(g, options);
+    const reason = chosen(g, options, listed);
     if (reason) {
       skipped.push({ conv: nodeLabel(g.producer), reason });
       continue;

@@ -130,6 +130,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   if (!['int8', 'uint8'].includes(weightType)) throw invalid('--weights must be int8 or uint8');
   if (values.calibration !== 'randn' && !fs.existsSync(values.calibration))
     throw invalid(`--calibration ${values.calibration}: no such folder (or use randn)`);
+  const view = calibrationView('calibration-view', values['calibration-view']);
   if (values.recipe !== undefined && values.recipe !== 'fast') throw invalid('--recipe must be fast');
   if (values.recipe && (values.prune !== undefined || values['keep-float'] !== undefined))
     throw invalid('--recipe fast sets the pruning and the float nodes itself: drop --prune and --keep-float');
@@ -159,7 +160,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
     const options: Int8Options = {
       id,
       calibration: values.calibration,
-      calibrationView: calibrationView('calibration-view', values['calibration-view']),
+      calibrationView: view,
       method,
       percentile: numberFlag('percentile', values.percentile, 99.99),
       count: numberFlag('count', values.count, 32),
