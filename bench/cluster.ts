@@ -18,7 +18,7 @@ import { FitSettings, LocalSearcher, fitBank } from '../lib/patchcore/fit';
 import { Inspector } from '../lib/patchcore/inspector';
 import { DEFECT_TYPES, generateDataset } from '../lib/synth';
 import { DEFAULT_ADMIN, toBuildRequest } from '../services/gateway/admin-service';
-import { buildSpec } from '../services/gateway/messages';
+import { buildSpec } from '../lib/rpc/messages';
 import { LocalCluster, startLocalCluster } from '../services/local/cluster';
 import { TEST_TMP } from '../services/local/processes';
 import { mean, percentile, round, timeMs, timed } from './stats';

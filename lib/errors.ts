@@ -1,6 +1,6 @@
 /**
  * Errors the engine raises on purpose, each with a kind that the gRPC layer maps to a status code in
- * one place (services/common/status.ts). The message is written for the person who reads it.
+ * one place (lib/rpc/status.ts). The message is written for the person who reads it.
  */
 export type ErrorKind =
   | 'INVALID_ARGUMENT' // bad image, wrong size, bad parameter

@@ -6,12 +6,12 @@
  */
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { REQUEST_ID_KEY, newRequestId } from '../../services/common/request-id';
-import { DEFAULT_TLS_RELOAD_MS, channelCredentials } from '../../services/common/tls';
-import { clientConstructor } from '../../services/common/proto';
-import { fromServiceError } from '../../services/common/status';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
-import { incoming } from '../../services/common/streams';
+import { REQUEST_ID_KEY, newRequestId } from '../rpc/request-id';
+import { DEFAULT_TLS_RELOAD_MS, channelCredentials } from '../rpc/tls';
+import { clientConstructor } from '../rpc/proto';
+import { fromServiceError } from '../rpc/status';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
+import { incoming } from '../rpc/streams';
 import type {
   BankInfoMsg,
   BuildProgressMsg,
@@ -19,7 +19,7 @@ import type {
   BuildSpecMsg,
   InspectRequestMsg,
   InspectResponseMsg,
-} from '../../services/gateway/messages';
+} from '../rpc/messages';
 
 export type InspectRequest = Partial<InspectRequestMsg> & { bank: string; image: Buffer };
 export type InspectResponse = InspectResponseMsg;

@@ -9,8 +9,15 @@ import * as path from 'node:path';
 import { SpiError, notFound } from '../errors';
 import { ClusterRegistry, LiveView } from './cluster-registry';
 import { keyLayout, parseKey } from './keys';
-import { Announcer } from '../../services/shard/partition-store';
-import { BankVersionRecord, LoadedInfo, PartitionRef, ShardInfo, checkBankName, checkVersion } from './types';
+import {
+  Announcer,
+  BankVersionRecord,
+  LoadedInfo,
+  PartitionRef,
+  ShardInfo,
+  checkBankName,
+  checkVersion,
+} from './types';
 import { ClusterView, KvChange, applyChanges, emptyView } from './view';
 
 export class MemoryRegistry implements ClusterRegistry {

@@ -5,7 +5,7 @@
  */
 import { Etcd3 } from 'etcd3';
 import { SpiError, notFound } from '../errors';
-import { Logger, createLogger } from '../../services/common/log';
+import { Logger, createLogger } from '../util/log';
 import { EtcdConnection, createEtcdClient } from './etcd-client';
 import { KeyLayout, keyLayout, parseKey } from './keys';
 import { ShardRegistration } from './shard-registration';

@@ -4,10 +4,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { sha256 } from '../bank/bank-store';
-import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../../services/common/proto';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../../services/common/grpc-server';
-import { fromServiceError } from '../../services/common/status';
-import { requestMetadata } from '../../services/common/request-id';
+import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../rpc/proto';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
+import { fromServiceError } from '../rpc/status';
+import { requestMetadata } from '../rpc/request-id';
 import { bytesOf, float32View, int32View } from './bytes';
 import { PartitionRef } from './types';
 

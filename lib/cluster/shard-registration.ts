@@ -7,7 +7,7 @@
  */
 import { Etcd3, Lease } from 'etcd3';
 import { SpiError } from '../errors';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../util/log';
 import { Backoff, sleeper } from './backoff';
 import { KeyLayout } from './keys';
 import { LoadedInfo, PartitionRef, ShardInfo, checkRef } from './types';

@@ -26,6 +26,12 @@ export interface LoadedInfo {
   index: string;
 }
 
+/** Where loads and drops are announced (the etcd registration; absent when running unregistered). */
+export interface Announcer {
+  markLoaded(ref: PartitionRef, info: LoadedInfo): Promise<void>;
+  markDropped(ref: PartitionRef): Promise<void>;
+}
+
 export type VersionState = 'building' | 'loading' | 'ready' | 'retired';
 export const VERSION_STATES: readonly VersionState[] = ['building', 'loading', 'ready', 'retired'];
 

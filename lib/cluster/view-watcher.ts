@@ -5,7 +5,7 @@
  * etcd may have a different history.
  */
 import { Etcd3, IWatchResponse, Watcher } from 'etcd3';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../util/log';
 import { Backoff, sleeper } from './backoff';
 import { ClusterView, KvChange, applyChanges, emptyView, viewFromKvs } from './view';
 

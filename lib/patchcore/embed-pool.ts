@@ -12,7 +12,7 @@ import { SessionSettings, sessionSettingsFromEnv } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
 import { ErrorKind, SpiError } from '../errors';
 import { ImageEmbedding } from './feature-extractor';
-import type { ExtractorSettings } from './engine';
+import type { ExtractorSettings } from './extractor-settings';
 
 export interface EmbedPoolOptions {
   /** Worker threads (at least 1). */

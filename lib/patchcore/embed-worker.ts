@@ -6,7 +6,8 @@ import { SessionSettings } from '../backbone/backbone';
 import { SpiError } from '../errors';
 import { RgbImage } from '../image/decode';
 import type { FromWorker, ToWorker } from './embed-pool';
-import { BackbonePool, ExtractorSettings, createExtractor } from './engine';
+import { BackbonePool, createExtractor } from './engine';
+import { ExtractorSettings } from './extractor-settings';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 
 function serve(session: SessionSettings): void {

@@ -6,8 +6,8 @@ import { Backbone, SessionSettings, sessionSettingsFromEnv } from '../backbone/b
 import { BankMeta } from '../bank/bank-meta';
 import { loadBank } from '../bank/bank-store';
 import { KnnIndex } from '../knn/index';
-import { ViewConfig } from '../image/views';
 import { EmbedPool } from './embed-pool';
+import { ExtractorSettings } from './extractor-settings';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { RgbImage } from '../image/decode';
 import { LocalSearcher } from './fit';
@@ -51,16 +51,7 @@ export class BackbonePool {
   }
 }
 
-export interface ExtractorSettings {
-  model: string;
-  stages?: string[];
-  view: ViewConfig;
-  projectionDim: number;
-  projectionSeed: number;
-  batchSize?: number;
-  /** See ExtractorOptions.cellPlacement (default true). */
-  cellPlacement?: boolean;
-}
+export type { ExtractorSettings } from './extractor-settings';
 
 export async function createExtractor(pool: BackbonePool, s: ExtractorSettings): Promise<FeatureExtractor> {
   const backbone = await pool.get(s.model, s.stages);

@@ -12,8 +12,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { invalid } from '../../lib/errors';
-import { Logger } from './log';
-import { ServerTlsSettings, WatchedFile, identitiesOf, isLoopback } from './tls';
+import { Logger } from '../../lib/util/log';
+import { ServerTlsSettings, WatchedFile, identitiesOf, isLoopback } from '../../lib/rpc/tls';
 
 export const ADMIN_SERVICE = 'spi.v1.BankAdmin';
 export const SHARD_SERVICE = 'spi.v1.BankShard';

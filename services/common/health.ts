@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation, ServingStatus, service as healthService } from 'grpc-health-check';
-import { ServiceBinding } from './grpc-server';
+import { ServiceBinding } from '../../lib/rpc/grpc-server';
 
 /** The name that stands for the whole server in grpc.health.v1 (and for /readyz). */
 export const OVERALL = '';

@@ -8,7 +8,7 @@ import { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { invalid } from '../../lib/errors';
 import { ServingHealth } from './health';
-import { Logger } from './log';
+import { Logger } from '../../lib/util/log';
 
 export const METRICS_PATH = '/metrics';
 export const LIVENESS_PATH = '/healthz';

@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { ServiceBinding } from './grpc-server';
-import { LOADER_OPTIONS, PROTO_FILE } from './proto';
+import { ServiceBinding } from '../../lib/rpc/grpc-server';
+import { LOADER_OPTIONS, PROTO_FILE } from '../../lib/rpc/proto';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 

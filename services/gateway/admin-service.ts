@@ -15,11 +15,11 @@ import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
 import { SpiError, invalid } from '../../lib/errors';
 import { categoryOfSource } from '../../lib/bank/bank-meta';
 import { ReferenceMethod } from '../../lib/score/reference';
-import { Logger } from '../common/log';
-import { incoming } from '../common/streams';
-import { toServiceError, wrapUnary } from '../common/status';
+import { Logger } from '../../lib/util/log';
+import { incoming } from '../../lib/rpc/streams';
+import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
-import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from './messages';
+import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from '../../lib/rpc/messages';
 
 export interface AdminDefaults {
   model: string;

@@ -11,7 +11,7 @@ import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
 import { fitInWorker } from '../../lib/patchcore/fit-worker';
 import { SpiError, invalid, notFound } from '../../lib/errors';
-import { Logger } from '../common/log';
+import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
 
 export interface BuildRequest {

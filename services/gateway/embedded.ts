@@ -7,10 +7,10 @@
  */
 import * as path from 'node:path';
 import { MemoryRegistry } from '../../lib/cluster/memory-registry';
-import { Logger } from '../common/log';
+import { Logger } from '../../lib/util/log';
 import { MetricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
-import { ServerTlsSettings } from '../common/tls';
+import { ServerTlsSettings } from '../../lib/rpc/tls';
 import { AuthPolicy } from '../common/auth';
 import { RunningShard, startShard } from '../shard/server';
 import { startGateway } from './gateway';

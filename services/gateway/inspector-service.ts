@@ -8,12 +8,12 @@ import { checkBankName } from '../../lib/cluster/types';
 import { thresholdFor } from '../../lib/bank/bank-meta';
 import { Inspection } from '../../lib/patchcore/inspector';
 import { invalid } from '../../lib/errors';
-import { Logger } from '../common/log';
-import { incoming } from '../common/streams';
-import { toServiceError } from '../common/status';
-import { newRequestId, requestIdOf, withRequestId } from '../common/request-id';
+import { Logger } from '../../lib/util/log';
+import { incoming } from '../../lib/rpc/streams';
+import { toServiceError } from '../../lib/rpc/status';
+import { newRequestId, requestIdOf, withRequestId } from '../../lib/rpc/request-id';
 import { BankCatalog } from './bank-catalog';
-import { InspectRequestMsg, InspectResponseMsg } from './messages';
+import { InspectRequestMsg, InspectResponseMsg } from '../../lib/rpc/messages';
 
 export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.UntypedServiceImplementation {
   /**

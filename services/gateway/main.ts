@@ -1,16 +1,16 @@
 /**
  * Gateway node: `spi serve --port 50051 --etcd host:2379`. Flags win over environment variables
  * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT;
- * TLS: SPI_TLS_*, SPI_SHARD_TLS_* in tls.ts; admin: SPI_ADMIN_TOKEN_FILE, SPI_ADMIN_IDENTITIES in
- * auth.ts; etcd: SPI_ETCD_CA, ... in etcd-flags.ts; SPI_EMBED_WORKERS: threads that embed images
- * off the event loop, a number or "auto", default 0). On a non-loopback host the admin API needs a
- * token file or admin identities (or --insecure-admin).
+ * TLS: SPI_TLS_*, SPI_SHARD_TLS_* in lib/rpc/tls.ts; admin: SPI_ADMIN_TOKEN_FILE,
+ * SPI_ADMIN_IDENTITIES in common/auth.ts; etcd: SPI_ETCD_CA, ... in common/etcd-flags.ts;
+ * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0).
+ * On a non-loopback host the admin API needs a token file or admin identities (or --insecure-admin).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
  * readiness off, waits --shutdown-delay-ms, drains in-flight calls (--shutdown-grace-ms) and exits 0.
  */
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { createLogger } from '../common/log';
+import { createLogger } from '../../lib/util/log';
 import { DEFAULT_GATEWAY_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
 import { startGateway } from './gateway';
@@ -24,7 +24,7 @@ import {
   SHARD_CLIENT_TLS_USAGE,
   serverTlsFrom,
   shardClientTlsFrom,
-} from '../common/tls';
+} from '../../lib/rpc/tls';
 import { ADMIN_AUTH_FLAGS, ADMIN_AUTH_USAGE, adminAuthFrom } from '../common/auth';
 import { ETCD_SECURITY_FLAGS, ETCD_SECURITY_USAGE, etcdConnectionFrom } from '../common/etcd-flags';
 

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { ClusterView } from '../../lib/cluster/view';
 import { ShardDirectory } from './cluster-searcher';
-import { ClientTlsSettings, channelCredentials, channelOptionsOf } from '../common/tls';
+import { ClientTlsSettings, channelCredentials, channelOptionsOf } from '../../lib/rpc/tls';
 
 export class WatchedShardDirectory implements ShardDirectory {
   private readonly clients = new Map<string, ShardClient>();

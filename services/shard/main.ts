@@ -9,11 +9,11 @@
 import * as os from 'node:os';
 import { ParseArgsConfig, parseArgs } from 'node:util';
 import { intFlag } from '../common/numeric-flags';
-import { createLogger } from '../common/log';
+import { createLogger } from '../../lib/util/log';
 import { DEFAULT_SHARD_METRICS_PORT, metricsPortSetting, startOpsServerIfEnabled } from '../common/http';
 import { collectProcessMetrics } from '../common/metrics';
 import { startShard } from './server';
-import { SERVER_TLS_FLAGS, SERVER_TLS_USAGE, serverTlsFrom } from '../common/tls';
+import { SERVER_TLS_FLAGS, SERVER_TLS_USAGE, serverTlsFrom } from '../../lib/rpc/tls';
 import { PEER_AUTH_FLAGS, PEER_AUTH_USAGE, peerIdentitiesFrom } from '../common/auth';
 import { ETCD_SECURITY_FLAGS, ETCD_SECURITY_USAGE, etcdConnectionFrom } from '../common/etcd-flags';
 

@@ -7,9 +7,9 @@ import { buildIndex } from '../../lib/knn/build-worker';
 import { KnnIndex } from '../../lib/knn/index';
 import { SpiError, invalid } from '../../lib/errors';
 import { sha256 } from '../../lib/bank/bank-store';
-import { LoadedInfo, PartitionRef, checkRef, refString } from '../../lib/cluster/types';
+import { Announcer, PartitionRef, checkRef, refString } from '../../lib/cluster/types';
 import { partitionKey } from '../../lib/cluster/keys';
-import { Logger, createLogger } from '../common/log';
+import { Logger, createLogger } from '../../lib/util/log';
 import {
   PARTITION_FORMAT,
   PartitionFileHeader,
@@ -49,12 +49,6 @@ export interface ShardSearchResult {
   /** Global bank rows, -1 where faiss found fewer than k. */
   labels: Int32Array;
   k: number;
-}
-
-/** Where loads and drops are announced (the etcd registration; absent when running unregistered). */
-export interface Announcer {
-  markLoaded(ref: PartitionRef, info: LoadedInfo): Promise<void>;
-  markDropped(ref: PartitionRef): Promise<void>;
 }
 
 export interface PartitionStoreOptions {

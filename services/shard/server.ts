@@ -16,19 +16,19 @@ import {
   PartitionInfoMsg,
   PartitionRefMsg,
   serviceDefinition,
-} from '../common/proto';
-import { wrapClientStream, wrapUnary } from '../common/status';
-import { startGrpcServer, hostPort } from '../common/grpc-server';
-import { Logger, createLogger } from '../common/log';
+} from '../../lib/rpc/proto';
+import { wrapClientStream, wrapUnary } from '../../lib/rpc/status';
+import { startGrpcServer, hostPort } from '../../lib/rpc/grpc-server';
+import { Logger, createLogger } from '../../lib/util/log';
 import { SHARD_HEALTH_SERVICES, ServingHealth } from '../common/health';
 import { GrpcServerMetrics, newMetricsRegistry, registerHealthMetrics, timedUnary } from '../common/metrics';
-import { registerShardMetrics, shardSearchHistogram } from '../common/shard-metrics';
-import { trackShardReadiness } from '../common/shard-readiness';
+import { registerShardMetrics, shardSearchHistogram } from './metrics';
+import { trackShardReadiness } from './readiness';
 import { HEALTH_SERVICE, reflectionBindings } from '../common/reflection';
 import { PartitionStore, PartitionSummary, PartitionUpload } from './partition-store';
-import { ServerTlsSettings, peerVerifier } from '../common/tls';
+import { ServerTlsSettings, peerVerifier } from '../../lib/rpc/tls';
 import { authInterceptor } from '../common/auth';
-import { requestIdOf } from '../common/request-id';
+import { requestIdOf } from '../../lib/rpc/request-id';
 import { EtcdConnection } from '../../lib/cluster/etcd-client';
 
 function refOf(msg: PartitionRefMsg | null | undefined): PartitionRef {

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { startLocalCluster, LocalCluster } from '../../services/local/cluster';
 import { InspectionClient, InspectResponse } from '../../lib/client/inspection-client';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
-import { BuildSpecMsg, buildSpec } from '../../services/gateway/messages';
+import { BuildSpecMsg, buildSpec } from '../../lib/rpc/messages';
 import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
 import { fitBank, fittedInspector } from '../../lib/patchcore/fit';
 import { Inspector } from '../../lib/patchcore/inspector';
@@ -18,7 +18,7 @@ import { fileSources } from '../../lib/data/mvtec';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { SpiError } from '../../lib/errors';
-import { kindOfStatus } from '../../services/common/status';
+import { kindOfStatus } from '../../lib/rpc/status';
 import { PrintDataset, printDataset, pngHeader, upload } from '../helpers/fixtures';
 import { waitUntil } from '../helpers/processes';
 

@@ -11,7 +11,7 @@ import { printDataset, upload } from '../helpers/fixtures';
 import { generateDataset } from '../../lib/synth';
 import { SpiError } from '../../lib/errors';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
-import { buildSpec } from '../../services/gateway/messages';
+import { buildSpec } from '../../lib/rpc/messages';
 import { fileSources, listImages } from '../../lib/data/mvtec';
 import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
 import { fitBank, fittedInspector } from '../../lib/patchcore/fit';

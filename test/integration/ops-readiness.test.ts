@@ -7,7 +7,7 @@ import { keyLayout } from '../../lib/cluster/keys';
 import { BankVersionRecord } from '../../lib/cluster/types';
 import { ClusterView, viewFromKvs } from '../../lib/cluster/view';
 import { LiveView } from '../../lib/cluster/cluster-registry';
-import { GatewayReadiness, incompleteBanks } from '../../services/common/gateway-readiness';
+import { GatewayReadiness, incompleteBanks } from '../../services/gateway/readiness';
 import {
   GATEWAY_HEALTH_SERVICES,
   OVERALL,
@@ -22,8 +22,8 @@ import {
   startOpsServer,
 } from '../../services/common/http';
 import { GrpcServerMetrics, newMetricsRegistry, registerHealthMetrics } from '../../services/common/metrics';
-import { startGrpcServer } from '../../services/common/grpc-server';
-import { Logger } from '../../services/common/log';
+import { startGrpcServer } from '../../lib/rpc/grpc-server';
+import { Logger } from '../../lib/util/log';
 import { waitUntil } from '../helpers/processes';
 
 const keys = keyLayout();

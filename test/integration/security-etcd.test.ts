@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { Registry } from '../../lib/cluster/registry';
 import { BankVersionRecord } from '../../lib/cluster/types';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../../lib/util/log';
 import { etcdConnectionFrom } from '../../services/common/etcd-flags';
 import { TestPki, createTestPki } from '../../services/local/certs';
 import { TestEtcd, enableEtcdAuth, startEtcd } from '../helpers/etcd';

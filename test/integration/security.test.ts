@@ -19,18 +19,13 @@ import { InspectionClient } from '../../lib/client/inspection-client';
 import { MemoryRegistry } from '../../lib/cluster/memory-registry';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { SpiError } from '../../lib/errors';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../../lib/util/log';
 import { GATEWAY_HEALTH_SERVICES, ServingHealth, newHealthClient } from '../../services/common/health';
-import { RunningServer, startGrpcServer } from '../../services/common/grpc-server';
-import { REQUEST_ID_KEY } from '../../services/common/request-id';
-import {
-  ClientTlsSettings,
-  ServerTlsSettings,
-  channelCredentials,
-  serverTlsFrom,
-} from '../../services/common/tls';
+import { RunningServer, startGrpcServer } from '../../lib/rpc/grpc-server';
+import { REQUEST_ID_KEY } from '../../lib/rpc/request-id';
+import { ClientTlsSettings, ServerTlsSettings, channelCredentials, serverTlsFrom } from '../../lib/rpc/tls';
 import { TokenFile, adminAuthFrom } from '../../services/common/auth';
-import { clientConstructor } from '../../services/common/proto';
+import { clientConstructor } from '../../lib/rpc/proto';
 import { RunningGateway, startGateway } from '../../services/gateway/gateway';
 import { LOOPBACK_SAN, TestPki, createTestPki } from '../../services/local/certs';
 import { LocalCluster, startLocalCluster } from '../../services/local/cluster';

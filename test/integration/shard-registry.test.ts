@@ -5,7 +5,7 @@ import { Registry } from '../../lib/cluster/registry';
 import { BankVersionRecord } from '../../lib/cluster/types';
 import { ClusterView } from '../../lib/cluster/view';
 import { SpiError } from '../../lib/errors';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../../lib/util/log';
 import { TestEtcd, startEtcd } from '../helpers/etcd';
 import { killAll, waitUntil } from '../helpers/processes';
 

@@ -11,7 +11,7 @@ import { SpiError } from '../../lib/errors';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { PartitionRef } from '../../lib/cluster/types';
-import { Logger } from '../../services/common/log';
+import { Logger } from '../../lib/util/log';
 import { TestEtcd, startEtcd } from '../helpers/etcd';
 import { ManagedProcess, TEST_TMP, killAll, spawnNodeService, waitUntil } from '../helpers/processes';
 

@@ -7,7 +7,7 @@ import { mulberry32 } from '../../../lib/util/random';
 import { SpiError } from '../../../lib/errors';
 import { LoadHeader, PartitionStore } from '../../../services/shard/partition-store';
 import { listPartitionFiles, partitionFile } from '../../../services/shard/partition-file';
-import { Logger } from '../../../services/common/log';
+import { Logger } from '../../../lib/util/log';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 

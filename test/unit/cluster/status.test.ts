@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { SpiError } from '../../../lib/errors';
-import { fromServiceError, toServiceError } from '../../../services/common/status';
+import { fromServiceError, toServiceError } from '../../../lib/rpc/status';
 import { float32View, int32View } from '../../../lib/cluster/bytes';
 
-describe('services/common/status: SpiError <-> gRPC status', () => {
+describe('lib/rpc/status: SpiError <-> gRPC status', () => {
   it('maps each kind to its code and back', () => {
     for (const [kind, code] of [
       ['INVALID_ARGUMENT', grpc.status.INVALID_ARGUMENT],

@@ -73,12 +73,12 @@ const ROLES = {
     // Where `spi serve` reads its environment (main, logging, the model registry, the engine).
     sources: [
       'services/gateway/main.ts',
-      'services/common/log.ts',
+      'lib/util/log.ts',
       'models/registry.ts',
       'lib/patchcore/engine.ts',
       'lib/backbone/backbone.ts',
       'lib/knn/omp-policy.ts',
-      'services/common/tls.ts',
+      'lib/rpc/tls.ts',
       'services/common/auth.ts',
       'services/common/etcd-flags.ts',
     ],
@@ -89,9 +89,9 @@ const ROLES = {
     metricsDefault: DEFAULT_SHARD_METRICS_PORT,
     sources: [
       'services/shard/main.ts',
-      'services/common/log.ts',
+      'lib/util/log.ts',
       'lib/knn/omp-policy.ts',
-      'services/common/tls.ts',
+      'lib/rpc/tls.ts',
       'services/common/auth.ts',
       'services/common/etcd-flags.ts',
     ],

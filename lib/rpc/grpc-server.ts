@@ -4,7 +4,7 @@
  * in-flight calls get `graceMs` to finish, then the rest are cancelled.
  */
 import * as grpc from '@grpc/grpc-js';
-import { Logger, createLogger } from './log';
+import { Logger, createLogger } from '../util/log';
 import { ServerTlsSettings, isLoopback, serverCredentials } from './tls';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;

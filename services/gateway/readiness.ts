@@ -8,8 +8,8 @@
  */
 import { LiveView } from '../../lib/cluster/cluster-registry';
 import { ClusterView, activeRecord, missingPartitions } from '../../lib/cluster/view';
-import { OVERALL, ServingHealth } from './health';
-import { Logger } from './log';
+import { OVERALL, ServingHealth } from '../common/health';
+import { Logger } from '../../lib/util/log';
 
 export const DEFAULT_READY_WAIT_MS = 30_000;
 

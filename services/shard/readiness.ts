@@ -5,8 +5,8 @@
  * holds back a StatefulSet rolling update until the restarted shard is back in the cluster.
  */
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
-import { ServingHealth } from './health';
-import { Logger } from './log';
+import { ServingHealth } from '../common/health';
+import { Logger } from '../../lib/util/log';
 
 export interface ReadinessTracker {
   stop(): void;

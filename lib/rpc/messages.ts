@@ -1,4 +1,4 @@
-/** Inspector and BankAdmin messages as @grpc/proto-loader delivers them (see services/common/proto.ts). */
+/** Inspector and BankAdmin messages as @grpc/proto-loader delivers them (see lib/rpc/proto.ts). */
 export interface InspectRequestMsg {
   bank: string;
   image: Buffer;

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { invalid } from '../../lib/errors';
+import { invalid } from '../errors';
 
 export const CLIENT_AUTH_MODES = ['none', 'request', 'require'] as const;
 export type ClientAuth = (typeof CLIENT_AUTH_MODES)[number];

@@ -4,7 +4,7 @@
  */
 import { Gauge, Histogram, Registry } from 'prom-client';
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
-import { PartitionSummary } from '../shard/partition-store';
+import { PartitionSummary } from './partition-store';
 
 const SEARCH_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 

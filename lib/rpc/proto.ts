@@ -18,7 +18,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-/** Walks up from here so the same code works under tsx (services/common) and compiled (dist/...). */
+/** Walks up from here so the same code works under tsx (lib/rpc) and compiled (dist/...). */
 function findProtoFile(): string {
   let dir = __dirname;
   for (;;) {

@@ -6,8 +6,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import * as grpc from '@grpc/grpc-js';
 import { ClusterView, activeRecord, missingPartitions } from '../../lib/cluster/view';
-import { InspectResponseMsg } from '../gateway/messages';
-import { GrpcServerMetrics } from './metrics';
+import { InspectResponseMsg } from '../../lib/rpc/messages';
+import { GrpcServerMetrics } from '../common/metrics';
 
 const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STAGES = [

@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { ErrorKind, SpiError } from '../../lib/errors';
-import { createLogger, Logger } from './log';
+import { ErrorKind, SpiError } from '../errors';
+import { createLogger, Logger } from '../util/log';
 
 const { status } = grpc;
 
