@@ -1,9 +1,12 @@
 /**
- * Image input: any format sharp reads (PNG, JPEG, TIFF, WebP, ...), converted to 8-bit RGB.
- * Limits refuse decompression bombs before pixels are decoded: sharp reads the header first.
+ * Image input: PNG, JPEG, TIFF, WebP (sharp) and BMP (./bmp.ts), 8 or 16 bits, grey or colour,
+ * converted to 8-bit RGB; every other format is refused from its first bytes (./formats.ts).
+ * Limits refuse decompression bombs before pixels are decoded: the header is read first.
  */
 import sharp from 'sharp';
 import { SpiError, invalid } from '../errors';
+import { decodeBmp } from './bmp';
+import { acceptedFormat, checkPngEnd } from './formats';
 
 export interface RgbImage {
   /** Interleaved RGB bytes, row-major, width*height*3. */
@@ -35,6 +38,9 @@ export async function decodeImage(
       `image is ${bytes.length} bytes, over the limit of ${limits.maxBytes}`,
     );
   }
+  const format = acceptedFormat(bytes);
+  if (format === 'bmp') return decodeBmp(bytes, limits);
+  if (format === 'png') checkPngEnd(bytes);
   let meta: sharp.Metadata;
   try {
     // The header alone, with no pixel limit, so an oversized image is reported with its size.
@@ -42,6 +48,8 @@ export async function decodeImage(
   } catch (err) {
     throw invalid(`image could not be read: ${describe(err)}`);
   }
+  // The sniffed format and libvips' own detection agree, or the bytes are something crafted.
+  if (meta.format !== format) throw invalid(`image looks like ${format} but decodes as ${meta.format}`);
   const { width, height } = meta;
   if (!width || !height) throw invalid('image header has no size');
   if (width * height > limits.maxPixels) {

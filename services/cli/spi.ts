@@ -5,6 +5,7 @@
  */
 import { ParseArgsConfig, parseArgs } from 'node:util';
 import { SpiError } from '../../lib/errors';
+import { blockUnlistedLoaders } from '../../lib/image/formats';
 
 /** What spi needs of a command: its entry point, its --help text and the flags it parses. */
 export interface CommandModule {
@@ -131,6 +132,8 @@ export async function run(argv: string[]): Promise<number> {
       console.log(cmd.usage);
       return 0;
     }
+    // Every command may decode images it was handed: no libvips loader beyond the accepted formats.
+    blockUnlistedLoaders();
     const code = await cmd.run(rest);
     return typeof code === 'number' ? code : 0;
   } catch (err) {

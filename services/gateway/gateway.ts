@@ -24,6 +24,7 @@ import { ClientTlsSettings, ServerTlsSettings, peerVerifier } from '../../lib/rp
 import { AuthPolicy, authInterceptor } from '../common/auth';
 import { requestIdInterceptor } from '../../lib/rpc/request-id';
 import { EtcdConnection } from '../../lib/cluster/etcd-client';
+import { blockUnlistedLoaders } from '../../lib/image/formats';
 
 export interface GatewayOptions {
   host?: string;
@@ -67,6 +68,8 @@ export interface RunningGateway {
 
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const log = options.log ?? createLogger('gateway');
+  // Callers send the images: only the accepted formats' libvips loaders stay on (lib/image/formats.ts).
+  blockUnlistedLoaders();
   const registry: ClusterRegistry =
     options.registry ??
     new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log, ...options.etcdConnection });
