@@ -19,6 +19,8 @@ export class SpiError extends Error {
   constructor(
     readonly kind: ErrorKind,
     message: string,
+    /** When to try again (an overloaded gateway's hint; travels as `retry-after-ms` metadata). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'SpiError';

@@ -1,6 +1,6 @@
 /**
- * A typed Node client for line controllers and operators: Inspect with a deadline and retries on
- * UNAVAILABLE, InspectStream with backpressure, and the BankAdmin calls (builds stream images up and
+ * A typed Node client for line controllers and operators: Inspect with a deadline and retries
+ * (UNAVAILABLE, or an overloaded gateway's RESOURCE_EXHAUSTED after its retry hint: ./retry.ts), InspectStream with backpressure, and the BankAdmin calls (builds stream images up and
  * report progress). Errors come back as SpiError with the server's message. TLS from PEM files
  * (re-read when they change) or buffers, an admin bearer token, and an `x-request-id` per call.
  */
@@ -12,6 +12,7 @@ import { clientConstructor } from '../rpc/proto';
 import { fromServiceError } from '../rpc/status';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
 import { incoming } from '../rpc/streams';
+import { retryDelayMs } from './retry';
 import type {
   BankInfoMsg,
   BuildProgressMsg,
@@ -29,7 +30,10 @@ export type BankInfo = BankInfoMsg;
 export interface ClientOptions {
   /** Per-call deadline for Inspect (ms). */
   deadlineMs?: number;
-  /** Extra attempts on UNAVAILABLE (a gateway restarting, a network blip). */
+  /**
+   * Extra attempts of Inspect on UNAVAILABLE (a gateway restarting, a network blip) and on an
+   * overloaded gateway's RESOURCE_EXHAUSTED (after its `retry-after-ms` hint), within the deadline.
+   */
   retries?: number;
   /** Full control over the channel's credentials (wins over `tls`). */
   credentials?: grpc.ChannelCredentials;
@@ -93,7 +97,7 @@ export class InspectionClient {
     this.retries = options.retries ?? 2;
   }
 
-  /** One frame; retried on UNAVAILABLE with a short backoff, within the deadline. */
+  /** One frame; retried with a jittered back-off (./retry.ts), within the deadline. */
   async inspect(req: InspectRequest, deadlineMs = this.deadlineMs): Promise<InspectResponse> {
     const deadline = Date.now() + deadlineMs;
     // One id for every attempt, so the gateway's and shards' logs of the retries line up.
@@ -103,11 +107,9 @@ export class InspectionClient {
       try {
         return await this.unary<InspectResponse>(this.inspector, 'inspect', sent, deadline, requestId);
       } catch (err) {
-        const e = err as grpc.ServiceError;
-        const retry =
-          e.code === grpc.status.UNAVAILABLE && attempt < this.retries && Date.now() + 50 < deadline;
-        if (!retry) throw fromServiceError(err);
-        await sleep(Math.min(50 * 2 ** attempt, 500));
+        const delay = attempt < this.retries ? retryDelayMs(err as grpc.ServiceError, attempt) : undefined;
+        if (delay === undefined || Date.now() + delay >= deadline) throw fromServiceError(err);
+        await sleep(delay);
       }
     }
   }

@@ -42,6 +42,16 @@ export function kindOfStatus(code: grpc.status): ErrorKind {
 
 const defaultLog = createLogger('grpc');
 
+/** Trailing metadata of a refusal that says when to try again (ms), e.g. an overloaded gateway's. */
+export const RETRY_AFTER_KEY = 'retry-after-ms';
+
+/** The server's retry hint in a failed call's metadata, when it sent a sane one. */
+export function retryAfterOf(metadata: grpc.Metadata | undefined): number | undefined {
+  const raw = metadata?.get(RETRY_AFTER_KEY)[0];
+  const ms = typeof raw === 'string' ? Number(raw) : NaN;
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
 function isServiceError(err: unknown): err is grpc.ServiceError {
   return (
     err instanceof Error &&
@@ -56,7 +66,14 @@ function isServiceError(err: unknown): err is grpc.ServiceError {
  * reference, the stack goes to the log only.
  */
 export function toServiceError(err: unknown, log: Logger = defaultLog): Partial<grpc.StatusObject> {
-  if (err instanceof SpiError) return { code: TO_STATUS[err.kind], details: err.message };
+  if (err instanceof SpiError) {
+    const status: Partial<grpc.StatusObject> = { code: TO_STATUS[err.kind], details: err.message };
+    if (err.retryAfterMs !== undefined) {
+      status.metadata = new grpc.Metadata();
+      status.metadata.set(RETRY_AFTER_KEY, String(Math.round(err.retryAfterMs)));
+    }
+    return status;
+  }
   if (isServiceError(err)) return { code: err.code, details: err.details };
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {
@@ -67,10 +84,11 @@ export function toServiceError(err: unknown, log: Logger = defaultLog): Partial<
   return { code: status.INTERNAL, details: `internal error (server log reference ${ref})` };
 }
 
-/** A failed call as an SpiError of the matching kind (message = the server's details). */
+/** A failed call as an SpiError of the matching kind (message = the server's details, retry hint). */
 export function fromServiceError(err: unknown): SpiError {
   if (err instanceof SpiError) return err;
-  if (isServiceError(err)) return new SpiError(kindOfStatus(err.code), err.details || err.message);
+  if (isServiceError(err))
+    return new SpiError(kindOfStatus(err.code), err.details || err.message, retryAfterOf(err.metadata));
   return new SpiError('INTERNAL', err instanceof Error ? err.message : String(err));
 }
 

@@ -14,6 +14,7 @@ import { ServerTlsSettings } from '../../lib/rpc/tls';
 import { AuthPolicy } from '../common/auth';
 import { RunningShard, startShard } from '../shard/server';
 import { startGateway } from './gateway';
+import { AdmissionSettings } from './admission';
 
 export interface EmbeddedOptions {
   host: string;
@@ -26,6 +27,7 @@ export interface EmbeddedOptions {
   tls?: ServerTlsSettings | null;
   adminAuth?: AuthPolicy['admin'];
   embedWorkers?: number;
+  admission?: AdmissionSettings;
 }
 
 export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promise<void> {
@@ -54,6 +56,7 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
     tls: options.tls,
     adminAuth: options.adminAuth,
     embedWorkers: options.embedWorkers,
+    admission: options.admission,
     log,
   });
   const ops = await startOpsServerIfEnabled(

@@ -12,13 +12,14 @@ import { startGrpcServer } from '../../lib/rpc/grpc-server';
 import { GATEWAY_HEALTH_SERVICES, ServingHealth } from '../common/health';
 import { GatewayReadiness } from './readiness';
 import { GrpcServerMetrics, newMetricsRegistry, registerHealthMetrics } from '../common/metrics';
-import { registerInspectMetrics, registerViewMetrics } from './metrics';
+import { registerAdmissionMetrics, registerInspectMetrics, registerViewMetrics } from './metrics';
 import { HEALTH_SERVICE, reflectionBindings } from '../common/reflection';
 import { AdminDefaults, DEFAULT_ADMIN, adminHandlers } from './admin-service';
 import { BankBuilder } from './bank-builder';
 import { BankCatalog } from './bank-catalog';
 import { DEFAULT_FAN_OUT, FanOutSettings } from './cluster-searcher';
 import { inspectorHandlers } from './inspector-service';
+import { Admission, AdmissionSettings, DEFAULT_ADMISSION } from './admission';
 import { WatchedShardDirectory } from './shard-directory';
 import { ClientTlsSettings, ServerTlsSettings, peerVerifier } from '../../lib/rpc/tls';
 import { AuthPolicy, authInterceptor } from '../common/auth';
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   readyWaitMs?: number;
   /** Worker threads that embed images (0 = on the event loop; see lib/patchcore/embed-pool.ts). */
   embedWorkers?: number;
+  /** Bounds on inspections running and waiting (./admission.ts). */
+  admission?: AdmissionSettings;
   /** TLS of the gRPC server (null = plaintext). */
   tls?: ServerTlsSettings | null;
   /** TLS of the hop to the shards (null = plaintext). */
@@ -88,6 +91,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   readiness.follow(watcher);
   registerViewMetrics(grpcMetrics.registry, () => watcher.view);
   registerInspectMetrics(grpcMetrics);
+  const admission = new Admission(options.admission ?? DEFAULT_ADMISSION);
+  registerAdmissionMetrics(grpcMetrics.registry, admission);
   registerHealthMetrics(grpcMetrics.registry, health);
   const builder = new BankBuilder(
     registry,
@@ -107,7 +112,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     ],
     log,
     services: [
-      { definition: serviceDefinition('Inspector'), implementation: inspectorHandlers(catalog, log) },
+      {
+        definition: serviceDefinition('Inspector'),
+        implementation: inspectorHandlers(catalog, admission, log),
+      },
       {
         definition: serviceDefinition('BankAdmin'),
         implementation: adminHandlers(builder, registry, options.admin ?? DEFAULT_ADMIN, log),

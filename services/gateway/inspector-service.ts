@@ -2,6 +2,9 @@
  * Inspector RPCs: a thin adapter from messages to the engine. Inspect answers one frame;
  * InspectStream answers frames in order, one at a time, reading the next frame only after the
  * previous answer was written (gRPC flow control then holds back a client that sends too fast).
+ * Every frame, unary or streamed, passes admission control first (./admission.ts): a refused
+ * unary call ends RESOURCE_EXHAUSTED with `retry-after-ms` metadata, a refused streamed frame gets
+ * an answer with that error code and the stream goes on.
  */
 import * as grpc from '@grpc/grpc-js';
 import { checkBankName } from '../../lib/cluster/types';
@@ -13,39 +16,53 @@ import { incoming } from '../../lib/rpc/streams';
 import { toServiceError } from '../../lib/rpc/status';
 import { newRequestId, requestIdOf, withRequestId } from '../../lib/rpc/request-id';
 import { BankCatalog } from './bank-catalog';
+import { Admission } from './admission';
 import { InspectRequestMsg, InspectResponseMsg } from '../../lib/rpc/messages';
 
-export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.UntypedServiceImplementation {
+export function inspectorHandlers(
+  catalog: BankCatalog,
+  admission: Admission,
+  log: Logger,
+): grpc.UntypedServiceImplementation {
   /**
-   * One frame, under `requestId` (logged here, sent to every shard Search by the fan-out). A frame's
-   * own request_id, when it differs, is logged as `frame`.
+   * One frame, under `requestId` (logged here, sent to every shard Search by the fan-out), once
+   * admitted. A frame's own request_id, when it differs, is logged as `frame`.
    */
   const inspect = (
     requestId: string,
     req: InspectRequestMsg,
-    deadline?: number,
+    deadline: number | undefined,
+    cancelled: AbortSignal,
   ): Promise<InspectResponseMsg> =>
-    withRequestId(requestId, async () => {
-      const started = performance.now();
-      checkBankName(req.bank);
-      if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
-      const { record, inspector } = await catalog.resolve(req.bank, req.version);
-      // An explicit threshold wins; else the named product's own (unified bank), else the bank's.
-      const threshold =
-        typeof req.threshold === 'number' ? req.threshold : thresholdFor(inspector.meta, req.category).value;
-      const r = await inspector.inspectBytes(req.image, threshold, deadline);
-      const ms = performance.now() - started;
-      log.debug('inspect', {
-        requestId,
-        ...(req.requestId && req.requestId !== requestId ? { frame: req.requestId } : {}),
-        bank: record.bank,
-        version: record.version,
-        score: r.score,
-        defective: r.isDefective,
-        ms: Math.round(ms * 10) / 10,
-      });
-      return toResponse(req, record.bank, record.version, r, ms);
+    withRequestId(requestId, () =>
+      admission.run(deadline, () => inspectAdmitted(requestId, req, deadline), cancelled),
+    );
+
+  const inspectAdmitted = async (
+    requestId: string,
+    req: InspectRequestMsg,
+    deadline?: number,
+  ): Promise<InspectResponseMsg> => {
+    const started = performance.now();
+    checkBankName(req.bank);
+    if (!req.image || req.image.length === 0) throw invalid('InspectRequest.image is empty');
+    const { record, inspector } = await catalog.resolve(req.bank, req.version);
+    // An explicit threshold wins; else the named product's own (unified bank), else the bank's.
+    const threshold =
+      typeof req.threshold === 'number' ? req.threshold : thresholdFor(inspector.meta, req.category).value;
+    const r = await inspector.inspectBytes(req.image, threshold, deadline);
+    const ms = performance.now() - started;
+    log.debug('inspect', {
+      requestId,
+      ...(req.requestId && req.requestId !== requestId ? { frame: req.requestId } : {}),
+      bank: record.bank,
+      version: record.version,
+      score: r.score,
+      defective: r.isDefective,
+      ms: Math.round(ms * 10) / 10,
     });
+    return toResponse(req, record.bank, record.version, r, ms);
+  };
 
   return {
     inspect: (
@@ -55,7 +72,7 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
       // The request-id interceptor put the caller's id (or a new one) in the metadata.
       const requestId = requestIdOf(call.metadata) ?? newRequestId();
       const req = call.request;
-      inspect(requestId, req, deadlineOf(call)).then(
+      inspect(requestId, req, deadlineOf(call), cancelSignal(call)).then(
         (res) => callback(null, { ...res, requestId: req.requestId || requestId }),
         (err: unknown) => {
           const status = toServiceError(err, log.child({ requestId }));
@@ -66,12 +83,13 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
     },
     inspectStream: (call: grpc.ServerDuplexStream<InspectRequestMsg, InspectResponseMsg>) => {
       const streamId = requestIdOf(call.metadata) ?? newRequestId();
+      const cancelled = cancelSignal(call);
       void (async () => {
         try {
           for await (const req of incoming<InspectRequestMsg>(call)) {
             let res: InspectResponseMsg;
             try {
-              res = await inspect(streamId, req, deadlineOf(call));
+              res = await inspect(streamId, req, deadlineOf(call), cancelled);
             } catch (err) {
               const status = toServiceError(err, log.child({ requestId: streamId }));
               res = {
@@ -90,6 +108,13 @@ export function inspectorHandlers(catalog: BankCatalog, log: Logger): grpc.Untyp
       })();
     },
   };
+}
+
+/** Aborted when the caller cancels the call (or it ends), so it leaves the admission queue. */
+function cancelSignal(call: { once(event: 'cancelled', listener: () => void): unknown }): AbortSignal {
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort());
+  return controller.signal;
 }
 
 /** The caller's deadline as epoch ms, when it set a finite one. */

@@ -3,7 +3,8 @@
  * (SPI_GATEWAY_PORT, SPI_GATEWAY_HOST, SPI_ETCD, SPI_ETCD_PREFIX, SPI_MODELS_DIR, SPI_METRICS_PORT;
  * TLS: SPI_TLS_*, SPI_SHARD_TLS_* in lib/rpc/tls.ts; admin: SPI_ADMIN_TOKEN_FILE,
  * SPI_ADMIN_IDENTITIES in common/auth.ts; etcd: SPI_ETCD_CA, ... in common/etcd-flags.ts;
- * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0).
+ * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0;
+ * SPI_MAX_IN_FLIGHT, SPI_MAX_QUEUE: admission control, see admission.ts).
  * On a non-loopback host the admin API needs a token file or admin identities (or --insecure-admin).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
@@ -17,6 +18,7 @@ import { startGateway } from './gateway';
 import { invalid } from '../../lib/errors';
 import { intFlag } from '../common/numeric-flags';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
+import { AdmissionSettings, DEFAULT_ADMISSION } from './admission';
 import {
   SERVER_TLS_FLAGS,
   SERVER_TLS_USAGE,
@@ -45,6 +47,8 @@ export const GATEWAY_FLAGS = {
   'metrics-port': { type: 'string' },
   'embed-workers': { type: 'string' },
   'ready-wait-ms': { type: 'string', default: '30000' },
+  'max-in-flight': { type: 'string' },
+  'max-queue': { type: 'string' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
   ...SERVER_TLS_FLAGS,
@@ -72,6 +76,10 @@ export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi s
                       (default ${D['ready-wait-ms']})
   --embed-workers N   threads that embed images off the event loop, a number or "auto"
                       (env SPI_EMBED_WORKERS; default 0 = on the event loop)
+  --max-in-flight N   inspections running at once; more wait in the queue (env SPI_MAX_IN_FLIGHT;
+                      default ${DEFAULT_ADMISSION.maxInFlight})
+  --max-queue N       inspections waiting for a slot; past that RESOURCE_EXHAUSTED with a
+                      retry-after-ms hint (env SPI_MAX_QUEUE; default ${DEFAULT_ADMISSION.maxQueue})
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default ${DEFAULT_GATEWAY_METRICS_PORT})
   --shutdown-delay-ms N  after SIGTERM, how long it stays up unready before draining (default ${D['shutdown-delay-ms']})
@@ -115,6 +123,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const shutdownDelayMs = intFlag('shutdown-delay-ms', values['shutdown-delay-ms'], 0);
   const shutdownGraceMs = intFlag('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
   const embedWorkers = embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0');
+  const admission = admissionFrom(values, env);
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
     const host = values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1';
@@ -130,6 +139,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
         tls,
         adminAuth: adminAuthFrom(values, env, host, tls, log),
         embedWorkers,
+        admission,
       },
       log,
     );
@@ -150,6 +160,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     maxMessageBytes,
     readyWaitMs,
     embedWorkers,
+    admission,
     tls,
     shardTls: shardClientTlsFrom(values, env),
     adminAuth,
@@ -191,6 +202,23 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   await stopped;
   await ops?.close();
   log.info('gateway stopped');
+}
+
+/** --max-in-flight / --max-queue (flags win over SPI_MAX_IN_FLIGHT / SPI_MAX_QUEUE). */
+function admissionFrom(
+  values: { 'max-in-flight'?: string; 'max-queue'?: string },
+  env: NodeJS.ProcessEnv,
+): AdmissionSettings {
+  const maxInFlight = intFlag(
+    'max-in-flight',
+    values['max-in-flight'] ?? env.SPI_MAX_IN_FLIGHT,
+    DEFAULT_ADMISSION.maxInFlight,
+  );
+  if (maxInFlight < 1) throw invalid('--max-in-flight must be at least 1');
+  return {
+    maxInFlight,
+    maxQueue: intFlag('max-queue', values['max-queue'] ?? env.SPI_MAX_QUEUE, DEFAULT_ADMISSION.maxQueue),
+  };
 }
 
 if (require.main === module) {

@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ClusterView, activeRecord, missingPartitions } from '../../lib/cluster/view';
 import { InspectResponseMsg } from '../../lib/rpc/messages';
 import { GrpcServerMetrics } from '../common/metrics';
+import { Admission } from './admission';
 
 const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STAGES = [
@@ -44,6 +45,42 @@ export function registerInspectMetrics(grpcMetrics: GrpcServerMetrics): void {
     record(message);
     const code = (message as Partial<InspectResponseMsg>).errorCode ?? 0;
     frames.inc({ grpc_code: grpc.status[code] ?? String(code) });
+  });
+}
+
+/** Admission control: requests shed by reason, and the load it sees at scrape time. */
+export function registerAdmissionMetrics(registry: Registry, admission: Admission): void {
+  const shed = new Counter({
+    name: 'spi_inspect_shed_total',
+    help: 'Inspections refused before any work: queue_full (RESOURCE_EXHAUSTED) or deadline (could not be met).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const reason of ['queue_full', 'deadline']) shed.inc({ reason }, 0);
+  admission.onShed((reason) => shed.inc({ reason }));
+  new Gauge({
+    name: 'spi_inspect_in_flight',
+    help: 'Inspections running on this gateway (at most --max-in-flight).',
+    registers: [registry],
+    collect() {
+      this.set(admission.inFlight);
+    },
+  });
+  new Gauge({
+    name: 'spi_inspect_queued',
+    help: 'Inspections waiting for a slot (at most --max-queue).',
+    registers: [registry],
+    collect() {
+      this.set(admission.queued);
+    },
+  });
+  new Gauge({
+    name: 'spi_inspect_service_estimate_seconds',
+    help: "Running estimate of one inspection's time, which deadline shedding and retry hints use.",
+    registers: [registry],
+    collect() {
+      this.set((admission.serviceEstimateMs ?? 0) / 1000);
+    },
   });
 }
 

@@ -18,12 +18,13 @@ import { fitBank, fittedInspector } from '../../lib/patchcore/fit';
 
 async function startEmbedded(
   dataDir: string,
+  extraArgs: string[] = [],
 ): Promise<{ proc: ManagedProcess; client: InspectionClient; metricsPort: number }> {
   // One embedding worker thread: this single-machine mode also exercises the pooled embedding path.
   const args = ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2', '--metrics-port', '0'];
   const proc = spawnNodeService('services/gateway/main.ts', {
     name: 'embedded',
-    args: [...args, '--embed-workers', '1'],
+    args: [...args, '--embed-workers', '1', ...extraArgs],
   });
   const ready = await proc.waitForLine('gateway ready', 60_000);
   return {
@@ -174,6 +175,56 @@ describe('embedded gateway (no etcd)', function () {
         (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no category "bottles"/.test(err.message),
       );
     } finally {
+      client.close();
+      await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('sheds a burst past its bounds with RESOURCE_EXHAUSTED and a retry hint, answers the rest, and lives on', async () => {
+    const data = await printDataset();
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    const { proc, client, metricsPort } = await startEmbedded(dataDir, [
+      '--max-in-flight',
+      '1',
+      '--max-queue',
+      '2',
+    ]);
+    const burst = new InspectionClient(client.address, { deadlineMs: 30_000, retries: 0 });
+    try {
+      await client.createBank({ bank: 'burst', partitions: 1, replicas: 1 }, upload(data.train.slice(0, 4)));
+      const image = fs.readFileSync(data.testGood[0]);
+      await client.inspect({ bank: 'burst', image }); // warm: a service time measured
+      const frames = Array.from({ length: 3 }, (_, i) => ({ bank: 'burst', image, requestId: `frame-${i}` }));
+      const [results, streamed] = await Promise.all([
+        Promise.allSettled(Array.from({ length: 24 }, () => burst.inspect({ bank: 'burst', image }))),
+        (async () => {
+          const out = [];
+          for await (const res of burst.inspectStream(frames)) out.push(res);
+          return out;
+        })(),
+      ]);
+      const refused = results.filter((r) => r.status === 'rejected').map((r) => r.reason as SpiError);
+      const answered = results.filter((r) => r.status === 'fulfilled');
+      assert.ok(refused.length >= 10, `${refused.length} of 24 refused`);
+      assert.ok(answered.length >= 3, `${answered.length} of 24 answered`);
+      for (const err of refused) {
+        assert.equal(err.kind, 'RESOURCE_EXHAUSTED', err.message);
+        assert.match(err.message, /overloaded.*--max-in-flight 1.*--max-queue 2/);
+        assert.ok(err.retryAfterMs! > 0, `hint ${err.retryAfterMs}`);
+      }
+      // A streamed frame is answered or refused on its own; the stream goes on.
+      assert.equal(streamed.length, 3);
+      for (const res of streamed) assert.ok([0, 8].includes(res.errorCode), `${res.errorCode}: ${res.error}`);
+      // Alive and answering; the shed requests counted.
+      assert.equal((await client.inspect({ bank: 'burst', image })).version, 1);
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const shed = Number(/^spi_inspect_shed_total\{reason="queue_full"\} (\d+)$/m.exec(metrics)?.[1]);
+      const streamShed = streamed.filter((r) => r.errorCode === 8).length;
+      assert.equal(shed, refused.length + streamShed);
+      assert.match(metrics, /^spi_inspect_in_flight 0$/m);
+    } finally {
+      burst.close();
       client.close();
       await proc.stop();
       fs.rmSync(dataDir, { recursive: true, force: true });

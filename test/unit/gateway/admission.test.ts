@@ -1,0 +1,120 @@
+import { strict as assert } from 'node:assert';
+import { Admission, ShedReason } from '../../../services/gateway/admission';
+import { SpiError } from '../../../lib/errors';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Work that finishes when told to, recording when it started. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { open, work: () => opened };
+}
+
+const refusal = (kind: string, reason?: RegExp) => (err: unknown) => {
+  assert.ok(err instanceof SpiError, String(err));
+  assert.equal(err.kind, kind, err.message);
+  if (reason) assert.match(err.message, reason);
+  return true;
+};
+
+describe('gateway admission control', () => {
+  it('runs at most max-in-flight at once, queues max-queue in order, refuses the rest with a retry hint', async () => {
+    const admission = new Admission({ maxInFlight: 2, maxQueue: 2 });
+    const shed: ShedReason[] = [];
+    admission.onShed((r) => shed.push(r));
+    const started: number[] = [];
+    const gates = Array.from({ length: 4 }, gate);
+    const runs = gates.map((g, i) =>
+      admission.run(undefined, () => {
+        started.push(i);
+        return g.work();
+      }),
+    );
+    await sleep(0);
+    assert.deepEqual(started, [0, 1]);
+    assert.deepEqual([admission.inFlight, admission.queued], [2, 2]);
+    await assert.rejects(
+      admission.run(undefined, () => Promise.resolve()),
+      (err: SpiError) => {
+        refusal(
+          'RESOURCE_EXHAUSTED',
+          /queue is full.*2 inspections running.*2 waiting.*retry after \d+ ms/,
+        )(err);
+        assert.equal(err.retryAfterMs, 100, 'no service time measured yet: the default hint');
+        return true;
+      },
+    );
+    assert.deepEqual(shed, ['queue_full']);
+    gates[1].open();
+    await runs[1];
+    await sleep(0);
+    assert.deepEqual(started, [0, 1, 2], 'the first queued one takes the free slot');
+    for (const g of gates) g.open();
+    await Promise.all(runs);
+    assert.deepEqual([admission.inFlight, admission.queued], [0, 0]);
+    assert.ok(admission.serviceEstimateMs! >= 0);
+  });
+
+  it('hints how long the queue takes to drain, from the measured service time', async () => {
+    const admission = new Admission({ maxInFlight: 1, maxQueue: 1 });
+    await admission.run(undefined, () => sleep(40));
+    const g = gate();
+    const running = admission.run(undefined, g.work);
+    const queued = admission.run(undefined, () => Promise.resolve());
+    await assert.rejects(admission.run(undefined, g.work), (err: SpiError) => {
+      // One queued ahead plus this one, 40 ms each on one slot.
+      assert.ok(err.retryAfterMs! >= 70 && err.retryAfterMs! <= 100, String(err.retryAfterMs));
+      return true;
+    });
+    g.open();
+    await Promise.all([running, queued]);
+  });
+
+  it('drops a request whose deadline cannot be met before starting it, and a queued one at its latest start', async () => {
+    const admission = new Admission({ maxInFlight: 1, maxQueue: 4 });
+    const shed: ShedReason[] = [];
+    admission.onShed((r) => shed.push(r));
+    await admission.run(undefined, () => sleep(50));
+    let ran = false;
+    const work = async () => {
+      ran = true;
+    };
+    // Shorter than one inspection takes: no queue to blame.
+    await assert.rejects(admission.run(Date.now() + 20, work), refusal('DEADLINE_EXCEEDED', /shorter than/));
+    const g = gate();
+    const busy = admission.run(undefined, g.work);
+    // Behind a running one and a queue: an overload, worth retrying elsewhere.
+    await assert.rejects(admission.run(Date.now() + 70, work), refusal('RESOURCE_EXHAUSTED', /deadline/));
+    // Fits when queued, but the slot stays taken past its latest start.
+    const t0 = Date.now();
+    await assert.rejects(admission.run(Date.now() + 160, work), refusal('RESOURCE_EXHAUSTED', /deadline/));
+    const waited = Date.now() - t0;
+    assert.ok(waited >= 90 && waited < 160, `dropped after ${waited} ms`);
+    assert.equal(ran, false);
+    assert.equal(admission.queued, 0);
+    assert.deepEqual(shed, ['deadline', 'deadline', 'deadline']);
+    g.open();
+    await busy;
+  });
+
+  it('takes a cancelled caller out of the queue; a failure frees its slot without moving the estimate', async () => {
+    const admission = new Admission({ maxInFlight: 1, maxQueue: 1 });
+    const g = gate();
+    const busy = admission.run(undefined, g.work);
+    const cancel = new AbortController();
+    const queued = admission.run(undefined, () => Promise.resolve(), cancel.signal);
+    cancel.abort();
+    await assert.rejects(queued, refusal('UNAVAILABLE', /cancelled/));
+    assert.equal(admission.queued, 0);
+    g.open();
+    await busy;
+    const estimate = admission.serviceEstimateMs;
+    await assert.rejects(
+      admission.run(undefined, () => Promise.reject(new Error('corrupt image'))),
+      /corrupt image/,
+    );
+    assert.equal(admission.inFlight, 0);
+    assert.equal(admission.serviceEstimateMs, estimate);
+  });
+});
