@@ -230,7 +230,7 @@ async function localInspector(pool: BackbonePool, prints: Prints, coresetRatio: 
   const bank = 'bench-local';
   const req = toBuildRequest(
     'create',
-    buildSpec({ bank, coresetRatio }),
+    buildSpec({ bank, coresetRatio, auto: 'off' }),
     fileSources(prints.train, prints.root),
     DEFAULT_ADMIN,
   );
@@ -285,7 +285,10 @@ async function clusterBank(cluster: LocalCluster, shards: number, prints: Prints
   const upload = prints.train.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f) }));
   o.log(`cluster: ${shards} shard(s): building the bank`);
   const buildMs = await timeMs(() =>
-    client.createBank({ bank, coresetRatio: o.coresetRatio, partitions: shards, replicas: 1 }, upload),
+    client.createBank(
+      { bank, coresetRatio: o.coresetRatio, partitions: shards, replicas: 1, auto: 'off' },
+      upload,
+    ),
   );
   return { buildS: buildMs / 1000, inspect: clusterInspectFn(client, bank) };
 }
@@ -454,7 +457,7 @@ async function benchSheet(
   const bank = 'bench-sheet';
   const req = toBuildRequest(
     'create',
-    buildSpec({ bank, coresetRatio: o.coresetRatio }),
+    buildSpec({ bank, coresetRatio: o.coresetRatio, auto: 'off' }),
     fileSources(sheets.train, sheets.root),
     DEFAULT_ADMIN,
   );

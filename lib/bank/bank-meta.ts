@@ -8,6 +8,7 @@ import { KnnConfig } from '../knn/index';
 import { Threshold } from '../threshold/threshold';
 import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
+import type { AutoConfigRecord } from '../autoconfig/select';
 
 /**
  * Format 2 is a bank with a nominal reference (`reference`) or edge padding (`view.pad`): a format-1
@@ -64,6 +65,8 @@ export interface BankMeta {
   /** Product categories the bank covers (a unified multi-class bank has several). */
   categories: string[];
   sources: { path: string; sha256: string }[];
+  /** How the automatic fit chose this bank's configuration (absent when flags set it). */
+  autoConfig?: AutoConfigRecord;
   vectors: { rows: number; dim: number; sha256: string; file: string };
 }
 

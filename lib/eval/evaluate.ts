@@ -17,6 +17,8 @@ import { imageMetrics } from './summary';
 import { pixelAuroc, pro } from './metrics';
 import { renderReport } from './report';
 import type { ReportImage, ReportMetrics } from './types';
+import { syntheticRecall } from '../autoconfig/plan';
+import type { AutoChoice, AutoConfigRecord } from '../autoconfig/select';
 
 export interface EvalOptions {
   out: string;
@@ -24,13 +26,20 @@ export interface EvalOptions {
   train?: ImageSource[];
   /** Further members: fit a fused bank of `extractor`/`settings` and these (patchcore/fusion.ts). */
   fuseWith?: MemberFit[];
-  /** Overlays in the report's gallery (defective first); 0 = none. */
+  /** Overlays in the report's gallery (defective first, plus every misclassified image); 0 = none. */
   gallery: number;
+  /** The automatic fit's choice that set `settings` (its table goes into metrics.json and the report). */
+  auto?: AutoChoice;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
 export interface EvalResult {
-  metrics: ReportMetrics & { timings: Record<string, number>; bankPatches: number; threshold: number };
+  metrics: ReportMetrics & {
+    timings: Record<string, number>;
+    bankPatches: number;
+    threshold: number;
+    autoConfig?: AutoConfigRecord;
+  };
   scores: { path: string; label: 0 | 1; score: number }[];
 }
 
@@ -64,6 +73,8 @@ export async function evaluateCategory(
   // In a unified bank the category is judged by its own threshold.
   const chosen = meta.categories.includes(category.name) ? thresholdFor(meta, category.name) : meta.threshold;
   const threshold = chosen.value;
+  const auto = options.auto?.record;
+  if (auto) auto.syntheticRecall = await syntheticRecall(inspector, options.auto!, meta.threshold.value);
 
   const maps: Float32Array[] = [];
   const masks: Uint8Array[] = [];
@@ -83,7 +94,9 @@ export async function evaluateCategory(
     masks.push(mask);
     widths.push(r.canvasWidth);
     let overlayPng: Buffer | undefined;
-    if (galleryPicks.has(i)) {
+    // Every misclassified image gets its overlay: those are the ones an engineer must see.
+    const misclassified = r.score >= threshold !== (item.label === 1);
+    if (galleryPicks.has(i) || (misclassified && options.gallery > 0)) {
       const imageMask = item.maskPath
         ? (await decodeImage(await fs.promises.readFile(item.maskPath))).data.filter((_, j) => j % 3 === 0)
         : undefined;
@@ -113,7 +126,9 @@ export async function evaluateCategory(
       fitPerImageMs: fitMs / Math.max(1, category.train.length),
       inspectPerImageMs: images.reduce((s, im) => s + im.inspectMs, 0) / Math.max(1, images.length),
       testTotalMs: testMs,
+      ...(auto ? { autoSelectMs: auto.selectionMs } : {}),
     },
+    ...(auto ? { autoConfig: auto } : {}),
   };
   const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));
   fs.writeFileSync(
@@ -139,6 +154,7 @@ export async function evaluateCategory(
     images,
     metrics,
     timings: metrics.timings,
+    autoConfig: auto,
   });
   fs.writeFileSync(path.join(options.out, 'report.html'), html);
   return { metrics, scores };

@@ -7,6 +7,7 @@ import { histogramSvg, rocSvg } from './charts';
 import { esc, fmtDuration, fmtMetric, fmtPercent, fmtScore } from './html';
 import { confusion, rocCurve } from './metrics';
 import type { ReportData, ReportImage } from './types';
+import type { AutoConfigRecord } from '../autoconfig/select';
 
 export type { PerTypeMetrics, ReportData, ReportImage, ReportMetrics } from './types';
 
@@ -47,6 +48,7 @@ table.cm{width:auto}table.cm td{text-align:center;min-width:110px;font-size:18px
 table.cm td small{display:block;font-size:11px;font-weight:400;color:#555}
 .ok{background:#e3f4e6}.bad{background:#fbe3df}
 .kv td:first-child{color:#555;width:45%}
+tr.chosen td{background:#e3f4e6;font-weight:600}
 .filters{margin:0 0 12px}.filters button{font:inherit;border:1px solid #bbb;background:#fff;border-radius:14px;padding:3px 12px;margin-right:6px;cursor:pointer}
 .filters button.on{background:#1d1d1f;color:#fff;border-color:#1d1d1f}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));gap:12px}
@@ -125,6 +127,37 @@ function galleryItem(im: ReportImage, threshold: number): string {
 <div class="path">${esc(im.path)}</div></div></div>`;
 }
 
+/** "How this bank was configured": the automatic fit's choice, why, and every candidate it scored. */
+function autoConfigPanel(r: AutoConfigRecord | undefined): string {
+  if (!r) return '';
+  const facts: [string, string][] = [
+    ['chosen', `${r.chosen}: ${r.description}`],
+    ['why', r.reason],
+    [
+      'synthetic validation',
+      `${r.images.heldOut} held-out good images + ${r.images.syntheticDefects} synthetic defects (${Object.entries(
+        r.images.byKind,
+      )
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ')}), seed ${r.seed}; no test image is used`,
+    ],
+    ['recall on synthetic defects', r.syntheticRecall === undefined ? 'n/a' : fmtPercent(r.syntheticRecall)],
+    [
+      'registration',
+      `${r.registration.registered ? 'registered' : 'not registered'} (correlation ${r.registration.correlation.toFixed(2)}): nominal reference ${r.registration.registered ? 'offered' : 'not offered'}`,
+    ],
+    ['budget', `${r.budgetMs} ms per image; selection took ${fmtDuration(r.selectionMs)}`],
+  ];
+  const rows = r.table
+    .map(
+      (t) =>
+        `<tr${t.status === 'chosen' ? ' class="chosen"' : ''}><td>${esc(t.id)}</td><td class="n">${t.rung} (${t.trainImages})</td><td class="n">${fmtMetric(t.imageAuroc)}</td><td class="n">${fmtMetric(t.pixelAuroc)}</td><td class="n">${fmtMetric(t.score)}</td><td class="n">${t.msPerImage.toFixed(1)}</td><td>${esc(t.status)}</td></tr>`,
+    )
+    .join('');
+  return `<div class="panel"><h2>How this bank was configured</h2>${keyValueTable(facts)}
+<table style="margin-top:12px"><tr><th>configuration</th><th class="n">rung (images)</th><th class="n">synthetic image AUROC</th><th class="n">synthetic pixel AUROC</th><th class="n">score</th><th class="n">ms/image</th><th>status</th></tr>${rows}</table></div>`;
+}
+
 const OUTCOME_ORDER: Record<Outcome, number> = { fn: 0, fp: 1, tp: 2, tn: 3 };
 
 /** The whole report as one HTML string. */
@@ -186,6 +219,7 @@ export function renderReport(data: ReportData): string {
 <h2 style="margin-top:20px">Per defect type</h2>${perTypeTable(data)}</div>
 <div class="panel"><h2>Model</h2>${keyValueTable(modelRows)}<h2 style="margin-top:20px">Timings</h2>${keyValueTable(timingRows)}</div>
 </div>
+${autoConfigPanel(data.autoConfig)}
 <div class="panel"><h2>Gallery</h2>
 <p class="legend">Heat map from blue (normal) to red (anomalous)<span class="sw" style="background:#f0f"></span>ground-truth defect outline<span class="sw" style="background:#fff;border:2px solid #000"></span>predicted region. Errors first.</p>
 <div class="filters"><button data-filter="all" class="on">all (${images.length})</button><button data-filter="wrong">misclassified (${c.fp + c.fn})</button><button data-filter="defective">defective (${nBad})</button><button data-filter="good">good (${nGood})</button></div>

@@ -1,4 +1,5 @@
 /** Data shapes shared by the evaluation summary and the HTML report. */
+import type { AutoConfigRecord } from '../autoconfig/select';
 import type { F1Result } from './metrics';
 
 export interface ReportImage {
@@ -48,4 +49,6 @@ export interface ReportData {
   metrics: ReportMetrics;
   /** Durations in milliseconds, by stage name. */
   timings: Record<string, number>;
+  /** How the automatic fit chose the configuration (absent when flags set it). */
+  autoConfig?: AutoConfigRecord;
 }

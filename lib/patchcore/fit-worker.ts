@@ -6,13 +6,19 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BackbonePool, createExtractor } from './engine';
 import { startWorker } from '../util/worker';
-import { FitProgress, FitSettings, FittedBank, fitBank } from './fit';
+import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
+import { autoFit } from '../autoconfig/auto-fit';
 import { ErrorKind, SpiError } from '../errors';
 
 export interface FitJob {
   model: string;
   settings: FitSettings;
   images: { path: string; data: Uint8Array }[];
+  /**
+   * Let the automatic fit choose backbone, stages, view and reference (lib/autoconfig) among these
+   * models; single banks only, as the cluster serves them.
+   */
+  auto?: { models: string[]; budgetMs: number; seed: number };
 }
 
 export type FitResult = Omit<FittedBank, 'index'>;
@@ -51,16 +57,22 @@ async function runJob(job: FitJob): Promise<void> {
   const post = (msg: WorkerMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(msg, transfer);
   const pool = new BackbonePool();
   try {
-    const extractor = await createExtractor(pool, {
-      model: job.model,
-      view: job.settings.view,
-      projectionDim: job.settings.projectionDim,
-      projectionSeed: job.settings.projectionSeed,
-    });
     const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
-    const fitted = await fitBank(extractor, images, job.settings, {
-      onProgress: (stage, done, total) => post({ type: 'progress', stage, done, total }),
-    });
+    const onProgress = (stage: string, done: number, total: number) =>
+      post({ type: 'progress', stage: stage as Parameters<FitProgress>[0], done, total });
+    const fitted = job.auto
+      ? await autoFitSingle(pool, images, job.settings, job.auto, onProgress)
+      : await fitBank(
+          await createExtractor(pool, {
+            model: job.model,
+            view: job.settings.view,
+            projectionDim: job.settings.projectionDim,
+            projectionSeed: job.settings.projectionSeed,
+          }),
+          images,
+          job.settings,
+          { onProgress },
+        );
     const vectors = fitted.vectors.slice();
     post({ type: 'done', meta: fitted.meta, vectors, dim: fitted.dim }, [vectors.buffer as ArrayBuffer]);
   } catch (err) {
@@ -72,6 +84,18 @@ async function runJob(job: FitJob): Promise<void> {
   } finally {
     await pool.close();
   }
+}
+
+async function autoFitSingle(
+  pool: BackbonePool,
+  images: ImageSource[],
+  settings: FitSettings,
+  auto: NonNullable<FitJob['auto']>,
+  onProgress: (stage: string, done: number, total: number) => void,
+): Promise<FittedBank> {
+  const result = await autoFit(images, settings, { pool, ...auto, fusion: false, onProgress });
+  if (result.kind !== 'single') throw new Error('the automatic fit chose a fused bank with fusion off');
+  return result.fitted;
 }
 
 if (!isMainThread && parentPort && (workerData as FitJob | undefined)?.settings) {

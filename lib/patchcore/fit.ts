@@ -234,7 +234,7 @@ async function referenceAndScores(
 }
 
 /** Every n-th image is held back; deterministic so a rebuild gives the same bank. */
-function splitHoldout(images: ImageSource[], settings: FitSettings, thresholdImages?: ImageSource[]) {
+export function splitHoldout(images: ImageSource[], settings: FitSettings, thresholdImages?: ImageSource[]) {
   if (thresholdImages && thresholdImages.length > 0) return { train: images, holdout: thresholdImages };
   // A manual threshold needs no held-out images, unless they are to give the nominal reference.
   const needHoldout = settings.threshold === undefined || settings.score.reference === 'mean';

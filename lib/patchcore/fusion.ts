@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BankMeta } from '../bank/bank-meta';
+import type { AutoConfigRecord } from '../autoconfig/select';
 import { loadBank, saveBank } from '../bank/bank-store';
 import { RgbImage } from '../image/decode';
 import { KnnIndex } from '../knn/index';
@@ -54,6 +55,8 @@ export interface FusedMeta {
   members: FusionMember[];
   /** On the fused (standardised) scale. */
   threshold: Threshold;
+  /** How the automatic fit chose this configuration (absent when flags set it). */
+  autoConfig?: AutoConfigRecord;
 }
 
 /** One member to fit: its extractor (stages) and its settings (coreset, reference). */
@@ -128,7 +131,7 @@ export function fuseMaps(
   return out ?? new Float32Array(0);
 }
 
-function pixelStats(maps: readonly Float32Array[]): { mean: number; std: number } {
+export function pixelStats(maps: readonly Float32Array[]): { mean: number; std: number } {
   let n = 0;
   let sum = 0;
   let sq = 0;

@@ -56,6 +56,8 @@ export interface BuildSpecMsg {
   categories: string[];
   pad: number;
   reference: string;
+  auto: string;
+  budgetMs: number;
 }
 
 export type BuildRequestMsg =
@@ -76,6 +78,7 @@ export interface BankVersionInfoMsg {
   replicas: number;
   createdAt: string;
   sourceImages: number;
+  configuredBy: string;
 }
 
 export interface BankInfoMsg {
@@ -110,6 +113,8 @@ export function buildSpec(partial: Partial<BuildSpecMsg> & { bank: string }): Bu
     categories: [],
     pad: 0,
     reference: '',
+    auto: '',
+    budgetMs: 0,
     ...partial,
   };
 }

@@ -2,7 +2,9 @@
  * Command-line flags shared by `spi fit`, `spi eval` and friends, turned into engine settings in one
  * visible hop. Every flag has a default that works for a 224 px inspection.
  */
-import { ParseArgsConfig } from 'node:util';
+import { ParseArgsConfig, parseArgs } from 'node:util';
+import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
+import { autoModels } from '../../lib/autoconfig/plan';
 import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
@@ -39,7 +41,31 @@ export const ENGINE_FLAGS = {
   threshold: { type: 'string' },
   name: { type: 'string' },
   batch: { type: 'string', default: '8' },
+  auto: { type: 'string', default: 'on' },
+  'budget-ms': { type: 'string', default: String(DEFAULT_BUDGET_MS) },
+  'auto-seed': { type: 'string', default: String(DEFAULT_AUTO_SEED) },
+  'auto-fusion': { type: 'string', default: 'on' },
 } satisfies ParseArgsConfig['options'];
+
+/**
+ * Flags that set the configuration by hand: any of them turns the automatic choice off (explicit
+ * flags win). --model does not: the automatic fit then chooses among that backbone's stages and views.
+ */
+export const MANUAL_CONFIG_FLAGS = [
+  'stages',
+  'resize',
+  'crop',
+  'scale',
+  'tile',
+  'overlap',
+  'pad',
+  'projection',
+  'reference',
+  'fuse',
+  'fuse-ratio',
+  'fuse-per-image',
+] as const;
+const CORESET_FLAGS = ['coreset', 'ratio', 'coreset-size', 'coreset-per-image'];
 
 const D = ENGINE_FLAGS;
 
@@ -79,10 +105,61 @@ fused bank (a second member with other stages; maps standardised on held-out goo
   --fuse A,B          the second member's stages, e.g. block_2_add,block_5_add; empty = no fusion
   --fuse-ratio R      its coreset ratio (default: --ratio)
   --fuse-per-image R  its per-image greedy fraction (default: --coreset-per-image)
+automatic configuration (when none of the view, stage, reference or fuse flags is given):
+  --auto on|off       choose backbone, stages, view, reference and fusion on a synthetic validation
+                      set made from the good images only (default ${D.auto.default})
+  --budget-ms MS      inspection cost allowed per image on this machine; the cheapest candidate
+                      within half a point of the best within it is chosen (default ${D['budget-ms'].default})
+  --auto-seed N       seed of the synthetic defects (default ${D['auto-seed'].default})
+  --auto-fusion on|off  offer fused banks among the candidates; the cluster serves single banks, so
+                      off gives the choice CreateBank makes for the same images (default ${D['auto-fusion'].default})
 threshold and bank:
   --holdout F         fraction of the good images held back to set the threshold (default ${D.holdout.default})
   --threshold T       a manual threshold instead of the automatic one (score >= T is defective)
   --name NAME         name recorded in the bank (default: the data folder's name)`;
+
+/** The option names given on the command line (parseArgs fills defaults, so values cannot tell). */
+export function givenFlags(argv: string[], options: ParseArgsConfig['options']): Set<string> {
+  const { tokens } = parseArgs({ args: argv, options, tokens: true, allowPositionals: true, strict: false });
+  return new Set(tokens.filter((t) => t.kind === 'option').map((t) => t.name));
+}
+
+export interface AutoRequest {
+  models: string[];
+  budgetMs: number;
+  seed: number;
+  fusion: boolean;
+  /** The user's coreset flags win over the candidate's coreset. */
+  overrides: { coreset: boolean };
+}
+
+/**
+ * The automatic fit's settings, or undefined when it is off: --auto off, a manual configuration
+ * flag given (explicit flags win), or fewer good images than it can validate on.
+ */
+export function autoFrom(v: EngineFlagValues, given: Set<string>, images: number): AutoRequest | undefined {
+  if (!onOff(v.auto ?? 'on', '--auto') || MANUAL_CONFIG_FLAGS.some((f) => given.has(f))) return undefined;
+  if (images < MIN_AUTO_IMAGES) {
+    console.error(
+      `only ${images} good images: too few to validate candidates on (${MIN_AUTO_IMAGES} needed); using the default configuration`,
+    );
+    return undefined;
+  }
+  const budgetMs = num(v, 'budget-ms');
+  if (!(budgetMs > 0)) throw invalid('--budget-ms must be a positive number of milliseconds');
+  return {
+    models: autoModels(given.has('model') || process.env.SPI_MODEL ? v.model : undefined),
+    budgetMs,
+    seed: num(v, 'auto-seed'),
+    fusion: onOff(v['auto-fusion'] ?? 'on', '--auto-fusion'),
+    overrides: { coreset: CORESET_FLAGS.some((f) => given.has(f)) },
+  };
+}
+
+function onOff(value: string, flag: string): boolean {
+  if (value !== 'on' && value !== 'off') throw invalid(`${flag} must be on or off, got "${value}"`);
+  return value === 'on';
+}
 
 export type EngineFlagValues = { [K in keyof typeof ENGINE_FLAGS]?: string };
 

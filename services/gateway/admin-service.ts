@@ -19,6 +19,8 @@ import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
 import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
+import { autoModels } from '../../lib/autoconfig/plan';
+import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
 import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from '../../lib/rpc/messages';
 
 export interface AdminDefaults {
@@ -142,6 +144,7 @@ export function toBuildRequest(
   return {
     bank: checkBankName(spec.bank),
     mode,
+    auto: autoOf(spec, categories, images.length),
     model: spec.model || d.model,
     images,
     partitions: spec.partitions,
@@ -193,6 +196,23 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
     replicas: r.partitions[0]?.shards.length ?? 0,
     createdAt: r.createdAt,
     sourceImages: meta.sources?.length ?? 0,
+    configuredBy: meta.autoConfig ? `auto: ${meta.autoConfig.chosen} (${meta.autoConfig.reason})` : 'manual',
+  };
+}
+
+/**
+ * The automatic choice's settings, or undefined for a manual configuration: "off", any view or
+ * reference field set, a unified bank, or too few images to validate on (then the defaults).
+ */
+function autoOf(spec: BuildSpecMsg, categories: string[], images: number): BuildRequest['auto'] {
+  const mode = spec.auto || 'on';
+  if (!['on', 'off'].includes(mode)) throw invalid(`auto must be "on" or "off", got "${spec.auto}"`);
+  const manual = spec.resize > 0 || spec.tile > 0 || spec.pad > 0 || !['', 'none'].includes(spec.reference);
+  if (mode === 'off' || manual || categories.length > 1 || images < MIN_AUTO_IMAGES) return undefined;
+  return {
+    models: autoModels(spec.model || undefined),
+    budgetMs: spec.budgetMs || DEFAULT_BUDGET_MS,
+    seed: DEFAULT_AUTO_SEED,
   };
 }
 

@@ -9,7 +9,7 @@ import { sha256, vectorBytes } from '../../lib/bank/bank-store';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
-import { fitInWorker } from '../../lib/patchcore/fit-worker';
+import { FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
@@ -23,9 +23,20 @@ export interface BuildRequest {
   partitions: number;
   replicas: number;
   activate: boolean;
+  /** Let the automatic fit choose the configuration (lib/autoconfig), among these models. */
+  auto?: FitJob['auto'];
 }
 
-export type BuildStage = 'embed' | 'coreset' | 'threshold' | 'load' | 'activate' | 'drop' | 'done';
+export type BuildStage =
+  | 'auto: decode'
+  | 'auto: candidates'
+  | 'embed'
+  | 'coreset'
+  | 'threshold'
+  | 'load'
+  | 'activate'
+  | 'drop'
+  | 'done';
 export type BuildProgress = (stage: BuildStage, done: number, total: number) => void;
 
 export interface BuilderSettings {
@@ -90,7 +101,12 @@ export class BankBuilder {
       req.images.map(async (im) => ({ path: im.path, data: await im.read() })),
     );
     const fitted = await fitInWorker(
-      { model: req.model, settings: { ...req.settings, name: req.bank, version: base.version }, images },
+      {
+        model: req.model,
+        settings: { ...req.settings, name: req.bank, version: base.version },
+        images,
+        auto: req.auto,
+      },
       (stage, done, total) => progress(stage, done, total),
     );
     const rows = fitted.vectors.length / fitted.dim;

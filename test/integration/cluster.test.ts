@@ -22,7 +22,8 @@ import { kindOfStatus } from '../../lib/rpc/status';
 import { PrintDataset, printDataset, pngHeader, upload } from '../helpers/fixtures';
 import { waitUntil } from '../helpers/processes';
 
-const SPEC: Partial<BuildSpecMsg> = { coresetRatio: 0.1 };
+// The plain defaults, not the automatic choice: these tests compare the cluster with the engine.
+const SPEC: Partial<BuildSpecMsg> = { coresetRatio: 0.1, auto: 'off' };
 
 /** The in-process engine on the same images and settings the gateway gets. */
 async function localInspector(

@@ -46,7 +46,7 @@ describe('make eval suite', () => {
     );
     assert.throws(
       () => suiteRuns('/data', 'unified-bottle,unified-deeppcb'),
-      /matches no run; the runs are bottle,/,
+      /matches no run; the runs are bottle-auto,/,
     );
   });
 });

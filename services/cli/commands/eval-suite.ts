@@ -8,11 +8,20 @@ import * as fs from 'node:fs';
 import { invalid } from '../../../lib/errors';
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { fileSources, readCategory } from '../../../lib/data/mvtec';
+import { Category, fileSources, readCategory } from '../../../lib/data/mvtec';
+import { formatAutoRecord } from '../../../lib/autoconfig/plan';
+import { planForCategory } from './eval';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
 import { CachedExtractor } from '../../../lib/patchcore/feature-extractor';
-import { ENGINE_FLAGS, EngineFlagValues, extractorFrom, fitFrom, fuseMembersFrom } from '../options';
+import {
+  ENGINE_FLAGS,
+  EngineFlagValues,
+  autoFrom,
+  extractorFrom,
+  fitFrom,
+  fuseMembersFrom,
+} from '../options';
 import { Progress } from '../progress';
 
 interface Run {
@@ -23,6 +32,8 @@ interface Run {
   flags: EngineFlagValues;
   /** Runs sharing a group share one embedding cache (same backbone and view). */
   group: string;
+  /** No flags at all: the automatic fit chooses (what a new user gets). */
+  auto?: boolean;
 }
 
 const DEFAULTS: EngineFlagValues = Object.fromEntries(
@@ -33,6 +44,9 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
   const bottle = path.join(dataRoot, 'mvtec_ad', 'bottle');
   const pcb = path.join(dataRoot, 'deeppcb', 'group12100');
   const runs: Run[] = [
+    // What a new user gets with `spi eval --data X --out Y`: the automatic fit, no flag chosen here.
+    { name: 'bottle-auto', data: bottle, flags: {}, group: 'auto', auto: true },
+    { name: 'deeppcb-auto', data: pcb, flags: {}, group: 'auto', auto: true },
     { name: 'bottle', data: bottle, flags: {}, group: 'bottle' },
     ...['greedy', 'random'].flatMap((method) =>
       ['0.01', '0.1', '0.25'].map((ratio) => ({
@@ -119,6 +133,11 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
     for (const run of suiteRuns(values.data!, values.only)) {
       const flags = { ...DEFAULTS, ...run.flags };
       const category = readCategory(run.data);
+      if (run.auto) {
+        results.push(await autoRun(pool, run, category, out, values.data!, progress));
+        writeResults(out, results);
+        continue;
+      }
       let extractor = extractors.get(run.group);
       if (!extractor) {
         const plain = await createExtractor(pool, extractorFrom(flags));
@@ -170,15 +189,13 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         f1Max: metrics.f1Max.f1,
         bankPatches: metrics.bankPatches,
         inspectMsPerImage: metrics.timings.inspectPerImageMs,
+        fitSeconds: metrics.timings.fitMs / 1000,
         wallSeconds: (Date.now() - started) / 1000,
       };
       results.push(row);
       progress.stop();
       console.log(formatRow(row));
-      fs.writeFileSync(
-        path.join(out, 'results.json'),
-        JSON.stringify({ createdAt: new Date().toISOString(), results }, null, 2),
-      );
+      writeResults(out, results);
     }
     fs.writeFileSync(path.join(out, 'results.md'), markdownTable(results));
     console.log(`\n${markdownTable(results)}\nwritten to ${path.join(out, 'results.json')} and results.md`);
@@ -186,6 +203,66 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
     progress.stop();
     await pool.close();
   }
+}
+
+/** A run with no flags: the automatic fit chooses on the train images, then the usual evaluation. */
+async function autoRun(
+  pool: BackbonePool,
+  run: Run,
+  category: Category,
+  out: string,
+  dataRoot: string,
+  progress: Progress,
+): Promise<Record<string, unknown>> {
+  const started = Date.now();
+  const onProgress = (s: string, d: number, t: number) => progress.update(`${run.name} ${s}`, d, t);
+  const auto = autoFrom(DEFAULTS, new Set(), category.train.length)!;
+  const plan = await planForCategory(pool, category, DEFAULTS, auto, onProgress);
+  const members = [];
+  for (const m of plan.members)
+    members.push({ extractor: await createExtractor(pool, m.extractor), settings: m.settings });
+  const { metrics } = await evaluateCategory(members[0].extractor, category, members[0].settings, {
+    out: path.join(out, run.name),
+    fuseWith: members.slice(1),
+    gallery: 24,
+    auto: plan.choice,
+    onProgress,
+  });
+  progress.stop();
+  const record = plan.choice.record;
+  const row = {
+    run: run.name,
+    data: path.relative(dataRoot, run.data),
+    model: plan.members[0].extractor.model,
+    stages: `automatic: ${record.chosen}`,
+    view: record.description,
+    coreset: plan.members
+      .map((m) => `greedy ${m.settings.coreset.size || m.settings.coreset.ratio}`)
+      .join(' + '),
+    bankFrom: category.name,
+    imageAuroc: metrics.imageAuroc,
+    pixelAuroc: metrics.pixelAuroc,
+    pro: metrics.pro,
+    f1AtThreshold: metrics.f1AtThreshold.f1,
+    f1Max: metrics.f1Max.f1,
+    bankPatches: metrics.bankPatches,
+    inspectMsPerImage: metrics.timings.inspectPerImageMs,
+    // The whole automatic fit: the selection plus the final fit.
+    fitSeconds: (metrics.timings.fitMs + record.selectionMs) / 1000,
+    selectionSeconds: record.selectionMs / 1000,
+    syntheticRecall: record.syntheticRecall,
+    wallSeconds: (Date.now() - started) / 1000,
+  };
+  console.log(formatAutoRecord(record));
+  console.log(formatRow(row));
+  return row;
+}
+
+function writeResults(out: string, results: Record<string, unknown>[]): void {
+  fs.writeFileSync(
+    path.join(out, 'results.json'),
+    JSON.stringify({ createdAt: new Date().toISOString(), results }, null, 2),
+  );
 }
 
 const f4 = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : 'n/a');
@@ -196,11 +273,11 @@ function formatRow(r: Record<string, unknown>): string {
 
 function markdownTable(rows: Record<string, unknown>[]): string {
   const head =
-    '| run | model | stages | view | coreset | image AUROC | pixel AUROC | PRO | F1@t | F1max | bank patches | ms/image |';
-  const sep = '|---|---|---|---|---|---|---|---|---|---|---|---|';
+    '| run | model | stages | view | coreset | image AUROC | pixel AUROC | PRO | F1@t | F1max | bank patches | ms/image | fit s |';
+  const sep = '|---|---|---|---|---|---|---|---|---|---|---|---|---|';
   const body = rows.map(
     (r) =>
-      `| ${r.run} | ${r.model} | ${r.stages} | ${r.view} | ${r.coreset} | ${f4(r.imageAuroc)} | ${f4(r.pixelAuroc)} | ${f4(r.pro)} | ${f4(r.f1AtThreshold)} | ${f4(r.f1Max)} | ${r.bankPatches} | ${Number(r.inspectMsPerImage).toFixed(0)} |`,
+      `| ${r.run} | ${r.model} | ${r.stages} | ${r.view} | ${r.coreset} | ${f4(r.imageAuroc)} | ${f4(r.pixelAuroc)} | ${f4(r.pro)} | ${f4(r.f1AtThreshold)} | ${f4(r.f1Max)} | ${r.bankPatches} | ${Number(r.inspectMsPerImage).toFixed(0)} | ${Number(r.fitSeconds).toFixed(0)} |`,
   );
   return [head, sep, ...body].join('\n') + '\n';
 }

@@ -1,10 +1,24 @@
 /** `spi eval --data <category-dir> --out <dir>`: fit on train/good, score test/, write the report. */
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { readCategory } from '../../../lib/data/mvtec';
+import { Category, fileSources, readCategory } from '../../../lib/data/mvtec';
+import { planAutoFit } from '../../../lib/autoconfig/auto-fit';
+import { MemberPlan, formatAutoRecord } from '../../../lib/autoconfig/plan';
+import type { AutoChoice } from '../../../lib/autoconfig/select';
 import { evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
-import { ENGINE_FLAGS, ENGINE_USAGE, extractorFrom, fitFrom, fuseMembersFrom, num } from '../options';
+import {
+  AutoRequest,
+  ENGINE_FLAGS,
+  ENGINE_USAGE,
+  EngineFlagValues,
+  autoFrom,
+  extractorFrom,
+  fitFrom,
+  fuseMembersFrom,
+  givenFlags,
+  num,
+} from '../options';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 
@@ -30,22 +44,28 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
-    const extractor = await createExtractor(pool, extractorFrom(values));
-    const settings = fitFrom(values, category.name, [category.name]);
-    const fuseWith = [];
-    for (const member of fuseMembersFrom(values)) {
-      fuseWith.push({
-        extractor: await createExtractor(pool, extractorFrom(member)),
-        settings: fitFrom(member, category.name, [category.name]),
-      });
-    }
-    const { metrics } = await evaluateCategory(extractor, category, settings, {
+    const auto = autoFrom(values, givenFlags(argv, EVAL_FLAGS), category.train.length);
+    const onProgress = (s: string, d: number, t: number) => progress.update(s, d, t);
+    const plan: { choice?: AutoChoice; members: MemberPlan[] } = auto
+      ? await planForCategory(pool, category, values, auto, onProgress)
+      : {
+          members: [values, ...fuseMembersFrom(values)].map((v) => ({
+            extractor: extractorFrom(v),
+            settings: fitFrom(v, category.name, [category.name]),
+          })),
+        };
+    const members = [];
+    for (const m of plan.members)
+      members.push({ extractor: await createExtractor(pool, m.extractor), settings: m.settings });
+    const { metrics } = await evaluateCategory(members[0].extractor, category, members[0].settings, {
       out: values.out,
-      fuseWith,
+      fuseWith: members.slice(1),
       gallery: num(values, 'gallery'),
-      onProgress: (s, d, t) => progress.update(s, d, t),
+      auto: plan.choice,
+      onProgress,
     });
     progress.stop();
+    if (plan.choice) console.log(formatAutoRecord(plan.choice.record));
     const f = (v: number | undefined) => (v === undefined ? 'n/a' : v.toFixed(4));
     console.log(
       `${category.name}: image AUROC ${f(metrics.imageAuroc)}, pixel AUROC ${f(metrics.pixelAuroc)}, PRO ${f(metrics.pro)}, ` +
@@ -56,4 +76,19 @@ export async function evalCommand(argv: string[]): Promise<void> {
     progress.stop();
     await pool.close();
   }
+}
+
+/**
+ * The automatic choice for an evaluation: it is handed the category's train/good images and
+ * nothing else (the test images and masks are for scoring the result only).
+ */
+export async function planForCategory(
+  pool: BackbonePool,
+  category: Category,
+  values: EngineFlagValues,
+  auto: AutoRequest,
+  onProgress?: (stage: string, done: number, total: number) => void,
+): Promise<{ choice: AutoChoice; members: MemberPlan[] }> {
+  const train = fileSources(category.train, category.root);
+  return planAutoFit(train, fitFrom(values, category.name, [category.name]), { pool, ...auto, onProgress });
 }

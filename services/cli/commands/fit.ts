@@ -8,16 +8,23 @@ import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/pa
 import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
 import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
 import {
+  AutoRequest,
   ENGINE_FLAGS,
   ENGINE_USAGE,
   EngineFlagValues,
+  autoFrom,
+  givenFlags,
   extractorFrom,
   fitFrom,
   fuseMembersFrom,
 } from '../options';
 import { fitFused, saveFused } from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
-import { invalid } from '../../../lib/errors';
+import { invalid, notFound } from '../../../lib/errors';
+import { autoFit } from '../../../lib/autoconfig/auto-fit';
+import { formatAutoRecord } from '../../../lib/autoconfig/plan';
+import type { AutoConfigRecord } from '../../../lib/autoconfig/select';
+import { Category } from '../../../lib/data/mvtec';
 
 export const FIT_FLAGS = {
   ...ENGINE_FLAGS,
@@ -25,9 +32,11 @@ export const FIT_FLAGS = {
   out: { type: 'string' },
   'threshold-dir': { type: 'string' },
   'f1-from': { type: 'string' },
+  explain: { type: 'boolean', default: false },
 } satisfies ParseArgsConfig['options'];
 
 export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
+       spi fit --explain --out <bank dir>   how an existing bank was configured (its candidate table)
   --data DIR          good images, or an MVTec-layout category (its train/good is used)
   --out DIR           the bank folder to write
   --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
@@ -37,11 +46,25 @@ ${ENGINE_USAGE}`;
 
 export async function fitCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: FIT_FLAGS });
+  if (values.explain) {
+    if (!values.out) throw invalid('--explain needs --out <bank dir>');
+    console.log(explainBank(values.out));
+    return;
+  }
   if (!values.data || !values.out) throw invalid("--data and --out are required (see 'spi fit --help')");
   const category = readCategory(values.data);
+  const auto = autoFrom(values, givenFlags(argv, FIT_FLAGS), category.train.length);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
+    if (auto) {
+      if (values['f1-from'])
+        throw invalid(
+          '--f1-from is not available with the automatic fit (pass --auto off and the view flags)',
+        );
+      await autoFitFolder(pool, category, values, auto, progress);
+      return;
+    }
     if (values.fuse) {
       if (values['f1-from']) throw invalid('--f1-from is not available with --fuse');
       await fitFusedFromFolder(
@@ -90,6 +113,42 @@ export async function fitFromFolder(
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
   });
+}
+
+/** The automatic fit (lib/autoconfig): choose on synthetic defects, fit, save, print the table. */
+async function autoFitFolder(
+  pool: BackbonePool,
+  category: Category,
+  values: EngineFlagValues & { out?: string; 'threshold-dir'?: string },
+  auto: AutoRequest,
+  progress: Progress,
+): Promise<void> {
+  const name = path.basename(path.resolve(category.root));
+  const dir = values['threshold-dir'];
+  const result = await autoFit(fileSources(category.train, category.root), fitFrom(values, name, [name]), {
+    pool,
+    ...auto,
+    thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
+    onProgress: (stage, done, total) => progress.update(stage, done, total),
+  });
+  if (result.kind === 'single')
+    saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim);
+  else saveFused(values.out!, result.fitted);
+  progress.stop();
+  console.log(formatAutoRecord(result.choice.record));
+  const m = result.fitted.meta;
+  console.log(
+    `bank ${m.name} v${m.version}: threshold ${m.threshold.value.toFixed(4)} (${m.threshold.method}) -> ${values.out}`,
+  );
+}
+
+/** `spi fit --explain`: the automatic fit's record of a bank, or the flags it was built with. */
+export function explainBank(dir: string): string {
+  const file = path.join(dir, 'bank.json');
+  if (!fs.existsSync(file)) throw notFound(`no bank at ${dir} (bank.json missing)`);
+  const meta = JSON.parse(fs.readFileSync(file, 'utf8')) as { autoConfig?: AutoConfigRecord; name: string };
+  if (meta.autoConfig) return formatAutoRecord(meta.autoConfig);
+  return `bank ${meta.name} was configured by hand (flags or --auto off): no candidate table recorded`;
 }
 
 /** `--fuse`: a fused bank of the --stages member and the --fuse member (patchcore/fusion.ts). */

@@ -1,0 +1,247 @@
+/**
+ * Scoring candidates on the synthetic validation set. A BaseTrial owns one base (backbone, stages,
+ * view): it embeds each image once and keeps the embeddings, so a later rung with more training
+ * images only embeds the new ones, and every configuration that uses the base (alone, fused, with
+ * or without the reference) reuses its searches. Configurations are then pure map arithmetic.
+ */
+import { DEFAULT_SCORE, BankMeta } from '../bank/bank-meta';
+import { coresetSize, selectCoreset } from '../coreset/coreset';
+import { RgbImage } from '../image/decode';
+import { KnnIndex } from '../knn/index';
+import { rocAuc, pixelAuroc } from '../eval/metrics';
+import { maxOf, patchScores } from '../score/anomaly-map';
+import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-extractor';
+import { gather } from '../patchcore/fit';
+import { fuseMaps, pixelStats } from '../patchcore/fusion';
+import { scorePatches } from '../patchcore/inspector';
+import { BaseCandidate, Configuration } from './candidates';
+import type { ValidationItem } from './validation-set';
+
+/** Pixel AUROC is measured on one grid for every candidate, so canvases of any size compare fairly. */
+export const METRIC_GRID = 256;
+
+export interface BaseRun {
+  base: BaseCandidate;
+  trainImages: number;
+  bankPatches: number;
+  /** Raw patch scores of each validation item (no reference), and the geometry to map them. */
+  grids: Float32Array[];
+  geometry: Omit<ImageEmbedding, 'vectors'>[];
+  embedMsPerImage: number;
+  searchMsPerImage: number;
+}
+
+export class BaseTrial {
+  private readonly train: ImageEmbedding[] = [];
+  private readonly validation = new Map<ValidationItem, ImageEmbedding>();
+  private embedMs = 0;
+  private embedded = 0;
+
+  constructor(
+    readonly base: BaseCandidate,
+    private readonly extractor: FeatureExtractor,
+  ) {}
+
+  /** Bank from the first `trainPool.length` images, then every validation image searched in it. */
+  async run(trainPool: RgbImage[], validation: ValidationItem[]): Promise<BaseRun> {
+    while (this.train.length < trainPool.length)
+      this.train.push(...(await this.embed(trainPool.slice(this.train.length, this.train.length + 8))));
+    const missing = validation.filter((v) => !this.validation.has(v));
+    const embedded = await this.embedAll(missing.map((v) => v.image));
+    missing.forEach((v, i) => this.validation.set(v, embedded[i]));
+    const queries = validation.map((v) => this.validation.get(v)!);
+    const dim = this.train[0].dim;
+    const all = concat(this.train.map((e) => e.vectors));
+    const keep = selectCoreset(
+      all,
+      dim,
+      this.base.coreset,
+      undefined,
+      this.train.map((e) => e.vectors.length / dim),
+    );
+    const index = KnnIndex.build(gather(all, dim, keep), dim, { factory: 'Flat' });
+    const grids: Float32Array[] = [];
+    const t0 = performance.now();
+    for (const e of queries) {
+      const knn = await index.search(e.vectors, 1);
+      grids.push(patchScores(knn.distances, knn.k, 1));
+    }
+    return {
+      base: this.base,
+      trainImages: trainPool.length,
+      bankPatches: keep.length,
+      grids,
+      geometry: queries.map(({ vectors: _, ...g }) => g),
+      embedMsPerImage: this.embedMs / this.embedded,
+      searchMsPerImage: (performance.now() - t0) / queries.length,
+    };
+  }
+
+  /** Patches a bank of `images` training images would keep with this base's coreset. */
+  bankPatchesFor(images: number): number {
+    const perImage = this.train[0] ? this.train[0].vectors.length / this.train[0].dim : 0;
+    return coresetSize(images * perImage, this.base.coreset);
+  }
+
+  private async embedAll(images: RgbImage[]): Promise<ImageEmbedding[]> {
+    const out: ImageEmbedding[] = [];
+    for (let i = 0; i < images.length; i += 8) out.push(...(await this.embed(images.slice(i, i + 8))));
+    return out;
+  }
+
+  private async embed(images: RgbImage[]): Promise<ImageEmbedding[]> {
+    const t0 = performance.now();
+    const out = await this.extractor.embedMany(images);
+    this.embedMs += performance.now() - t0;
+    this.embedded += images.length;
+    return out;
+  }
+}
+
+export interface ConfigurationScore {
+  imageAuroc: number;
+  pixelAuroc: number;
+  /** What the selector ranks by: the mean of the two (the verdict and where the defect is). */
+  score: number;
+  /** Predicted inspection cost with the full bank: embedding plus search scaled to its size. */
+  msPerImage: number;
+  /** Image scores of the validation items, in order. */
+  imageScores: number[];
+}
+
+/**
+ * The validation items' maps and image scores under one configuration: each member's patch
+ * scores (minus the leave-one-out reference when it has one) mapped as an inspection would; fused
+ * members standardised by their good items' map pixels and averaged, as fused banks do.
+ */
+export function configurationMaps(
+  config: Configuration,
+  runs: Map<string, BaseRun>,
+  validation: ValidationItem[],
+): { maps: Float32Array[]; scores: number[]; width: number[]; height: number[] } {
+  const memberMaps = config.members.map((m) => {
+    const run = runs.get(m.key);
+    if (!run) throw new Error(`no run for ${m.key}`);
+    const grids = config.reference ? lessReference(run.grids, validation) : run.grids;
+    const meta = { view: m.view, score: DEFAULT_SCORE } as BankMeta;
+    return grids.map(
+      (g, i) =>
+        scorePatches(meta, run.geometry[i], g, validation[i].image, Infinity) as { map: Float32Array },
+    );
+  });
+  const first = memberMaps[0];
+  const width = first.map((_, i) => canvasOf(runs.get(config.members[0].key)!, i).width);
+  const height = first.map((_, i) => canvasOf(runs.get(config.members[0].key)!, i).height);
+  if (memberMaps.length === 1) {
+    const maps = first.map((r) => r.map);
+    return { maps, scores: maps.map(maxOf), width, height };
+  }
+  // Standardised on the good items' maps, as fitFused does on its held-out maps.
+  const members = memberMaps.map((ms) => ({
+    weight: 1,
+    ...pixelStats(ms.filter((_, i) => validation[i].label === 0).map((r) => r.map)),
+  }));
+  const maps = first.map((_, i) => fuseMaps(members, (j) => memberMaps[j][i].map));
+  return { maps, scores: maps.map(maxOf), width, height };
+}
+
+export function scoreConfiguration(
+  config: Configuration,
+  runs: Map<string, BaseRun>,
+  validation: ValidationItem[],
+  gridMasks: Uint8Array[],
+  /** Patches each base's bank will hold when fitted on all training images. */
+  finalBankPatches: (base: BaseCandidate) => number,
+): ConfigurationScore {
+  const { maps, scores, width, height } = configurationMaps(config, runs, validation);
+  const labels = validation.map((v) => v.label);
+  const imageAuroc = rocAuc(scores, labels);
+  const defective = validation.map((v, i) => i).filter((i) => validation[i].label === 1);
+  const good = validation.map((v, i) => i).filter((i) => validation[i].label === 0);
+  // Pixel AUROC over the defective items and the good ones (their pixels are all negatives).
+  const items = [...defective, ...good];
+  const gridMaps = items.map((i) => {
+    const g = metricGrid(validation[i].image.width, validation[i].image.height);
+    return resampleBilinear(maps[i], width[i], height[i], g.width, g.height);
+  });
+  const pix = pixelAuroc(
+    gridMaps,
+    items.map((i) => gridMasks[i]),
+  );
+  const msPerImage = config.members.reduce((sum, m) => {
+    const run = runs.get(m.key)!;
+    const scale = finalBankPatches(m) / Math.max(1, run.bankPatches);
+    return sum + run.embedMsPerImage + run.searchMsPerImage * Math.max(1, scale);
+  }, 0);
+  return { imageAuroc, pixelAuroc: pix, score: (imageAuroc + pix) / 2, msPerImage, imageScores: scores };
+}
+
+/** The metric grid of an image: its own size, scaled down so the longer side is METRIC_GRID. */
+export function metricGrid(width: number, height: number): { width: number; height: number } {
+  const s = Math.min(1, METRIC_GRID / Math.max(width, height));
+  return { width: Math.max(1, Math.round(width * s)), height: Math.max(1, Math.round(height * s)) };
+}
+
+/** A 0/255 image-size mask on the metric grid: a cell is defective when any of its pixels is. */
+export function maskToGrid(mask: Uint8Array | null, width: number, height: number): Uint8Array {
+  const g = metricGrid(width, height);
+  const out = new Uint8Array(g.width * g.height);
+  if (!mask) return out;
+  for (let y = 0; y < height; y++) {
+    const gy = Math.min(g.height - 1, Math.floor((y * g.height) / height));
+    for (let x = 0; x < width; x++)
+      if (mask[y * width + x])
+        out[gy * g.width + Math.min(g.width - 1, Math.floor((x * g.width) / width))] = 1;
+  }
+  return out;
+}
+
+export function resampleBilinear(
+  map: Float32Array,
+  w: number,
+  h: number,
+  outW: number,
+  outH: number,
+): Float32Array {
+  const out = new Float32Array(outW * outH);
+  for (let y = 0; y < outH; y++) {
+    const sy = Math.min(h - 1, Math.max(0, ((y + 0.5) * h) / outH - 0.5));
+    const y0 = Math.floor(sy);
+    const y1 = Math.min(h - 1, y0 + 1);
+    const fy = sy - y0;
+    for (let x = 0; x < outW; x++) {
+      const sx = Math.min(w - 1, Math.max(0, ((x + 0.5) * w) / outW - 0.5));
+      const x0 = Math.floor(sx);
+      const x1 = Math.min(w - 1, x0 + 1);
+      const fx = sx - x0;
+      const top = map[y0 * w + x0] * (1 - fx) + map[y0 * w + x1] * fx;
+      const bottom = map[y1 * w + x0] * (1 - fx) + map[y1 * w + x1] * fx;
+      out[y * outW + x] = top * (1 - fy) + bottom * fy;
+    }
+  }
+  return out;
+}
+
+/**
+ * Each item's grid minus the mean grid of the good items made from *other* good images: the
+ * reference never contains the image it judges (as the fit's leave-one-out threshold does).
+ */
+function lessReference(grids: Float32Array[], validation: ValidationItem[]): Float32Array[] {
+  const goods = validation.map((v, i) => i).filter((i) => validation[i].label === 0);
+  const n = grids[goods[0]].length;
+  const sum = new Float64Array(n);
+  for (const i of goods) for (let p = 0; p < n; p++) sum[p] += grids[i][p];
+  return grids.map((g, i) => {
+    const own = goods.find((j) => validation[j].source === validation[i].source);
+    const count = own === undefined ? goods.length : goods.length - 1;
+    const out = new Float32Array(n);
+    for (let p = 0; p < n; p++) out[p] = g[p] - (sum[p] - (own === undefined ? 0 : grids[own][p])) / count;
+    return out;
+  });
+}
+
+function canvasOf(run: BaseRun, i: number): { width: number; height: number } {
+  const g = run.geometry[i];
+  const pad = g.pad ?? 0;
+  return { width: g.canvasWidth - 2 * pad, height: g.canvasHeight - 2 * pad };
+}

@@ -1,0 +1,181 @@
+/**
+ * The automatic fit on the real backbone: `spi fit` and `spi eval` with no configuration flags
+ * choose on synthetic defects, record the choice and its table, never read a test image, and the
+ * cluster's CreateBank chooses what the CLI chooses for the same images.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InspectionClient } from '../../lib/client/inspection-client';
+import { readCategory } from '../../lib/data/mvtec';
+import { BackbonePool } from '../../lib/patchcore/engine';
+import type { BankMeta } from '../../lib/bank/bank-meta';
+import { evalCommand, planForCategory } from '../../services/cli/commands/eval';
+import { explainBank, fitCommand } from '../../services/cli/commands/fit';
+import { autoFrom } from '../../services/cli/options';
+import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
+import { printDataset, upload } from '../helpers/fixtures';
+
+const MODEL = 'mobilenet_v2-imagenet';
+
+function readMeta(dir: string): BankMeta {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8')) as BankMeta;
+}
+
+/** Runs `fn` with console.log silenced (the CLI prints its table), returning what it printed. */
+async function quietly(fn: () => Promise<void>): Promise<string> {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => lines.push(args.join(' '));
+  try {
+    await fn();
+  } finally {
+    console.log = log;
+  }
+  return lines.join('\n');
+}
+
+describe('automatic fit (real backbone)', function () {
+  this.timeout(300_000);
+  let tmp: string;
+  let root: string;
+  let train: string[];
+
+  before(async () => {
+    const data = await printDataset('prints-auto', 12);
+    root = data.root;
+    train = data.train;
+    fs.mkdirSync(TEST_TMP, { recursive: true });
+    tmp = fs.mkdtempSync(path.join(TEST_TMP, 'auto-'));
+  });
+
+  it('spi fit with no flags chooses, records the table and the synthetic recall; --explain prints it', async () => {
+    const out = path.join(tmp, 'bank');
+    const printed = await quietly(() => fitCommand(['--data', root, '--out', out, '--model', MODEL]));
+    // A fused bank's bank.json carries it as a single bank's does.
+    const auto = readMeta(out).autoConfig;
+    assert.ok(auto, 'the bank records how it was configured');
+    assert.ok(auto.table.length >= 2, 'more than one candidate was scored');
+    assert.equal(auto.table.filter((r) => r.status === 'chosen').length, 1);
+    assert.equal(auto.table.find((r) => r.status === 'chosen')!.id, auto.chosen);
+    assert.ok(auto.table.every((r) => r.imageAuroc >= 0 && r.imageAuroc <= 1 && r.msPerImage > 0));
+    // Held back more than the 10 % default (12 images would give 1) so the validation has a good half.
+    assert.equal(auto.images.heldOut, 3);
+    assert.equal(auto.images.train, 9);
+    assert.ok(auto.images.syntheticDefects >= 24);
+    assert.ok(auto.syntheticRecall! >= 0 && auto.syntheticRecall! <= 1);
+    assert.match(printed, /How this bank was configured/);
+    const explained = explainBank(out);
+    assert.match(explained, new RegExp(`chosen: ${auto.chosen.replace(/[+/]/g, '.')}`));
+    assert.match(explained, /recall on the synthetic defects/);
+  });
+
+  it('explicit view flags and --auto off win: no automatic choice, none recorded', async () => {
+    for (const flags of [
+      ['--resize', '224'],
+      ['--auto', 'off'],
+    ]) {
+      const out = path.join(tmp, `manual-${flags[0].slice(2)}`);
+      await quietly(() => fitCommand(['--data', root, '--out', out, '--model', MODEL, ...flags]));
+      assert.equal(readMeta(out).autoConfig, undefined, flags.join(' '));
+      assert.match(explainBank(out), /configured by hand/);
+    }
+    await assert.rejects(
+      fitCommand(['--data', root, '--out', path.join(tmp, 'x'), '--auto', 'maybe']),
+      /--auto must be on or off/,
+    );
+  });
+
+  it('never reads a test image: only train/good reaches the selector', async () => {
+    const category = readCategory(root);
+    assert.ok(category.test.length > 0, 'the category has test images to avoid');
+    // Every image the engine reads goes through fs.promises.readFile (ImageSource.read).
+    const read: string[] = [];
+    const { readFile } = fs.promises;
+    fs.promises.readFile = ((file: fs.PathLike, ...rest: unknown[]) => {
+      read.push(String(file));
+      return (readFile as (...a: unknown[]) => Promise<Buffer>)(file, ...rest);
+    }) as typeof readFile;
+    const pool = new BackbonePool();
+    try {
+      const auto = autoFrom({ model: MODEL }, new Set(['model']), category.train.length)!;
+      await planForCategory(pool, category, { model: MODEL }, auto);
+    } finally {
+      fs.promises.readFile = readFile;
+      await pool.close();
+    }
+    const images = read.filter((f) => /\.(png|jpe?g)$/i.test(f));
+    assert.ok(images.length > 0, 'the spy saw the training images being read');
+    const forbidden = images.filter(
+      (f) => f.includes(`${path.sep}test${path.sep}`) || f.includes('ground_truth'),
+    );
+    assert.deepEqual(forbidden, [], 'test images or masks reached the selector');
+    assert.ok(images.every((f) => f.includes(path.join('train', 'good'))));
+  });
+
+  it('spi eval with no flags reports how the bank was configured and shows every misclassified image', async () => {
+    const out = path.join(tmp, 'eval');
+    // A threshold no image reaches: every defective test image is a miss, and each must get its
+    // overlay although the gallery asks for one image only.
+    await quietly(() =>
+      evalCommand(['--data', root, '--out', out, '--model', MODEL, '--gallery', '1', '--threshold', '1e9']),
+    );
+    const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
+    assert.ok(metrics.autoConfig?.chosen, 'metrics.json records the choice');
+    assert.ok(metrics.timings.autoSelectMs > 0);
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    assert.match(html, /How this bank was configured/);
+    assert.ok(html.includes(metrics.autoConfig.chosen));
+    const missed = html.split('<div class="item fn"').slice(1);
+    assert.ok(missed.length > 0, 'the threshold made misses');
+    for (const item of missed) assert.ok(item.slice(0, item.indexOf('</div></div>')).includes('<img'));
+  });
+
+  describe('in the cluster', () => {
+    let proc: ManagedProcess;
+    let client: InspectionClient;
+
+    before(async () => {
+      const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'auto-embedded-'));
+      proc = spawnNodeService('services/gateway/main.ts', {
+        name: 'embedded-auto',
+        args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '1', '--metrics-port', '0'],
+      });
+      const ready = await proc.waitForLine('gateway ready', 60_000);
+      client = new InspectionClient(`127.0.0.1:${Number(ready.fields.port)}`, { deadlineMs: 240_000 });
+    });
+
+    after(async () => {
+      client?.close();
+      await proc?.stop();
+    });
+
+    it('CreateBank with no view fields chooses what spi fit chooses for the same images', async () => {
+      const out = path.join(tmp, 'cli-single');
+      await quietly(() =>
+        fitCommand(['--data', root, '--out', out, '--model', MODEL, '--auto-fusion', 'off']),
+      );
+      const cli = readMeta(out).autoConfig!;
+      const info = await client.createBank(
+        { bank: 'auto-job', model: MODEL, partitions: 1, replicas: 1 },
+        upload(train),
+      );
+      const configuredBy = info.versions[0].configuredBy;
+      assert.match(configuredBy, /^auto: /);
+      assert.equal(configuredBy.slice('auto: '.length).split(' ')[0], cli.chosen);
+      // The bank answers inspections with the chosen configuration.
+      const answer = await client.inspect({ bank: 'auto-job', image: fs.readFileSync(train[0]) });
+      assert.equal(answer.version, 1);
+      // auto "off" (or any view field) gives the manual defaults.
+      const manual = await client.createBank(
+        { bank: 'manual-job', model: MODEL, partitions: 1, replicas: 1, auto: 'off' },
+        upload(train),
+      );
+      assert.equal(manual.versions[0].configuredBy, 'manual');
+      await assert.rejects(
+        client.createBank({ bank: 'bad-auto', auto: 'sometimes' }, upload(train)),
+        /auto must be "on" or "off"/,
+      );
+    });
+  });
+});

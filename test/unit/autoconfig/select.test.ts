@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import {
+  BackboneInfo,
+  baseCandidates,
+  configurationsOf,
+  patchesPerImage,
+  stageSetsFor,
+  viewsFor,
+  MAX_PATCHES_PER_IMAGE,
+} from '../../../lib/autoconfig/candidates';
+import { measureRegistration } from '../../../lib/autoconfig/registration';
+import { AutoTableRow, halve, pick, rungs, spread } from '../../../lib/autoconfig/select';
+import { maskToGrid, metricGrid, resampleBilinear } from '../../../lib/autoconfig/trial';
+import { RgbImage } from '../../../lib/image/decode';
+import { tileGrid } from '../../../lib/image/views';
+import { Rng } from '../../../lib/synth/prng';
+
+const MOBILENET: BackboneInfo = {
+  id: 'mobilenet_v2-imagenet',
+  inputSize: 224,
+  defaultStages: ['block_5_add', 'block_9_add'],
+  stages: [
+    { name: 'block_2_add', stride: 4, channels: 24 },
+    { name: 'block_5_add', stride: 8, channels: 32 },
+    { name: 'block_9_add', stride: 16, channels: 64 },
+  ],
+};
+const INCEPTION: BackboneInfo = {
+  id: 'inception_v3-imagenet',
+  inputSize: 299,
+  defaultStages: ['mixed2', 'mixed5'],
+  stages: [
+    { name: 'mixed1', stride: 8, channels: 288 },
+    { name: 'mixed2', stride: 8, channels: 288 },
+    { name: 'mixed5', stride: 16, channels: 768 },
+  ],
+};
+
+function row(id: string, score: number, msPerImage: number): AutoTableRow {
+  return {
+    id,
+    description: id,
+    rung: 0,
+    trainImages: 8,
+    imageAuroc: score,
+    pixelAuroc: score,
+    score,
+    msPerImage,
+    status: 'finalist',
+    firstRung: { imageAuroc: score, pixelAuroc: score, score },
+  };
+}
+
+describe('autoconfig: candidate space', () => {
+  it('looks at the image size first: no larger canvas or tiles for a small frame', () => {
+    assert.deepEqual(
+      viewsFor(256, 256, 224).map((v) => v.label),
+      ['whole224'],
+    );
+    const big = viewsFor(900, 900, 224).map((v) => v.label);
+    assert.deepEqual(big, ['whole224', 'whole448', 'tiles224@1', 'tiles224@0.5']);
+    const pcb = viewsFor(640, 640, 224).map((v) => v.label);
+    assert.deepEqual(pcb, ['whole224', 'whole448', 'tiles224@1']);
+  });
+
+  it('offers the stride-4 pair only where the backbone has a finer stage than its default', () => {
+    assert.deepEqual(stageSetsFor(MOBILENET), [
+      { set: 'default', stages: ['block_5_add', 'block_9_add'] },
+      { set: 'fine', stages: ['block_2_add', 'block_5_add'] },
+    ]);
+    assert.deepEqual(
+      stageSetsFor(INCEPTION).map((s) => s.set),
+      ['default'],
+    );
+  });
+
+  it('counts patches as the tiler cuts them, and leaves out views too fine to search', () => {
+    const view = { resize: 0, crop: 0, scale: 1, tile: 224, overlap: 32, pad: 16 };
+    const tiles = tileGrid(672, 672, view).length;
+    assert.equal(patchesPerImage(MOBILENET, ['block_2_add', 'block_5_add'], view, 640, 640), tiles * 56 * 56);
+    const bases = baseCandidates({ width: 900, height: 900, backbones: [MOBILENET] });
+    assert.ok(bases.every((b) => b.patchesPerImage <= MAX_PATCHES_PER_IMAGE));
+    assert.ok(
+      !bases.some((b) => b.key === 'mobilenet_v2-imagenet/fine/tiles224@1'),
+      'a 900 px frame in stride-4 tiles',
+    );
+    assert.ok(bases.some((b) => b.key === 'mobilenet_v2-imagenet/default/tiles224@1'));
+    // Many-patch views get a fixed-size bank with a per-image pre-reduction; whole frames the 10 %.
+    const tile = bases.find((b) => b.view.tile > 0)!;
+    assert.ok(tile.coreset.size > 0 && (tile.coreset.perImage ?? 0) > 0);
+    assert.equal(bases.find((b) => b.key.endsWith('/default/whole224'))!.coreset.ratio, 0.1);
+  });
+
+  it('fuses default and fine of one backbone and view, and offers the reference only when registered', () => {
+    const bases = baseCandidates({ width: 640, height: 640, backbones: [MOBILENET, INCEPTION] });
+    const plain = configurationsOf(bases, false);
+    assert.ok(plain.every((c) => !c.reference));
+    const fused = plain.filter((c) => c.members.length === 2);
+    assert.ok(fused.length > 0);
+    for (const c of fused) {
+      assert.equal(c.members[0].viewLabel, c.members[1].viewLabel);
+      assert.deepEqual(
+        c.members.map((m) => m.stageSet),
+        ['default', 'fine'],
+      );
+    }
+    const registered = configurationsOf(bases, true);
+    assert.equal(registered.length, 2 * plain.length);
+    assert.equal(new Set(registered.map((c) => c.id)).size, registered.length, 'ids are unique');
+  });
+});
+
+describe('autoconfig: registration', () => {
+  const scene = (dx: number, seed: number, layout: number): RgbImage => {
+    const rng = Rng.of('scene', seed);
+    const lay = Rng.of('layout', layout);
+    const blocks = Array.from({ length: 12 }, () => [lay.int(0, 90), lay.int(0, 90), lay.int(8, 30)]);
+    const w = 128;
+    const data = Buffer.alloc(w * w * 3, 230);
+    for (const [bx, by, s] of blocks)
+      for (let y = by; y < Math.min(w, by + s); y++)
+        for (let x = bx + dx; x < Math.min(w, bx + dx + s); x++)
+          data.fill(40, 3 * (y * w + x), 3 * (y * w + x) + 3);
+    for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.min(255, data[i] + rng.int(-10, 10)));
+    return { data, width: w, height: w };
+  };
+
+  it('calls a product framed the same way registered, and different layouts or shifted frames not', () => {
+    const same = measureRegistration(Array.from({ length: 6 }, (_, i) => scene(0, i, 1)));
+    assert.equal(same.registered, true, JSON.stringify(same));
+    const layouts = measureRegistration(Array.from({ length: 6 }, (_, i) => scene(0, i, 10 + i)));
+    assert.equal(layouts.registered, false, JSON.stringify(layouts));
+    const shifted = measureRegistration(Array.from({ length: 6 }, (_, i) => scene(i % 2 ? 6 : -6, i, 1)));
+    assert.ok(shifted.shiftGain > same.shiftGain, JSON.stringify({ shifted, same }));
+    assert.equal(measureRegistration([scene(0, 1, 1), scene(0, 2, 1)]).registered, false, 'too few to tell');
+  });
+});
+
+describe('autoconfig: successive halving and the cost rule', () => {
+  it('rungs double the training images up to what there is', () => {
+    assert.deepEqual(rungs(200), [8, 16, 32]);
+    assert.deepEqual(rungs(20), [8, 16, 20]);
+    assert.deepEqual(rungs(6), [6]);
+  });
+
+  it('spreads every prefix over the list, so a rung holds the previous rung`s images', () => {
+    const items = Array.from({ length: 50 }, (_, i) => i);
+    const order = spread(items, 32);
+    assert.equal(new Set(order).size, 32);
+    const first8 = [...order.slice(0, 8)].sort((a, b) => a - b);
+    assert.ok(first8[0] < 10 && first8[7] > 40, `spread over the list: ${first8.join(',')}`);
+    assert.deepEqual(spread(items, 60), items);
+  });
+
+  it('picks the cheapest candidate within half a point of the best, inside the budget', () => {
+    const rows = [row('slow-best', 0.9, 800), row('fast-near', 0.897, 90), row('faster-worse', 0.85, 20)];
+    assert.equal(pick(rows, 1000).chosen.id, 'fast-near');
+    assert.match(pick(rows, 1000).reason, /within 0.5 points/);
+    // A candidate over budget is never chosen while one within it exists.
+    assert.equal(pick([row('over', 0.99, 2000), row('within', 0.8, 100)], 1000).chosen.id, 'within');
+    // Nothing within budget: the cheapest, and the reason says so.
+    const none = pick([row('a', 0.9, 3000), row('b', 0.8, 2000)], 1000);
+    assert.equal(none.chosen.id, 'b');
+    assert.match(none.reason, /nothing within/);
+    // Costs within a quarter of each other are equal: the better score decides, not timing noise.
+    assert.equal(pick([row('x', 0.9, 100), row('y', 0.898, 95)], 1000).chosen.id, 'x');
+  });
+
+  it('halving keeps the better half, never fewer than two, within-budget first', () => {
+    const bases = baseCandidates({ width: 640, height: 640, backbones: [MOBILENET] });
+    const configs = configurationsOf(bases, false);
+    const rows = new Map(
+      configs.map((c, i) => [c.id, { ...row(c.id, i / 100, 10), status: 'halved' as const }]),
+    );
+    rows.get(configs.at(-1)!.id)!.status = 'over budget' as never;
+    const kept = halve(configs, rows);
+    assert.equal(kept.length, Math.ceil(configs.length / 2));
+    assert.ok(!kept.includes(configs.at(-1)!), 'the best score, but over budget');
+    assert.equal(kept[0], configs.at(-2));
+    assert.equal(halve(configs.slice(0, 2), rows).length, 2);
+  });
+});
+
+describe('autoconfig: metric grid', () => {
+  it('keeps a one-pixel defect on the grid and resamples maps to it', () => {
+    const mask = new Uint8Array(900 * 900);
+    mask[450 * 900 + 451] = 255;
+    const g = maskToGrid(mask, 900, 900);
+    const size = metricGrid(900, 900);
+    assert.deepEqual(size, { width: 256, height: 256 });
+    assert.equal(
+      g.reduce((s, v) => s + v, 0),
+      1,
+    );
+    const map = new Float32Array([0, 1, 2, 3]);
+    const up = resampleBilinear(map, 2, 2, 4, 4);
+    assert.equal(up[0], 0);
+    assert.equal(up[15], 3);
+    assert.ok(up[5] > 0 && up[5] < 3);
+  });
+});
