@@ -75,8 +75,12 @@ export function viewsFor(
   const views = [whole(input)];
   // A larger canvas only when the image has the pixels for it (never upsample to find detail).
   if (side >= 2 * input) views.push(whole(2 * input));
-  if (side >= 1.5 * input) views.push(tiles(1));
-  if (side * 0.5 >= 1.5 * input) views.push(tiles(0.5));
+  // Tiles only where they show more than a whole canvas does: tiling a canvas the size of a whole
+  // view (a 900 px frame at half scale against the 448 px whole frame) adds seams and cost, no detail.
+  const distinct = (scale: number) =>
+    views.every((v) => Math.abs(side * scale - v.view.resize) > 0.25 * side * scale);
+  if (side >= 1.5 * input && distinct(1)) views.push(tiles(1));
+  if (side * 0.5 >= 1.5 * input && distinct(0.5)) views.push(tiles(0.5));
   return views;
 }
 

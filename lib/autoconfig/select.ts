@@ -21,7 +21,7 @@ import {
   describe,
 } from './candidates';
 import { Registration, measureRegistration } from './registration';
-import { BaseRun, BaseTrial, maskToGrid, scoreConfiguration } from './trial';
+import { BaseRun, BaseTrial, calibrateSearch, maskToGrid, scoreConfiguration } from './trial';
 import { ValidationItem, buildValidationSet, validationSummary } from './validation-set';
 
 /**
@@ -39,6 +39,8 @@ export const FIRST_RUNG_IMAGES = 8;
 export const MAX_RUNGS = 3;
 /** Held-out good images the validation needs at least (more than the threshold alone would). */
 export const MIN_HELD_OUT = 10;
+/** Held-out images the validation uses at most (each gets two defective copies). */
+export const MAX_VALIDATION_GOODS = 12;
 export const DEFAULT_AUTO_SEED = 1;
 /** Fewer good images than this leave too few to validate on: the defaults are used instead. */
 export const MIN_AUTO_IMAGES = 8;
@@ -55,6 +57,8 @@ export interface AutoOptions {
   heldOut?: ImageSource[];
   /** Offer fused banks (default true; the cluster serves single banks and turns it off). */
   fusion?: boolean;
+  /** Keep the trials and every configuration in the result (AutoChoice.study). */
+  keepTrials?: boolean;
   limits?: DecodeLimits;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -88,7 +92,11 @@ export interface AutoConfigRecord {
   table: AutoTableRow[];
   /** Bases dropped before any scoring because embedding alone exceeded the budget. */
   skipped: { key: string; embedMs: number }[];
+  /** Time spent on each base (embedding, coreset, search) over all rungs, seconds. */
+  secondsByBase: Record<string, number>;
   selectionMs: number;
+  /** Measured exact-search speed the costs were predicted with (ns per multiply-add). */
+  searchNsPerMac: number;
   /** Synthetic defects the fitted bank flags at its threshold (filled in after the final fit). */
   syntheticRecall?: number;
 }
@@ -100,6 +108,14 @@ export interface AutoChoice {
   record: AutoConfigRecord;
   /** The synthetic validation items (kept in memory for the recall after the final fit). */
   validation: ValidationItem[];
+  /** With AutoOptions.keepTrials: everything scored, for studies (bench/auto-ranking.ts). */
+  study?: {
+    configurations: Configuration[];
+    trials: Map<string, BaseTrial>;
+    trainPool: RgbImage[];
+    finalImages: number;
+    heldOut: { name: string; image: RgbImage }[];
+  };
 }
 
 export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions): Promise<AutoChoice> {
@@ -124,11 +140,13 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   o.onProgress?.('auto: decode', 0, split.holdout.length + rungSizes.at(-1)!);
   const goods = await decodeAll(split.holdout, limits);
   const trainPool = (await decodeAll(spread(split.train, rungSizes.at(-1)!), limits)).map((t) => t.image);
-  const validation = buildValidationSet(goods, { seed });
+  // The threshold uses every held-out image; the validation a spread of them (its cost is per item).
+  const validation = buildValidationSet(spread(goods, MAX_VALIDATION_GOODS), { seed });
   const gridMasks = validation.map((v) => maskToGrid(v.mask, v.image.width, v.image.height));
   const registration = measureRegistration([...goods.map((g) => g.image), ...trainPool.slice(0, 12)]);
 
   const backbones = await Promise.all(o.models.map((m) => backboneInfo(o.pool, m)));
+  const nsPerMac = await calibrateSearch();
   const { width, height } = goods[0].image;
   const trials = new Map<string, BaseTrial>();
   const skipped: AutoConfigRecord['skipped'] = [];
@@ -154,14 +172,16 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
       `no candidate embeds an image within --budget-ms ${budgetMs} (fastest: ${Math.min(...skipped.map((s) => s.embedMs))} ms)`,
     );
 
-  let alive = configurationsOf(
+  const all = configurationsOf(
     [...trials.values()].map((t) => t.base),
     registration.registered,
     o.fusion ?? true,
   );
+  let alive = all;
+  const finalTrain = split.train.length;
   const rows = new Map<string, AutoTableRow>();
   const rungLog: AutoConfigRecord['rungs'] = [];
-  const finalTrain = split.train.length;
+  const secondsByBase: Record<string, number> = {};
   let evaluated = 0;
   const toEvaluate = rungSizes.length * trials.size;
   for (const [r, size] of rungSizes.entries()) {
@@ -173,12 +193,14 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
     );
     const masks = items.map((v) => gridMasks[validation.indexOf(v)]);
     for (const key of bases.keys()) {
-      runs.set(key, await trials.get(key)!.run(trainPool.slice(0, size), items));
+      const t0 = performance.now();
+      runs.set(key, await trials.get(key)!.run(trainPool.slice(0, size), items, finalTrain));
+      secondsByBase[key] = (secondsByBase[key] ?? 0) + (performance.now() - t0) / 1000;
       o.onProgress?.('auto: candidates', ++evaluated, toEvaluate);
     }
     const finalBank = (b: BaseCandidate) => trials.get(b.key)!.bankPatchesFor(finalTrain);
     for (const c of alive) {
-      const s = scoreConfiguration(c, runs, items, masks, finalBank);
+      const s = scoreConfiguration(c, runs, items, masks, finalBank, nsPerMac);
       const scores = {
         imageAuroc: round4(s.imageAuroc),
         pixelAuroc: round4(s.pixelAuroc),
@@ -207,6 +229,9 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
     configuration,
     holdoutFraction,
     validation,
+    ...(o.keepTrials
+      ? { study: { configurations: all, trials, trainPool, finalImages: finalTrain, heldOut: goods } }
+      : {}),
     record: {
       chosen: chosen.id,
       description: chosen.description,
@@ -223,7 +248,11 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
       rungs: rungLog,
       table: [...rows.values()].sort(byRank),
       skipped,
+      secondsByBase: Object.fromEntries(
+        Object.entries(secondsByBase).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+      ),
       selectionMs: Math.round(performance.now() - started),
+      searchNsPerMac: Math.round(nsPerMac * 1e4) / 1e4,
     },
   };
 }

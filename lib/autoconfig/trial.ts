@@ -5,7 +5,8 @@
  * or without the reference) reuses its searches. Configurations are then pure map arithmetic.
  */
 import { DEFAULT_SCORE, BankMeta } from '../bank/bank-meta';
-import { coresetSize, selectCoreset } from '../coreset/coreset';
+import { CoresetConfig, coresetSize, selectCoreset } from '../coreset/coreset';
+import { Rng } from '../synth/prng';
 import { RgbImage } from '../image/decode';
 import { KnnIndex } from '../knn/index';
 import { rocAuc, pixelAuroc } from '../eval/metrics';
@@ -16,6 +17,15 @@ import { fuseMaps, pixelStats } from '../patchcore/fusion';
 import { scorePatches } from '../patchcore/inspector';
 import { BaseCandidate, Configuration } from './candidates';
 import type { ValidationItem } from './validation-set';
+
+/** A fixed bank size scaled to `images` of `finalImages` (ratios scale by themselves). */
+export function rungCoreset(coreset: CoresetConfig, images: number, finalImages: number): CoresetConfig {
+  if (!(coreset.size > 0) || images >= finalImages) return coreset;
+  return { ...coreset, size: Math.max(MIN_RUNG_BANK, Math.round((coreset.size * images) / finalImages)) };
+}
+
+/** Smallest bank a rung builds (a few patches per image would rank by noise). */
+const MIN_RUNG_BANK = 64;
 
 /** Pixel AUROC is measured on one grid for every candidate, so canvases of any size compare fairly. */
 export const METRIC_GRID = 256;
@@ -42,8 +52,18 @@ export class BaseTrial {
     private readonly extractor: FeatureExtractor,
   ) {}
 
-  /** Bank from the first `trainPool.length` images, then every validation image searched in it. */
-  async run(trainPool: RgbImage[], validation: ValidationItem[]): Promise<BaseRun> {
+  /**
+   * Bank from the first `trainPool.length` images, then every validation image searched in it.
+   * `finalImages`: the training images the real bank will have. A fixed-size bank (many-patch
+   * views) is scaled down to keep as many patches per image as the final one will: a bank of 8000
+   * from 8 images is 25 times denser than one of 8000 from 200, and would judge the view by a
+   * coverage it never gets.
+   */
+  async run(
+    trainPool: RgbImage[],
+    validation: ValidationItem[],
+    finalImages = trainPool.length,
+  ): Promise<BaseRun> {
     while (this.train.length < trainPool.length)
       this.train.push(...(await this.embed(trainPool.slice(this.train.length, this.train.length + 8))));
     const missing = validation.filter((v) => !this.validation.has(v));
@@ -55,7 +75,7 @@ export class BaseTrial {
     const keep = selectCoreset(
       all,
       dim,
-      this.base.coreset,
+      rungCoreset(this.base.coreset, trainPool.length, finalImages),
       undefined,
       this.train.map((e) => e.vectors.length / dim),
     );
@@ -139,7 +159,7 @@ export function configurationMaps(
   // Standardised on the good items' maps, as fitFused does on its held-out maps.
   const members = memberMaps.map((ms) => ({
     weight: 1,
-    ...pixelStats(ms.filter((_, i) => validation[i].label === 0).map((r) => r.map)),
+    ...pixelStats(ms.filter((_, i) => isNominal(validation[i])).map((r) => r.map)),
   }));
   const maps = first.map((_, i) => fuseMaps(members, (j) => memberMaps[j][i].map));
   return { maps, scores: maps.map(maxOf), width, height };
@@ -152,14 +172,20 @@ export function scoreConfiguration(
   gridMasks: Uint8Array[],
   /** Patches each base's bank will hold when fitted on all training images. */
   finalBankPatches: (base: BaseCandidate) => number,
+  /** Exact search speed on this machine (calibrateSearch). */
+  nsPerMac: number,
 ): ConfigurationScore {
   const { maps, scores, width, height } = configurationMaps(config, runs, validation);
-  const labels = validation.map((v) => v.label);
-  const imageAuroc = rocAuc(scores, labels);
-  const defective = validation.map((v, i) => i).filter((i) => validation[i].label === 1);
-  const good = validation.map((v, i) => i).filter((i) => validation[i].label === 0);
+  const judged = validation.map((v, i) => i).filter((i) => !validation[i].referenceOnly);
+  const imageAuroc = rocAuc(
+    judged.map((i) => scores[i]),
+    judged.map((i) => validation[i].label),
+  );
   // Pixel AUROC over the defective items and the good ones (their pixels are all negatives).
-  const items = [...defective, ...good];
+  const items = [
+    ...judged.filter((i) => validation[i].label === 1),
+    ...judged.filter((i) => validation[i].label === 0),
+  ];
   const gridMaps = items.map((i) => {
     const g = metricGrid(validation[i].image.width, validation[i].image.height);
     return resampleBilinear(maps[i], width[i], height[i], g.width, g.height);
@@ -170,10 +196,40 @@ export function scoreConfiguration(
   );
   const msPerImage = config.members.reduce((sum, m) => {
     const run = runs.get(m.key)!;
-    const scale = finalBankPatches(m) / Math.max(1, run.bankPatches);
-    return sum + run.embedMsPerImage + run.searchMsPerImage * Math.max(1, scale);
+    const g = run.geometry[0];
+    const queries = g.tiles.length * g.gridHeight * g.gridWidth;
+    return sum + run.embedMsPerImage + searchCostMs(queries, finalBankPatches(m), g.dim, nsPerMac);
   }, 0);
-  return { imageAuroc, pixelAuroc: pix, score: (imageAuroc + pix) / 2, msPerImage, imageScores: scores };
+  return {
+    imageAuroc,
+    pixelAuroc: pix,
+    score: (imageAuroc + pix) / 2,
+    msPerImage,
+    imageScores: judged.map((i) => scores[i]),
+  };
+}
+
+/**
+ * Exact search cost of one image against the final bank: queries x bank x width multiply-adds at
+ * the measured rate. Timing the rung's small banks and scaling would mostly scale call overhead.
+ */
+export function searchCostMs(queries: number, bank: number, dim: number, nsPerMac: number): number {
+  return (queries * bank * dim * nsPerMac) / 1e6;
+}
+
+/** Nanoseconds per multiply-add of faiss' exact search here, on a bank and batch of typical size. */
+export async function calibrateSearch(): Promise<number> {
+  const dim = 64;
+  const rows = 8000;
+  const queries = 4000;
+  const rng = Rng.of('calibrate-search');
+  const random = (n: number) => Float32Array.from({ length: n * dim }, () => rng.float());
+  const index = KnnIndex.build(random(rows), dim, { factory: 'Flat' });
+  const q = random(queries);
+  await index.search(q.subarray(0, 100 * dim), 1); // warm the thread pool
+  const t0 = performance.now();
+  await index.search(q, 1);
+  return ((performance.now() - t0) * 1e6) / (queries * rows * dim);
 }
 
 /** The metric grid of an image: its own size, scaled down so the longer side is METRIC_GRID. */
@@ -227,7 +283,7 @@ export function resampleBilinear(
  * reference never contains the image it judges (as the fit's leave-one-out threshold does).
  */
 function lessReference(grids: Float32Array[], validation: ValidationItem[]): Float32Array[] {
-  const goods = validation.map((v, i) => i).filter((i) => validation[i].label === 0);
+  const goods = validation.map((v, i) => i).filter((i) => isNominal(validation[i]));
   const n = grids[goods[0]].length;
   const sum = new Float64Array(n);
   for (const i of goods) for (let p = 0; p < n; p++) sum[p] += grids[i][p];
@@ -238,6 +294,14 @@ function lessReference(grids: Float32Array[], validation: ValidationItem[]): Flo
     for (let p = 0; p < n; p++) out[p] = g[p] - (sum[p] - (own === undefined ? 0 : grids[own][p])) / count;
     return out;
   });
+}
+
+/**
+ * The good images a reference and a fusion's standardisation come from: the held-out good images
+ * (source >= 0). Items from elsewhere (source < 0: a labelled test set in a ranking study) never are.
+ */
+function isNominal(v: ValidationItem): boolean {
+  return v.label === 0 && v.source >= 0;
 }
 
 function canvasOf(run: BaseRun, i: number): { width: number; height: number } {

@@ -25,8 +25,10 @@ export interface ValidationItem {
   mask: Uint8Array | null;
   kind?: SyntheticDefectKind;
   size?: number;
-  /** Index into the goods of the image this is (a copy of). */
+  /** Index into the goods of the image this is (a copy of); -1 for an image from elsewhere. */
   source: number;
+  /** Only gives the reference and the fusion's standardisation; not judged (a ranking study's held-out goods). */
+  referenceOnly?: boolean;
 }
 
 export interface ValidationSetOptions {

@@ -10,7 +10,8 @@ import {
 } from '../../../lib/autoconfig/candidates';
 import { measureRegistration } from '../../../lib/autoconfig/registration';
 import { AutoTableRow, halve, pick, rungs, spread } from '../../../lib/autoconfig/select';
-import { maskToGrid, metricGrid, resampleBilinear } from '../../../lib/autoconfig/trial';
+import { maskToGrid, metricGrid, resampleBilinear, rungCoreset } from '../../../lib/autoconfig/trial';
+import { DEFAULT_CORESET } from '../../../lib/coreset/coreset';
 import { RgbImage } from '../../../lib/image/decode';
 import { tileGrid } from '../../../lib/image/views';
 import { Rng } from '../../../lib/synth/prng';
@@ -58,7 +59,12 @@ describe('autoconfig: candidate space', () => {
       ['whole224'],
     );
     const big = viewsFor(900, 900, 224).map((v) => v.label);
-    assert.deepEqual(big, ['whole224', 'whole448', 'tiles224@1', 'tiles224@0.5']);
+    assert.deepEqual(big, ['whole224', 'whole448', 'tiles224@1']);
+    // Half scale of a 1400 px frame (700 px) shows more than the 448 px whole frame: tiled too.
+    assert.deepEqual(
+      viewsFor(1400, 1400, 224).map((v) => v.label),
+      ['whole224', 'whole448', 'tiles224@1', 'tiles224@0.5'],
+    );
     const pcb = viewsFor(640, 640, 224).map((v) => v.label);
     assert.deepEqual(pcb, ['whole224', 'whole448', 'tiles224@1']);
   });
@@ -178,6 +184,16 @@ describe('autoconfig: successive halving and the cost rule', () => {
     assert.ok(!kept.includes(configs.at(-1)!), 'the best score, but over budget');
     assert.equal(kept[0], configs.at(-2));
     assert.equal(halve(configs.slice(0, 2), rows).length, 2);
+  });
+});
+
+describe('autoconfig: rung banks', () => {
+  it('keep as many patches per image as the final bank will: a fixed size scales, a ratio stays', () => {
+    const fixed = { ...DEFAULT_CORESET, size: 8000, perImage: 0.05 };
+    assert.equal(rungCoreset(fixed, 8, 200).size, 320);
+    assert.equal(rungCoreset(fixed, 200, 200).size, 8000);
+    assert.equal(rungCoreset(fixed, 1, 1000).size, 64, 'never below a floor');
+    assert.deepEqual(rungCoreset(DEFAULT_CORESET, 8, 200), DEFAULT_CORESET);
   });
 });
 
