@@ -145,12 +145,12 @@ export function autoFrom(v: EngineFlagValues, given: Set<string>, images: number
     );
     return undefined;
   }
-  const budgetMs = num(v, 'budget-ms');
+  const budgetMs = v['budget-ms'] === undefined ? DEFAULT_BUDGET_MS : num(v, 'budget-ms');
   if (!(budgetMs > 0)) throw invalid('--budget-ms must be a positive number of milliseconds');
   return {
     models: autoModels(given.has('model') || process.env.SPI_MODEL ? v.model : undefined),
     budgetMs,
-    seed: num(v, 'auto-seed'),
+    seed: v['auto-seed'] === undefined ? DEFAULT_AUTO_SEED : num(v, 'auto-seed'),
     fusion: onOff(v['auto-fusion'] ?? 'on', '--auto-fusion'),
     overrides: { coreset: CORESET_FLAGS.some((f) => given.has(f)) },
   };

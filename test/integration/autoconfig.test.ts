@@ -10,9 +10,10 @@ import { InspectionClient } from '../../lib/client/inspection-client';
 import { readCategory } from '../../lib/data/mvtec';
 import { BackbonePool } from '../../lib/patchcore/engine';
 import type { BankMeta } from '../../lib/bank/bank-meta';
-import { evalCommand, planForCategory } from '../../services/cli/commands/eval';
+import { parseArgs } from 'node:util';
+import { EVAL_FLAGS, evalCommand, planForCategory } from '../../services/cli/commands/eval';
 import { explainBank, fitCommand } from '../../services/cli/commands/fit';
-import { autoFrom } from '../../services/cli/options';
+import { autoFrom, givenFlags } from '../../services/cli/options';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
 
@@ -98,8 +99,11 @@ describe('automatic fit (real backbone)', function () {
     }) as typeof readFile;
     const pool = new BackbonePool();
     try {
-      const auto = autoFrom({ model: MODEL }, new Set(['model']), category.train.length)!;
-      await planForCategory(pool, category, { model: MODEL }, auto);
+      // The values and choice `spi eval --data <category> --model <m>` makes.
+      const argv = ['--model', MODEL];
+      const { values } = parseArgs({ args: argv, options: EVAL_FLAGS });
+      const auto = autoFrom(values, givenFlags(argv, EVAL_FLAGS), category.train.length)!;
+      await planForCategory(pool, category, values, auto);
     } finally {
       fs.promises.readFile = readFile;
       await pool.close();
