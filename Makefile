@@ -12,7 +12,7 @@ TSX          := node --import tsx
 MOCHA        := node_modules/.bin/mocha --config .mocharc.json
 STATS        := build/test-stats
 
-.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench quantize docs clean
+.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench soak quantize docs clean
 
 help:
 	@echo "make demo   - bring up an embedded cluster, build a bank, inspect, rotate, write a report"
@@ -21,6 +21,7 @@ help:
 	@echo "make models - convert the ImageNet backbones to ONNX under build/models"
 	@echo "make eval   - full evaluation on ../shared/data (results in eval-results/)"
 	@echo "make bench  - speed figures (results in bench/results.json and bench/results.md)"
+	@echo "make soak   - fault drill on a local cluster under load, SOAK_MINUTES (default 10; soak-results.json/.md)"
 	@echo "make build  - compile TypeScript to dist/"
 	@echo "make docs   - regenerate docs/API.md from the proto"
 	@echo "make quantize - build the INT8 MobileNetV2 backbone"
@@ -85,6 +86,11 @@ eval: setup
 bench: setup
 	$(TSX) bench/run.ts --out bench
 
+# Bounded: SOAK_MINUTES of load and faults (default 10) plus about a minute of set-up.
+SOAK_MINUTES ?= 10
+soak: setup
+	SOAK_MINUTES=$(SOAK_MINUTES) $(TSX) bench/soak/run.ts
+
 # INT8 backbone, calibrated on random-normal inputs (the seeds' finding; `spi quantize --help`).
 quantize: setup
 	$(TSX) services/cli/spi.ts quantize --model mobilenet_v2-imagenet --out build/models/mobilenet_v2-imagenet-int8-randn --calibration randn
@@ -94,4 +100,4 @@ docs: $(NODE_STAMP)
 	$(TSX) scripts/gen-api-docs.ts
 
 clean:
-	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md
+	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md soak-results.json soak-results.md

@@ -13,6 +13,7 @@ import { fromServiceError } from '../rpc/status';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
 import { incoming } from '../rpc/streams';
 import { retryDelayMs } from './retry';
+import type { SpiError } from '../errors';
 import type {
   BankInfoMsg,
   BuildProgressMsg,
@@ -35,6 +36,8 @@ export interface ClientOptions {
    * overloaded gateway's RESOURCE_EXHAUSTED (after its `retry-after-ms` hint), within the deadline.
    */
   retries?: number;
+  /** Told before each retry of Inspect (logs, metrics: how often a line controller was shed). */
+  onRetry?: (retry: { requestId: string; attempt: number; error: SpiError; delayMs: number }) => void;
   /** Full control over the channel's credentials (wins over `tls`). */
   credentials?: grpc.ChannelCredentials;
   /**
@@ -76,6 +79,7 @@ export class InspectionClient {
   private readonly admin: AnyClient;
   private readonly deadlineMs: number;
   private readonly retries: number;
+  private readonly onRetry: ClientOptions['onRetry'];
   private readonly token: string | undefined;
 
   constructor(
@@ -95,6 +99,7 @@ export class InspectionClient {
     this.admin = new (clientConstructor('BankAdmin'))(address, creds, channel) as unknown as AnyClient;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.retries = options.retries ?? 2;
+    this.onRetry = options.onRetry;
   }
 
   /** One frame; retried with a jittered back-off (./retry.ts), within the deadline. */
@@ -109,6 +114,7 @@ export class InspectionClient {
       } catch (err) {
         const delay = attempt < this.retries ? retryDelayMs(err as grpc.ServiceError, attempt) : undefined;
         if (delay === undefined || Date.now() + delay >= deadline) throw fromServiceError(err);
+        this.onRetry?.({ requestId, attempt: attempt + 1, error: fromServiceError(err), delayMs: delay });
         await sleep(delay);
       }
     }

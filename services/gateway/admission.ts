@@ -38,6 +38,8 @@ const UNKNOWN_RETRY_MS = 100;
 
 export class Admission {
   private running = 0;
+  /** Calls whose metadata is in and whose image is still on its way (see arrive()). */
+  private arriving = 0;
   private readonly queue: Waiter[] = [];
   private estimate: number | undefined;
   private readonly shedListeners = new Set<(reason: ShedReason) => void>();
@@ -84,10 +86,27 @@ export class Admission {
     }
   }
 
-  private acquire(deadline: number | undefined, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) throw new SpiError('UNAVAILABLE', 'the caller cancelled the request');
+  /**
+   * Counts a call from the moment its metadata is in until `done` (its message arrived, or the call
+   * ended without one): a burst's calls then see each other before any image is read.
+   */
+  arrive(): () => void {
+    this.arriving++;
+    let done = false;
+    return () => {
+      if (!done) this.arriving--;
+      done = true;
+    };
+  }
+
+  /**
+   * The refusal a request arriving now would get (counted as shed), or undefined when it may start
+   * or queue. `early`: asked when its metadata is in, so the calls still arriving count as ahead
+   * of it; once its message is in (run()), only those running and queued do.
+   */
+  refusal(deadline: number | undefined, { early = false } = {}): SpiError | undefined {
     if (deadline !== undefined && this.estimate !== undefined && this.now() + this.estimate > deadline)
-      throw this.shed(
+      return this.shed(
         'deadline',
         new SpiError(
           'DEADLINE_EXCEEDED',
@@ -95,13 +114,27 @@ export class Admission {
             `takes here (about ${Math.round(this.estimate)} ms); not started`,
         ),
       );
-    if (this.running < this.settings.maxInFlight && this.queue.length === 0) {
+    const { maxInFlight, maxQueue } = this.settings;
+    const busy = this.running + (early ? this.arriving : 0);
+    if (busy < maxInFlight && this.queue.length === 0) return undefined;
+    const waiting = this.queue.length + Math.max(0, busy - maxInFlight);
+    if (waiting >= maxQueue) return this.overloaded('queue_full');
+    if (deadline !== undefined && !this.canMeet(deadline, waiting + 1)) return this.overloaded('deadline');
+    return undefined;
+  }
+
+  private canStart(): boolean {
+    return this.running < this.settings.maxInFlight && this.queue.length === 0;
+  }
+
+  private acquire(deadline: number | undefined, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw new SpiError('UNAVAILABLE', 'the caller cancelled the request');
+    const refused = this.refusal(deadline);
+    if (refused) throw refused;
+    if (this.canStart()) {
       this.running++;
       return Promise.resolve();
     }
-    if (this.queue.length >= this.settings.maxQueue) throw this.overloaded('queue_full');
-    if (deadline !== undefined && !this.canMeet(deadline, this.queue.length + 1))
-      throw this.overloaded('deadline');
     return new Promise<void>((admit, refuse) => {
       // Out of the queue at the latest start that still meets the deadline, or when the caller goes.
       const timer =

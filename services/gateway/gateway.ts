@@ -20,6 +20,7 @@ import { BankCatalog } from './bank-catalog';
 import { DEFAULT_FAN_OUT, FanOutSettings } from './cluster-searcher';
 import { inspectorHandlers } from './inspector-service';
 import { Admission, AdmissionSettings, DEFAULT_ADMISSION } from './admission';
+import { admissionInterceptor } from './admission-interceptor';
 import { WatchedShardDirectory } from './shard-directory';
 import { ClientTlsSettings, ServerTlsSettings, peerVerifier } from '../../lib/rpc/tls';
 import { AuthPolicy, authInterceptor } from '../common/auth';
@@ -109,6 +110,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     interceptors: [
       requestIdInterceptor,
       authInterceptor({ admin: options.adminAuth, verifyPeer: peerVerifier(options.tls) }, log),
+      admissionInterceptor(admission),
     ],
     log,
     services: [

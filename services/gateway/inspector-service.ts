@@ -118,7 +118,7 @@ function cancelSignal(call: { once(event: 'cancelled', listener: () => void): un
 }
 
 /** The caller's deadline as epoch ms, when it set a finite one. */
-function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined {
+export function deadlineOf(call: { getDeadline(): grpc.Deadline }): number | undefined {
   const d = call.getDeadline();
   const ms = d instanceof Date ? d.getTime() : d;
   return Number.isFinite(ms) ? ms : undefined;

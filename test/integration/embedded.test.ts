@@ -207,7 +207,7 @@ describe('embedded gateway (no etcd)', function () {
       const refused = results.filter((r) => r.status === 'rejected').map((r) => r.reason as SpiError);
       const answered = results.filter((r) => r.status === 'fulfilled');
       assert.ok(refused.length >= 10, `${refused.length} of 24 refused`);
-      assert.ok(answered.length >= 3, `${answered.length} of 24 answered`);
+      assert.ok(answered.length >= 2, `${answered.length} of 24 answered`);
       for (const err of refused) {
         assert.equal(err.kind, 'RESOURCE_EXHAUSTED', err.message);
         assert.match(err.message, /overloaded.*--max-in-flight 1.*--max-queue 2/);

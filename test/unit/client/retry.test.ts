@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import * as grpc from '@grpc/grpc-js';
-import { InspectionClient } from '../../../lib/client/inspection-client';
+import { ClientOptions, InspectionClient } from '../../../lib/client/inspection-client';
 import { retryDelayMs } from '../../../lib/client/retry';
 import { RETRY_AFTER_KEY, toServiceError } from '../../../lib/rpc/status';
 import { serviceDefinition } from '../../../lib/rpc/proto';
@@ -82,16 +82,18 @@ describe('client retries', () => {
       calls.length = 0;
       hint = true;
     });
-    const client = (retries: number) =>
-      new InspectionClient(`127.0.0.1:${server.port}`, { retries, deadlineMs: 5000 });
+    const client = (retries: number, onRetry?: ClientOptions['onRetry']) =>
+      new InspectionClient(`127.0.0.1:${server.port}`, { retries, deadlineMs: 5000, onRetry });
 
     it('comes back after the retry-after-ms hint and gets its answer', async () => {
       refuseNext = 2;
-      const c = client(3);
+      const retried: string[] = [];
+      const c = client(3, (r) => retried.push(`${r.attempt} ${r.error.kind} ${r.delayMs >= 80}`));
       try {
         const res = await c.inspect({ bank: 'b', image: Buffer.from('x') });
         assert.equal(res.version, 3);
         assert.equal(calls.length, 3);
+        assert.deepEqual(retried, ['1 RESOURCE_EXHAUSTED true', '2 RESOURCE_EXHAUSTED true']);
         for (let i = 1; i < calls.length; i++)
           assert.ok(calls[i] - calls[i - 1] >= 78, `attempt ${i} after ${calls[i] - calls[i - 1]} ms`);
       } finally {

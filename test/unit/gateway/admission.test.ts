@@ -117,4 +117,23 @@ describe('gateway admission control', () => {
     assert.equal(admission.inFlight, 0);
     assert.equal(admission.serviceEstimateMs, estimate);
   });
+
+  it('counts calls still arriving when asked early, so a burst is refused before its images are read', () => {
+    const admission = new Admission({ maxInFlight: 2, maxQueue: 1 });
+    const shed: ShedReason[] = [];
+    admission.onShed((r) => shed.push(r));
+    const arrivals = Array.from({ length: 3 }, () => {
+      assert.equal(admission.refusal(undefined, { early: true }), undefined);
+      return admission.arrive();
+    });
+    assert.equal(admission.refusal(undefined, { early: true })?.kind, 'RESOURCE_EXHAUSTED');
+    // With its message in, a call is not refused for the ones that arrived after it.
+    arrivals[0]();
+    assert.equal(admission.refusal(undefined), undefined);
+    arrivals[0](); // once only
+    arrivals[1]();
+    arrivals[2]();
+    assert.equal(admission.refusal(undefined, { early: true }), undefined);
+    assert.deepEqual(shed, ['queue_full']);
+  });
 });

@@ -1,0 +1,48 @@
+/**
+ * Admission of an Inspect as soon as its metadata is in: refused then, when the calls running,
+ * queued and still arriving already fill the bounds, its image (often hundreds of KiB) is never
+ * read, parsed or held, so a burst costs the gateway little CPU and memory. A call let through
+ * counts as arriving until its message is in; the handler's admission.run() takes it from there.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { toServiceError } from '../../lib/rpc/status';
+import { Admission } from './admission';
+import { deadlineOf } from './inspector-service';
+
+const INSPECT = '/spi.v1.Inspector/Inspect';
+
+export function admissionInterceptor(admission: Admission): grpc.ServerInterceptor {
+  return (def, call) => {
+    if (def.path !== INSPECT) return new grpc.ServerInterceptingCall(call);
+    let arrived: (() => void) | undefined;
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const refused = admission.refusal(deadlineOf(call), { early: true });
+            if (!refused) {
+              arrived = admission.arrive();
+              return nextMetadata(metadata);
+            }
+            const status = toServiceError(refused);
+            call.sendStatus({
+              code: status.code ?? grpc.status.RESOURCE_EXHAUSTED,
+              details: status.details ?? '',
+              metadata: status.metadata ?? new grpc.Metadata(),
+            });
+          },
+          // The image is in: from here the handler's admission.run() counts the call.
+          onReceiveMessage: (message, nextMessage) => {
+            arrived?.();
+            nextMessage(message);
+          },
+          onCancel: () => arrived?.(),
+        }),
+      // Ended before its message came (too large, cancelled): it no longer counts either.
+      sendStatus: (status, next) => {
+        arrived?.();
+        next(status);
+      },
+    });
+  };
+}
