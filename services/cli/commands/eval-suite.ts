@@ -11,7 +11,7 @@ import { ParseArgsConfig, parseArgs } from 'node:util';
 import { Category, fileSources, readCategory } from '../../../lib/data/mvtec';
 import { formatAutoRecord } from '../../../lib/autoconfig/plan';
 import { planForCategory } from './eval';
-import { evaluateCategory } from '../../../lib/eval/evaluate';
+import { EvalResult, evaluateCategory } from '../../../lib/eval/evaluate';
 import { BackbonePool, createExtractor } from '../../../lib/patchcore/engine';
 import { CachedExtractor } from '../../../lib/patchcore/feature-extractor';
 import {
@@ -182,13 +182,7 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         view: `resize ${flags.resize} tile ${flags.tile}${Number(flags.pad) > 0 ? ` pad ${flags.pad}` : ''}`,
         coreset: `${flags.coreset} ${flags.ratio}${Number(flags['coreset-per-image']) > 0 ? ` (per image ${flags['coreset-per-image']})` : ''}`,
         bankFrom: names.join(' + '),
-        imageAuroc: metrics.imageAuroc,
-        pixelAuroc: metrics.pixelAuroc,
-        pro: metrics.pro,
-        f1AtThreshold: metrics.f1AtThreshold.f1,
-        f1Max: metrics.f1Max.f1,
-        bankPatches: metrics.bankPatches,
-        inspectMsPerImage: metrics.timings.inspectPerImageMs,
+        ...metricColumns(metrics),
         fitSeconds: metrics.timings.fitMs / 1000,
         wallSeconds: (Date.now() - started) / 1000,
       };
@@ -240,13 +234,7 @@ async function autoRun(
       .map((m) => `greedy ${m.settings.coreset.size || m.settings.coreset.ratio}`)
       .join(' + '),
     bankFrom: category.name,
-    imageAuroc: metrics.imageAuroc,
-    pixelAuroc: metrics.pixelAuroc,
-    pro: metrics.pro,
-    f1AtThreshold: metrics.f1AtThreshold.f1,
-    f1Max: metrics.f1Max.f1,
-    bankPatches: metrics.bankPatches,
-    inspectMsPerImage: metrics.timings.inspectPerImageMs,
+    ...metricColumns(metrics),
     // The whole automatic fit: the selection plus the final fit.
     fitSeconds: (metrics.timings.fitMs + record.selectionMs) / 1000,
     selectionSeconds: record.selectionMs / 1000,
@@ -256,6 +244,18 @@ async function autoRun(
   console.log(formatAutoRecord(record));
   console.log(formatRow(row));
   return row;
+}
+
+function metricColumns(metrics: EvalResult['metrics']): Record<string, unknown> {
+  return {
+    imageAuroc: metrics.imageAuroc,
+    pixelAuroc: metrics.pixelAuroc,
+    pro: metrics.pro,
+    f1AtThreshold: metrics.f1AtThreshold.f1,
+    f1Max: metrics.f1Max.f1,
+    bankPatches: metrics.bankPatches,
+    inspectMsPerImage: metrics.timings.inspectPerImageMs,
+  };
 }
 
 function writeResults(out: string, results: Record<string, unknown>[]): void {
