@@ -5,7 +5,7 @@
  * restarts a shard, freezes another, restarts etcd, rotates the bank, overloads the gateway and
  * renews the servers' certificate, once per cycle. Writes soak-results.json and soak-results.md
  * (SOAK_OUT, default the current folder) and prints the table; every process it started is stopped,
- * whatever happens.
+ * whatever happens. SOAK_SAMPLES=<file> also writes every request's sample and the fault windows.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
