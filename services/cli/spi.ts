@@ -132,8 +132,6 @@ export async function run(argv: string[]): Promise<number> {
       console.log(cmd.usage);
       return 0;
     }
-    // Every command may decode images it was handed: no libvips loader beyond the accepted formats.
-    blockUnlistedLoaders();
     const code = await cmd.run(rest);
     return typeof code === 'number' ? code : 0;
   } catch (err) {
@@ -152,8 +150,17 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The process entry (bin/spi): commands decode images they were handed, so libvips' loaders beyond
+ * the accepted formats go off first. (Not in run(): tests call it inside processes that render SVG.)
+ */
+export function main(argv: string[]): Promise<number> {
+  blockUnlistedLoaders();
+  return run(argv);
+}
+
 if (require.main === module) {
-  run(process.argv.slice(2)).then((code) => {
+  main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
 }
