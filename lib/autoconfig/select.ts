@@ -160,9 +160,12 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
     });
     // Look before scoring: a base whose backbone alone is over budget is not worth a rung.
     await extractor.embed(goods[0].image);
-    const t0 = performance.now();
-    await extractor.embed(goods[0].image);
-    const embedMs = performance.now() - t0;
+    let embedMs = Infinity;
+    for (let i = 0; i < 2; i++) {
+      const t0 = performance.now();
+      await extractor.embed(goods[0].image);
+      embedMs = Math.min(embedMs, performance.now() - t0);
+    }
     if (embedMs > budgetMs) skipped.push({ key: base.key, embedMs: Math.round(embedMs) });
     else trials.set(base.key, new BaseTrial(base, extractor));
   }
