@@ -31,7 +31,18 @@ describe('engine: fit, inspect, eval on generated prints', function () {
 
   it('spi fit writes a versioned bank with its settings, sources and threshold', async () => {
     assert.equal(
-      await run(['fit', '--data', data.root, '--out', path.join(out, 'bank'), '--holdout', '0.2']),
+      // The default configuration, not the automatic choice (test/integration/autoconfig.test.ts).
+      await run([
+        'fit',
+        '--data',
+        data.root,
+        '--out',
+        path.join(out, 'bank'),
+        '--holdout',
+        '0.2',
+        '--auto',
+        'off',
+      ]),
       0,
     );
     const { meta, vectors } = loadBank(path.join(out, 'bank'));
@@ -84,7 +95,19 @@ describe('engine: fit, inspect, eval on generated prints', function () {
 
   it('spi inspect --nprobe retunes an IVF bank per run and is refused on a Flat bank', async () => {
     const ivf = path.join(out, 'bank-ivf');
-    const fitArgs = ['fit', '--data', data.root, '--out', ivf, '--index', 'IVF16,Flat', '--nprobe', '1'];
+    const fitArgs = [
+      'fit',
+      '--data',
+      data.root,
+      '--out',
+      ivf,
+      '--index',
+      'IVF16,Flat',
+      '--nprobe',
+      '1',
+      '--auto',
+      'off',
+    ];
     assert.equal(await run(fitArgs), 0);
     const files = [...data.testGood, ...data.testDefective];
     const scores = async (extra: string[]) => {
@@ -165,7 +188,10 @@ describe('engine: fit, inspect, eval on generated prints', function () {
 
   it('spi eval writes scores.json, metrics.json and a report', async () => {
     const dir = path.join(out, 'eval');
-    assert.equal(await run(['eval', '--data', data.root, '--out', dir, '--gallery', '4']), 0);
+    assert.equal(
+      await run(['eval', '--data', data.root, '--out', dir, '--gallery', '4', '--auto', 'off']),
+      0,
+    );
     const scores = JSON.parse(fs.readFileSync(path.join(dir, 'scores.json'), 'utf8'));
     assert.equal(scores.images.length, data.testGood.length + data.testDefective.length);
     for (const im of scores.images) {
