@@ -1,7 +1,7 @@
 /**
  * Typed views over protobuf `bytes` fields without going through JS number arrays. A Buffer decoded
- * by grpc often sits at an odd offset inside a larger pooled allocation; a Float32Array needs a
- * 4-byte-aligned offset, so only then do we copy.
+ * by grpc often sits at an odd offset inside a larger pooled allocation; a typed array needs an
+ * offset aligned to its element size, so only then do we copy.
  */
 import { invalid } from '../errors';
 
@@ -20,6 +20,9 @@ function view<T>(
 
 export const float32View = (buf: Uint8Array): Float32Array =>
   view(buf, 4, (ab, off, len) => new Float32Array(ab, off, len));
+
+export const uint16View = (buf: Uint8Array): Uint16Array =>
+  view(buf, 2, (ab, off, len) => new Uint16Array(ab, off, len));
 
 export const int32View = (buf: Uint8Array): Int32Array =>
   view(buf, 4, (ab, off, len) => new Int32Array(ab, off, len));

@@ -10,6 +10,7 @@ import { fromServiceError } from '../rpc/status';
 import { requestMetadata } from '../rpc/request-id';
 import { bytesOf, float32View, int32View } from './bytes';
 import { PartitionRef } from './types';
+import { VectorEncoding, WireQueries, encodingMsg } from './vector-encoding';
 
 export interface ShardSearchReply {
   /** Euclidean, [queries x k], ascending per row. */
@@ -56,16 +57,22 @@ export class ShardClient {
     );
   }
 
+  /**
+   * `opts.encoding` (default f32) must be one the shard advertises (./vector-encoding.ts); pass
+   * WireQueries to share the packed bytes between calls.
+   */
   search(
     ref: PartitionRef,
-    queries: Float32Array,
+    queries: Float32Array | WireQueries,
     dim: number,
     k: number,
-    opts: CallOptions = {},
+    opts: CallOptions & { encoding?: VectorEncoding } = {},
   ): Promise<ShardSearchReply> {
+    const wire = queries instanceof WireQueries ? queries : new WireQueries(queries);
+    const { encoding, bytes } = wire.payload(opts.encoding ?? 'f32');
     return new Promise((resolve, reject) => {
       this.client.search(
-        { partition: ref, queries: bytesOf(queries), dim, k },
+        { partition: ref, queries: bytes, dim, k, encoding: encodingMsg(encoding) },
         // The request id of the Inspect this search serves (the gateway's async context).
         requestMetadata(),
         callOptions(opts),

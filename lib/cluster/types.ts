@@ -16,6 +16,8 @@ export interface ShardInfo {
   /** host:port that gateways dial. */
   address: string;
   startedAt: string;
+  /** Query encodings its Search decodes ('f32', 'f16'); absent (earlier releases) = float32 only. */
+  vectorEncodings?: string[];
 }
 
 /** A partition a shard holds, loaded and searchable: `loaded/<bank>/<v>/<p>/<shardId>`. */

@@ -62,11 +62,16 @@ export interface PartitionRefMsg {
   partition: number;
 }
 
+/** An enum value the loader does not know (from a newer peer) arrives as its number. */
+export type VectorEncodingMsg = 'VECTOR_ENCODING_FLOAT32' | 'VECTOR_ENCODING_FLOAT16' | number;
+
 export interface SearchRequestMsg {
   partition: PartitionRefMsg | null;
   queries: Buffer;
   dim: number;
   k: number;
+  /** Absent when sending = float32 (proto3 default). */
+  encoding?: VectorEncodingMsg;
 }
 
 export interface SearchResponseMsg {

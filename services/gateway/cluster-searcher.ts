@@ -7,6 +7,7 @@
 import { BankVersionRecord, PartitionAssignment } from '../../lib/cluster/types';
 import { ClusterView } from '../../lib/cluster/view';
 import { ShardClient, ShardSearchReply } from '../../lib/cluster/shard-client';
+import { VectorEncoding, WireQueries } from '../../lib/cluster/vector-encoding';
 import { KnnResult } from '../../lib/knn/index';
 import { NeighbourSearcher } from '../../lib/patchcore/inspector';
 import { SpiError } from '../../lib/errors';
@@ -17,6 +18,8 @@ export interface ShardDirectory {
   view(): ClusterView;
   /** A client for a live shard, or undefined if it is not (or no longer) registered. */
   client(shardId: string): ShardClient | undefined;
+  /** How to pack queries for this shard: what it advertises, as the gateway is configured. */
+  encodingOf(shardId: string): VectorEncoding;
 }
 
 export interface FanOutSettings {
@@ -40,8 +43,10 @@ export class ClusterSearcher implements NeighbourSearcher {
   async search(queries: Float32Array, dim: number, k: number, callerDeadline?: number): Promise<KnnResult> {
     const deadline = callerDeadline ?? Date.now() + this.settings.deadlineMs;
     const turn = this.turn++;
+    // Packed once per encoding for every partition and replica of this request.
+    const wire = new WireQueries(queries);
     const parts = await Promise.all(
-      this.record.partitions.map((p) => this.searchPartition(p, queries, dim, k, deadline, turn)),
+      this.record.partitions.map((p) => this.searchPartition(p, wire, dim, k, deadline, turn)),
     );
     return mergeTopK(parts, queries.length / dim, k);
   }
@@ -59,7 +64,7 @@ export class ClusterSearcher implements NeighbourSearcher {
 
   private searchPartition(
     p: PartitionAssignment,
-    queries: Float32Array,
+    queries: WireQueries,
     dim: number,
     k: number,
     deadline: number,
@@ -93,7 +98,8 @@ export class ClusterSearcher implements NeighbourSearcher {
         const timeoutMs = deadline - Date.now();
         if (timeoutMs <= 0) return;
         pending++;
-        client.search(ref(this.record, p), queries, dim, k, { timeoutMs }).then(
+        const encoding = this.shards.encodingOf(id);
+        client.search(ref(this.record, p), queries, dim, k, { timeoutMs, encoding }).then(
           (reply) => finish(() => resolve(toKnn(reply))),
           (err: Error) => {
             pending--;

@@ -15,6 +15,7 @@ import { AuthPolicy } from '../common/auth';
 import { RunningShard, startShard } from '../shard/server';
 import { startGateway } from './gateway';
 import { AdmissionSettings } from './admission';
+import { VectorEncoding } from '../../lib/cluster/vector-encoding';
 
 export interface EmbeddedOptions {
   host: string;
@@ -28,6 +29,7 @@ export interface EmbeddedOptions {
   adminAuth?: AuthPolicy['admin'];
   embedWorkers?: number;
   admission?: AdmissionSettings;
+  wireEncoding?: VectorEncoding;
 }
 
 export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promise<void> {
@@ -41,9 +43,7 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
       dataDir: path.join(options.dataDir, `shard-${i}`),
       log: log.child({ shard: `embedded-${i}` }),
     });
-    await shard.store.setAnnouncer(
-      registry.addShard({ id: shard.id, address: shard.address, startedAt: new Date().toISOString() }),
-    );
+    await shard.store.setAnnouncer(registry.addShard(shard.info));
     shards.push(shard);
   }
   const gateway = await startGateway({
@@ -57,6 +57,7 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
     adminAuth: options.adminAuth,
     embedWorkers: options.embedWorkers,
     admission: options.admission,
+    wireEncoding: options.wireEncoding,
     log,
   });
   const ops = await startOpsServerIfEnabled(

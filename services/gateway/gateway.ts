@@ -22,6 +22,7 @@ import { inspectorHandlers } from './inspector-service';
 import { Admission, AdmissionSettings, DEFAULT_ADMISSION } from './admission';
 import { admissionInterceptor } from './admission-interceptor';
 import { WatchedShardDirectory } from './shard-directory';
+import { VectorEncoding } from '../../lib/cluster/vector-encoding';
 import { ClientTlsSettings, ServerTlsSettings, peerVerifier } from '../../lib/rpc/tls';
 import { AuthPolicy, authInterceptor } from '../common/auth';
 import { requestIdInterceptor } from '../../lib/rpc/request-id';
@@ -50,6 +51,8 @@ export interface GatewayOptions {
   tls?: ServerTlsSettings | null;
   /** TLS of the hop to the shards (null = plaintext). */
   shardTls?: ClientTlsSettings | null;
+  /** Query encoding on the hop to the shards: f16 (default) where a shard decodes it, or f32. */
+  wireEncoding?: VectorEncoding;
   admin?: AdminDefaults;
   /** Who may call BankAdmin (null = anyone: loopback development only). */
   adminAuth?: AuthPolicy['admin'];
@@ -78,7 +81,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     options.registry ??
     new Registry({ endpoints: options.etcd, prefix: options.etcdPrefix, log, ...options.etcdConnection });
   // The directory reads the watcher's latest view lazily; the watcher prunes both on every change.
-  const directory: WatchedShardDirectory = new WatchedShardDirectory(() => watcher.view, options.shardTls);
+  const directory: WatchedShardDirectory = new WatchedShardDirectory(
+    () => watcher.view,
+    options.shardTls,
+    options.wireEncoding,
+  );
   const backbones = new BackbonePool(undefined, { embedWorkers: options.embedWorkers ?? 0 });
   const catalog = new BankCatalog(directory, backbones, options.fanOut ?? DEFAULT_FAN_OUT);
   const health = new ServingHealth(GATEWAY_HEALTH_SERVICES);

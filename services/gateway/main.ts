@@ -4,7 +4,8 @@
  * TLS: SPI_TLS_*, SPI_SHARD_TLS_* in lib/rpc/tls.ts; admin: SPI_ADMIN_TOKEN_FILE,
  * SPI_ADMIN_IDENTITIES in common/auth.ts; etcd: SPI_ETCD_CA, ... in common/etcd-flags.ts;
  * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0;
- * SPI_MAX_IN_FLIGHT, SPI_MAX_QUEUE: admission control, see admission.ts).
+ * SPI_MAX_IN_FLIGHT, SPI_MAX_QUEUE: admission control, see admission.ts; SPI_WIRE_ENCODING: f16 or f32
+ * queries to the shards, see lib/cluster/vector-encoding.ts).
  * On a non-loopback host the admin API needs a token file or admin identities (or --insecure-admin).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
@@ -19,6 +20,7 @@ import { invalid } from '../../lib/errors';
 import { intFlag } from '../common/numeric-flags';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
 import { AdmissionSettings, DEFAULT_ADMISSION } from './admission';
+import { DEFAULT_WIRE_ENCODING, parseWireEncoding } from '../../lib/cluster/vector-encoding';
 import {
   SERVER_TLS_FLAGS,
   SERVER_TLS_USAGE,
@@ -49,6 +51,7 @@ export const GATEWAY_FLAGS = {
   'ready-wait-ms': { type: 'string', default: '30000' },
   'max-in-flight': { type: 'string' },
   'max-queue': { type: 'string' },
+  'wire-encoding': { type: 'string' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
   ...SERVER_TLS_FLAGS,
@@ -80,6 +83,9 @@ export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi s
                       default ${DEFAULT_ADMISSION.maxInFlight})
   --max-queue N       inspections waiting for a slot; past that RESOURCE_EXHAUSTED with a
                       retry-after-ms hint (env SPI_MAX_QUEUE; default ${DEFAULT_ADMISSION.maxQueue})
+  --wire-encoding E   query embeddings on the hop to the shards: f16 (half the bytes; sent only to
+                      shards that decode it, float32 to the others) or f32 (env SPI_WIRE_ENCODING;
+                      default ${DEFAULT_WIRE_ENCODING})
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default ${DEFAULT_GATEWAY_METRICS_PORT})
   --shutdown-delay-ms N  after SIGTERM, how long it stays up unready before draining (default ${D['shutdown-delay-ms']})
@@ -124,6 +130,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const shutdownGraceMs = intFlag('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000);
   const embedWorkers = embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0');
   const admission = admissionFrom(values, env);
+  const wireEncoding = parseWireEncoding(values['wire-encoding'] ?? env.SPI_WIRE_ENCODING);
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
     const host = values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1';
@@ -140,6 +147,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
         adminAuth: adminAuthFrom(values, env, host, tls, log),
         embedWorkers,
         admission,
+        wireEncoding,
       },
       log,
     );
@@ -161,6 +169,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     readyWaitMs,
     embedWorkers,
     admission,
+    wireEncoding,
     tls,
     shardTls: shardClientTlsFrom(values, env),
     adminAuth,

@@ -8,8 +8,9 @@ import { Registry as MetricsRegistry } from 'prom-client';
 import { invalid } from '../../lib/errors';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
-import { float32View, bytesOf } from '../../lib/cluster/bytes';
-import { PartitionRef } from '../../lib/cluster/types';
+import { bytesOf } from '../../lib/cluster/bytes';
+import { SHARD_VECTOR_ENCODINGS, decodeQueries } from '../../lib/cluster/vector-encoding';
+import { PartitionRef, ShardInfo } from '../../lib/cluster/types';
 import {
   BankShardHandlers,
   LoadPartitionRequestMsg,
@@ -81,13 +82,15 @@ export function bankShardHandlers(store: PartitionStore, log: Logger): BankShard
       const req = call.request;
       const started = performance.now();
       const ref = refOf(req.partition);
-      const res = await store.search(ref, float32View(req.queries), req.dim, req.k);
+      const queries = decodeQueries(req.queries, req.encoding);
+      const res = await store.search(ref, queries, req.dim, req.k);
       log.debug('search', {
         requestId: requestIdOf(call.metadata),
         bank: ref.bank,
         version: ref.version,
         partition: ref.partition,
-        queries: req.dim > 0 ? req.queries.length / 4 / req.dim : 0,
+        queries: req.dim > 0 ? queries.length / req.dim : 0,
+        encoding: req.encoding,
         ms: Math.round((performance.now() - started) * 10) / 10,
       });
       return { distances: bytesOf(res.distances), labels: bytesOf(res.labels), k: res.k };
@@ -126,6 +129,8 @@ export interface RunningShard {
   id: string;
   port: number;
   address: string;
+  /** Its registration record (embedded clusters announce it in their in-memory registry). */
+  info: ShardInfo;
   store: PartitionStore;
   registry: Registry | null;
   /** Its presence in etcd (null when unregistered); `registration.registered` says if it is in etcd now. */
@@ -168,6 +173,13 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
   const address = options.advertise ?? hostPort(wildcard ? os.hostname() : host, server.port);
   log = log.child({ shard: id });
 
+  // What gateways read from the registration: where to dial, and which query encodings we decode.
+  const info: ShardInfo = {
+    id,
+    address,
+    startedAt: new Date().toISOString(),
+    vectorEncodings: [...SHARD_VECTOR_ENCODINGS],
+  };
   let registry: Registry | null = null;
   let registration: ShardRegistration | null = null;
   if (options.etcd && options.etcd.length > 0) {
@@ -179,7 +191,7 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
       ...options.etcdConnection,
     });
     // Resolves even while etcd is down: the registration keeps trying in the background.
-    registration = await registry.registerShard({ id, address, startedAt: new Date().toISOString() });
+    registration = await registry.registerShard(info);
     await store.setAnnouncer(registration);
   }
   const readiness = trackShardReadiness(health, registration, log);
@@ -191,6 +203,7 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
     id,
     port: server.port,
     address,
+    info,
     store,
     registry,
     registration,

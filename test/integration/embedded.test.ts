@@ -79,7 +79,10 @@ describe('embedded gateway (no etcd)', function () {
     const data = await printDataset();
     const train = data.train.slice(0, 6);
     const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
-    const { proc, client } = await startEmbedded(dataDir);
+    // Float32 on the shard hop, so the maps can be held to the in-process ones pixel by pixel: the
+    // default float16 queries move a referenced map (near zero on good print) by up to ~6e-4 of its
+    // peak (test/integration/wire-encoding.test.ts).
+    const { proc, client } = await startEmbedded(dataDir, ['--wire-encoding', 'f32']);
     const pool = new BackbonePool();
     try {
       const spec = { partitions: 1, replicas: 1, holdoutFraction: 0.5, pad: 16, reference: 'mean' };
