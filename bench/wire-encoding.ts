@@ -3,7 +3,7 @@
  * (serialised by grpc's own serializer) per 224 px image and per 2048 px sheet (scale 0.5, 224 px
  * tiles), and how far the anomaly maps and image scores move when the queries go through the
  * wire's float16 packing and the shard's decoding (lib/cluster/vector-encoding.ts) before an exact
- * search, on generated prints, with and without a nominal reference.
+ * search, on generated prints, with and without a nominal reference; and what the packing costs.
  *
  * node --import tsx bench/wire-encoding.ts [--out wire-encoding.json]
  */
@@ -19,7 +19,15 @@ import { decodeImage } from '../lib/image/decode';
 import { fileSources, listImages } from '../lib/data/mvtec';
 import { generateDataset } from '../lib/synth';
 import { serviceDefinition } from '../lib/rpc/proto';
-import { VectorEncoding, WireQueries, decodeQueries, encodingMsg } from '../lib/cluster/vector-encoding';
+import {
+  QueryBuffers,
+  VectorEncoding,
+  WireQueries,
+  decodeQueries,
+  encodingMsg,
+} from '../lib/cluster/vector-encoding';
+import { toFloat16 } from '../lib/cluster/float16';
+import { bytesOf } from '../lib/cluster/bytes';
 import { TEST_TMP } from '../services/local/processes';
 
 export interface MapDifference {
@@ -41,6 +49,21 @@ export interface WireBytes {
   dim: number;
   f32: number;
   f16: number;
+  /** p50 ms to pack the queries as float16 (gateway) and to widen them back (shard). */
+  encodeMs: number;
+  decodeMs: number;
+}
+
+/** Median ms of `runs` calls (after as many warm-up calls). */
+function medianMs(fn: () => unknown, runs = 51): number {
+  for (let i = 0; i < runs; i++) fn();
+  const ms: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    fn();
+    ms.push(performance.now() - t);
+  }
+  return ms.sort((a, b) => a - b)[runs >> 1];
 }
 
 const SEARCH = serviceDefinition('BankShard').Search;
@@ -61,12 +84,19 @@ function requestBytes(vectors: Float32Array, dim: number, encoding: VectorEncodi
 export async function wireBytes(extractor: FeatureExtractor, what: string, file: string): Promise<WireBytes> {
   const e = await extractor.embed(await decodeImage(fs.readFileSync(file)));
   const rows = e.vectors.length / e.dim;
+  const halves = toFloat16(e.vectors);
+  const shardBuffers = new QueryBuffers();
   return {
     what,
     rows,
     dim: e.dim,
     f32: requestBytes(e.vectors, e.dim, 'f32'),
     f16: requestBytes(e.vectors, e.dim, 'f16'),
+    encodeMs: medianMs(() => toFloat16(e.vectors, halves)),
+    // As the shard widens them: into a reused buffer.
+    decodeMs: medianMs(() =>
+      shardBuffers.release(decodeQueries(bytesOf(halves), encodingMsg('f16'), shardBuffers)),
+    ),
   };
 }
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { SpiError } from '../../../lib/errors';
 import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
+import { bytesOf } from '../../../lib/cluster/bytes';
 import {
+  QueryBuffers,
   WireQueries,
   decodeQueries,
   encodingFor,
@@ -66,6 +68,21 @@ describe('query encoding on the shard hop', () => {
       isInvalid(/multiple of 2/),
     );
     assert.throws(() => decodeQueries(Buffer.alloc(4), 7), isInvalid(/encoding 7/));
+  });
+
+  it('the shard widens into reused buffers, and never keeps a view on a request', () => {
+    const buffers = new QueryBuffers(2);
+    const bytes = bytesOf(toFloat16(new Float32Array([1, 2, 3, 4])));
+    const first = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
+    buffers.release(first);
+    const again = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
+    assert.equal(again, first, 'the released buffer is reused');
+    assert.deepEqual(again, new Float32Array([1, 2, 3, 4]));
+    const busy = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
+    assert.notEqual(busy, again, 'a buffer in use is not handed out twice');
+    const view = decodeQueries(bytesOf(new Float32Array([5, 6, 7, 8])), undefined, buffers);
+    buffers.release(view);
+    assert.notEqual(decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers), view);
   });
 
   it('the gateway directory picks per shard from its registration, as configured', () => {
