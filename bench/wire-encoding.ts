@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BackbonePool, DEFAULT_MODEL, createExtractor } from '../lib/patchcore/engine';
 import { DEFAULT_FIT, FitSettings, fitBank, fittedInspector } from '../lib/patchcore/fit';
-import { scoreEmbedding } from '../lib/patchcore/inspector';
+import { NeighbourSearcher, scoreEmbedding } from '../lib/patchcore/inspector';
+import { KnnIndex, KnnResult } from '../lib/knn/index';
 import { FeatureExtractor } from '../lib/patchcore/feature-extractor';
 import { DEFAULT_VIEW, ViewConfig } from '../lib/image/views';
 import { decodeImage } from '../lib/image/decode';
@@ -67,6 +68,22 @@ function medianMs(fn: () => unknown, runs = 51): number {
 }
 
 const SEARCH = serviceDefinition('BankShard').Search;
+
+/**
+ * An in-process exact search that sees the queries as a shard does: packed for the wire in
+ * `encoding` (as the gateway packs them) and widened back (as the shard widens them).
+ */
+export class WireSearcher implements NeighbourSearcher {
+  constructor(
+    readonly index: KnnIndex,
+    readonly encoding: VectorEncoding = 'f16',
+  ) {}
+
+  search(queries: Float32Array, _dim: number, k: number): Promise<KnnResult> {
+    const p = new WireQueries(queries).payload(this.encoding);
+    return this.index.search(decodeQueries(p.bytes, encodingMsg(p.encoding)), k);
+  }
+}
 
 /** The SearchRequest as it goes on the wire, in bytes. */
 function requestBytes(vectors: Float32Array, dim: number, encoding: VectorEncoding): number {
@@ -133,11 +150,12 @@ export async function mapDifference(
     const image = await decodeImage(fs.readFileSync(file));
     const embedding = await extractor.embed(image);
     for (const v of embedding.vectors) out.maxAbsEmbedding = Math.max(out.maxAbsEmbedding, Math.abs(v));
-    // Exactly what a shard searches: the packed bytes, decoded.
-    const p = new WireQueries(embedding.vectors).payload('f16');
-    const widened = decodeQueries(p.bytes, encodingMsg(p.encoding));
-    const [a, b] = [embedding.vectors, widened].map((q) =>
-      scoreEmbedding(meta, embedding, fitted.index.searchSync(q, meta.score.k), image, meta.threshold.value),
+    const [a, b] = await Promise.all(
+      (['f32', 'f16'] as const).map(async (encoding) => {
+        const searcher = new WireSearcher(fitted.index, encoding);
+        const knn = await searcher.search(embedding.vectors, embedding.dim, meta.score.k);
+        return scoreEmbedding(meta, embedding, knn, image, meta.threshold.value);
+      }),
     );
     let peak = 0;
     for (const v of a.map) peak = Math.max(peak, Math.abs(v));

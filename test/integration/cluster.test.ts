@@ -21,11 +21,16 @@ import { SpiError } from '../../lib/errors';
 import { kindOfStatus } from '../../lib/rpc/status';
 import { PrintDataset, printDataset, pngHeader, upload } from '../helpers/fixtures';
 import { waitUntil } from '../helpers/processes';
+import { WireSearcher } from '../../bench/wire-encoding';
 
 // The plain defaults, not the automatic choice: these tests compare the cluster with the engine.
 const SPEC: Partial<BuildSpecMsg> = { coresetRatio: 0.1, auto: 'off' };
 
-/** The in-process engine on the same images and settings the gateway gets. */
+/**
+ * The in-process engine on the same images and settings the gateway gets, its queries rounded to
+ * float16 as the gateway sends them to shards of this release (so the maps stay comparable within
+ * 1e-4, and a gateway that sent float32 here would stand out at ~2e-4).
+ */
 async function localInspector(
   pool: BackbonePool,
   bank: string,
@@ -40,7 +45,11 @@ async function localInspector(
     projectionSeed: 0,
   });
   const fitted = await fitBank(extractor, req.images, { ...req.settings, name: bank, version: 1 });
-  return fittedInspector(fitted, extractor);
+  return new Inspector(
+    fittedInspector(fitted, extractor).meta,
+    extractor,
+    new WireSearcher(fitted.index, 'f16'),
+  );
 }
 
 function mapOf(res: InspectResponse): Float32Array {
