@@ -126,10 +126,8 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   const seed = o.seed ?? DEFAULT_AUTO_SEED;
   if (!(budgetMs > 0))
     throw invalid(`--budget-ms must be a positive number of milliseconds, got ${budgetMs}`);
-  if (sources.length < 4)
-    throw invalid(
-      `the automatic fit needs at least 4 good images, got ${sources.length} (or pass --auto off)`,
-    );
+  if (sources.length < MIN_AUTO_IMAGES)
+    throw invalid(`the automatic fit needs at least ${MIN_AUTO_IMAGES} good images, got ${sources.length}`);
   const limits = o.limits ?? DEFAULT_DECODE_LIMITS;
   const heldOut = Math.max(
     Math.round(sources.length * (o.holdoutFraction ?? DEFAULT_FIT.holdoutFraction)),
@@ -150,32 +148,12 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   const backbones = await Promise.all(o.models.map((m) => backboneInfo(o.pool, m)));
   const nsPerMac = await calibrateSearch();
   const { width, height } = goods[0].image;
-  const trials = new Map<string, BaseTrial>();
-  const skipped: AutoConfigRecord['skipped'] = [];
-  for (const base of baseCandidates({ width, height, backbones })) {
-    const extractor = await createExtractor(o.pool, {
-      model: base.model,
-      stages: base.stages,
-      view: base.view,
-      projectionDim: 0,
-      projectionSeed: DEFAULT_FIT.projectionSeed,
-    });
-    // Look before scoring: a base whose backbone alone is over budget is not worth a rung.
-    await extractor.embed(goods[0].image);
-    let embedMs = Infinity;
-    for (let i = 0; i < 2; i++) {
-      const t0 = performance.now();
-      await extractor.embed(goods[0].image);
-      embedMs = Math.min(embedMs, performance.now() - t0);
-    }
-    if (embedMs > budgetMs) skipped.push({ key: base.key, embedMs: Math.round(embedMs) });
-    else trials.set(base.key, new BaseTrial(base, extractor));
-  }
-  if (trials.size === 0)
-    throw new SpiError(
-      'FAILED_PRECONDITION',
-      `no candidate embeds an image within --budget-ms ${budgetMs} (fastest: ${Math.min(...skipped.map((s) => s.embedMs))} ms)`,
-    );
+  const { trials, skipped } = await screenBases(
+    o.pool,
+    baseCandidates({ width, height, backbones }),
+    goods[0].image,
+    budgetMs,
+  );
 
   const all = configurationsOf(
     [...trials.values()].map((t) => t.base),
@@ -260,6 +238,44 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
       searchNsPerMac: Math.round(nsPerMac * 1e4) / 1e4,
     },
   };
+}
+
+/**
+ * One trial per base, after a look at its cost: a base whose backbone alone is over budget on one
+ * image is not worth a rung (the best of two timed runs, after a warm-up).
+ */
+async function screenBases(
+  pool: BackbonePool,
+  bases: BaseCandidate[],
+  probe: RgbImage,
+  budgetMs: number,
+): Promise<{ trials: Map<string, BaseTrial>; skipped: AutoConfigRecord['skipped'] }> {
+  const trials = new Map<string, BaseTrial>();
+  const skipped: AutoConfigRecord['skipped'] = [];
+  for (const base of bases) {
+    const extractor = await createExtractor(pool, {
+      model: base.model,
+      stages: base.stages,
+      view: base.view,
+      projectionDim: 0,
+      projectionSeed: DEFAULT_FIT.projectionSeed,
+    });
+    await extractor.embed(probe);
+    let embedMs = Infinity;
+    for (let i = 0; i < 2; i++) {
+      const t0 = performance.now();
+      await extractor.embed(probe);
+      embedMs = Math.min(embedMs, performance.now() - t0);
+    }
+    if (embedMs > budgetMs) skipped.push({ key: base.key, embedMs: Math.round(embedMs) });
+    else trials.set(base.key, new BaseTrial(base, extractor));
+  }
+  if (trials.size === 0)
+    throw new SpiError(
+      'FAILED_PRECONDITION',
+      `no candidate embeds an image within --budget-ms ${budgetMs} (fastest: ${Math.min(...skipped.map((s) => s.embedMs))} ms)`,
+    );
+  return { trials, skipped };
 }
 
 /** Training images per rung: 8, 16, 32 (capped at what there is). */
