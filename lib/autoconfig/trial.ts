@@ -32,13 +32,11 @@ export const METRIC_GRID = 256;
 
 export interface BaseRun {
   base: BaseCandidate;
-  trainImages: number;
   bankPatches: number;
   /** Raw patch scores of each validation item (no reference), and the geometry to map them. */
   grids: Float32Array[];
   geometry: Omit<ImageEmbedding, 'vectors'>[];
   embedMsPerImage: number;
-  searchMsPerImage: number;
 }
 
 export class BaseTrial {
@@ -64,8 +62,7 @@ export class BaseTrial {
     validation: ValidationItem[],
     finalImages = trainPool.length,
   ): Promise<BaseRun> {
-    while (this.train.length < trainPool.length)
-      this.train.push(...(await this.embed(trainPool.slice(this.train.length, this.train.length + 8))));
+    this.train.push(...(await this.embedAll(trainPool.slice(this.train.length))));
     const missing = validation.filter((v) => !this.validation.has(v));
     const embedded = await this.embedAll(missing.map((v) => v.image));
     missing.forEach((v, i) => this.validation.set(v, embedded[i]));
@@ -81,19 +78,16 @@ export class BaseTrial {
     );
     const index = KnnIndex.build(gather(all, dim, keep), dim, { factory: 'Flat' });
     const grids: Float32Array[] = [];
-    const t0 = performance.now();
     for (const e of queries) {
       const knn = await index.search(e.vectors, 1);
       grids.push(patchScores(knn.distances, knn.k, 1));
     }
     return {
       base: this.base,
-      trainImages: trainPool.length,
       bankPatches: keep.length,
       grids,
       geometry: queries.map(({ vectors: _, ...g }) => g),
       embedMsPerImage: this.embedMs,
-      searchMsPerImage: (performance.now() - t0) / queries.length,
     };
   }
 
@@ -124,8 +118,6 @@ export interface ConfigurationScore {
   score: number;
   /** Predicted inspection cost with the full bank: embedding plus search scaled to its size. */
   msPerImage: number;
-  /** Image scores of the validation items, in order. */
-  imageScores: number[];
 }
 
 /**
@@ -204,7 +196,6 @@ export function scoreConfiguration(
     pixelAuroc: pix,
     score: (imageAuroc + pix) / 2,
     msPerImage,
-    imageScores: judged.map((i) => scores[i]),
   };
 }
 
