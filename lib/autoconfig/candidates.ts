@@ -35,6 +35,8 @@ export interface Configuration {
   /** One member, or two fused (same backbone and view). */
   members: BaseCandidate[];
   reference: boolean;
+  /** A cheaper variant of a finalist: a smaller bank ("bank50%") or an INT8 backbone ("int8"). */
+  variant?: string;
 }
 
 /** Tiles overlap by this many pixels; the canvas is mirrored by TILE_PAD before the backbone. */
@@ -177,10 +179,57 @@ export function configurationsOf(
   return out;
 }
 
-export function configurationId(members: BaseCandidate[], reference: boolean): string {
+export function configurationId(members: BaseCandidate[], reference: boolean, variant?: string): string {
   const first = members[0];
   const stages = members.length > 1 ? 'fused' : first.stageSet;
-  return `${first.model}/${stages}/${first.viewLabel}${reference ? '+ref' : ''}`;
+  return `${first.model}/${stages}/${first.viewLabel}${reference ? '+ref' : ''}${variant ? `~${variant}` : ''}`;
+}
+
+/**
+ * Banks tried for the finalists, as fractions of their bank: the search costs in proportion to the
+ * bank, and many jobs lose nothing at half of the default 10 %.
+ */
+export const BANK_VARIANTS = [0.5, 0.25];
+
+/** The base with its bank scaled by `factor` (a fixed size, or the ratio). */
+export function withBankFraction(base: BaseCandidate, factor: number): BaseCandidate {
+  const c = base.coreset;
+  const coreset =
+    c.size > 0 ? { ...c, size: Math.max(1, Math.round(c.size * factor)) } : { ...c, ratio: c.ratio * factor };
+  return { ...base, key: `${base.key}~bank${Math.round(factor * 100)}%`, coreset };
+}
+
+/** The base on another build of its backbone (same stages and view): an INT8 one. */
+export function onModel(base: BaseCandidate, model: string): BaseCandidate {
+  return { ...base, key: `${model}/${base.stageSet}/${base.viewLabel}`, model };
+}
+
+/**
+ * The cheaper variants of a configuration: each bank fraction, and each installed INT8 build of its
+ * backbone (`int8Builds`: model ids) with the configuration's own bank.
+ */
+export function variantsOf(c: Configuration, int8Builds: string[]): Configuration[] {
+  const out: Configuration[] = [];
+  for (const factor of BANK_VARIANTS) {
+    const members = c.members.map((m) => withBankFraction(m, factor));
+    const variant = `bank${Math.round(factor * 100)}%`;
+    out.push({
+      id: configurationId(c.members, c.reference, variant),
+      members,
+      reference: c.reference,
+      variant,
+    });
+  }
+  for (const model of int8Builds) {
+    const members = c.members.map((m) => onModel(m, model));
+    out.push({ id: configurationId(members, c.reference), members, reference: c.reference, variant: 'int8' });
+  }
+  return out;
+}
+
+/** Installed INT8 builds of `model` (make quantize writes "<model>-int8-<calibration>"). */
+export function int8BuildsOf(model: string, installed: string[]): string[] {
+  return installed.filter((id) => id.startsWith(`${model}-int8`));
 }
 
 /** A plain-language line for the table: "MobileNetV2 stride 8+4 fused, 224 px whole frame, reference". */
@@ -192,5 +241,6 @@ export function describe(c: Configuration): string {
     v.tile > 0
       ? `${v.tile} px tiles at scale ${v.scale} (mirror ${v.pad ?? 0} px)`
       : `whole frame at ${v.resize} px`;
-  return `${m.model} ${stages}, ${view}${c.reference ? ', nominal reference' : ''}`;
+  const bank = c.variant?.startsWith('bank') ? `, ${c.variant.slice(4)} of the usual bank` : '';
+  return `${m.model} ${stages}, ${view}${c.reference ? ', nominal reference' : ''}${bank}`;
 }

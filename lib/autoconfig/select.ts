@@ -19,7 +19,10 @@ import {
   baseCandidates,
   configurationsOf,
   describe,
+  int8BuildsOf,
+  variantsOf,
 } from './candidates';
+import { listModels } from '../../models/registry';
 import { Registration, measureRegistration } from './registration';
 import { BaseRun, BaseTrial, calibrateSearch, maskToGrid, scoreConfiguration } from './trial';
 import { ValidationItem, buildValidationSet, validationSummary } from './validation-set';
@@ -59,6 +62,8 @@ export interface AutoOptions {
   heldOut?: ImageSource[];
   /** Offer fused banks (default true; the cluster serves single banks and turns it off). */
   fusion?: boolean;
+  /** Installed INT8 backbone builds to try for the finalists (default: what build/models holds). */
+  int8Builds?: string[];
   /** Keep the trials and every configuration in the result (AutoChoice.study). */
   keepTrials?: boolean;
   limits?: DecodeLimits;
@@ -76,6 +81,8 @@ export interface AutoTableRow {
   score: number;
   msPerImage: number;
   status: 'chosen' | 'finalist' | 'halved' | 'over budget';
+  /** A finalist's cheaper variant ("bank50%", "int8"), scored on the last rung only. */
+  variant?: string;
   /** Its scores at the first rung, where every configuration had the same images (for ranking studies). */
   firstRung: { imageAuroc: number; pixelAuroc: number; score: number };
 }
@@ -166,23 +173,25 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   const rungLog: AutoConfigRecord['rungs'] = [];
   const secondsByBase: Record<string, number> = {};
   let evaluated = 0;
-  const toEvaluate = rungSizes.length * trials.size;
-  for (const [r, size] of rungSizes.entries()) {
-    const bases = new Map(alive.flatMap((c) => c.members.map((m) => [m.key, m] as const)));
-    const runs = new Map<string, BaseRun>();
+  let toEvaluate = rungSizes.length * trials.size;
+  // Runs the configurations' bases on a rung (bases already run there are kept) and scores them.
+  const scoreRung = async (r: number, configs: Configuration[], runs: Map<string, BaseRun>) => {
+    const size = rungSizes[r];
     // The first rung, where every candidate runs, judges on half the defects; later rungs on all.
     const items = validation.filter(
       (v, i) => r > 0 || rungSizes.length === 1 || v.label === 0 || i % 2 === 0,
     );
     const masks = items.map((v) => gridMasks[validation.indexOf(v)]);
+    const bases = new Map(configs.flatMap((c) => c.members.map((m) => [m.key, m] as const)));
     for (const key of bases.keys()) {
+      if (runs.has(key)) continue;
       const t0 = performance.now();
       runs.set(key, await trials.get(key)!.run(trainPool.slice(0, size), items, finalTrain));
       secondsByBase[key] = (secondsByBase[key] ?? 0) + (performance.now() - t0) / 1000;
       o.onProgress?.('auto: candidates', ++evaluated, toEvaluate);
     }
     const finalBank = (b: BaseCandidate) => trials.get(b.key)!.bankPatchesFor(finalTrain);
-    for (const c of alive) {
+    for (const c of configs) {
       const s = scoreConfiguration(c, runs, items, masks, finalBank, nsPerMac);
       const scores = {
         imageAuroc: round4(s.imageAuroc),
@@ -198,16 +207,41 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
         trainImages: size,
         msPerImage: Math.round(s.msPerImage * 10) / 10,
         status: s.msPerImage > budgetMs ? 'over budget' : 'halved',
+        ...(c.variant ? { variant: c.variant } : {}),
       });
     }
-    rungLog.push({ trainImages: size, configurations: alive.length });
+  };
+  let lastRuns = new Map<string, BaseRun>();
+  for (const r of rungSizes.keys()) {
+    lastRuns = new Map();
+    await scoreRung(r, alive, lastRuns);
+    rungLog.push({ trainImages: rungSizes[r], configurations: alive.length });
     if (r < rungSizes.length - 1) alive = halve(alive, rows);
   }
-  const finalists = alive.map((c) => rows.get(c.id)!);
+  // Last, the finalists' cheaper variants on the last rung: smaller banks (sharing the embeddings)
+  // and INT8 builds of the backbone where installed. The pick below weighs them like any other.
+  const variants = alive.flatMap((c) =>
+    variantsOf(c, int8BuildsOf(c.members[0].model, o.int8Builds ?? listModels())),
+  );
+  for (const v of variants) {
+    for (const m of v.members) {
+      if (trials.has(m.key)) continue;
+      const same = [...trials.values()].find((t) => t.base.key === m.key.split('~')[0]);
+      if (same && m.model === same.base.model) trials.set(m.key, same.sharing(m));
+    }
+  }
+  const int8Bases = variants.flatMap((v) => v.members).filter((m) => !trials.has(m.key));
+  const screened = await screenBases(o.pool, uniqueBases(int8Bases), goods[0].image, budgetMs, false);
+  for (const [key, trial] of screened.trials) trials.set(key, trial);
+  const runnable = variants.filter((v) => v.members.every((m) => trials.has(m.key)));
+  toEvaluate += new Set(runnable.flatMap((v) => v.members.map((m) => m.key))).size;
+  await scoreRung(rungSizes.length - 1, runnable, lastRuns);
+  if (runnable.length) rungLog.push({ trainImages: rungSizes.at(-1)!, configurations: runnable.length });
+  const finalists = [...alive, ...runnable].map((c) => rows.get(c.id)!);
   for (const row of finalists) if (row.status !== 'over budget') row.status = 'finalist';
   const { chosen, reason } = pick(finalists, budgetMs);
   chosen.status = 'chosen';
-  const configuration = alive.find((c) => c.id === chosen.id)!;
+  const configuration = [...alive, ...runnable].find((c) => c.id === chosen.id)!;
   return {
     configuration,
     holdoutFraction,
@@ -249,6 +283,7 @@ async function screenBases(
   bases: BaseCandidate[],
   probe: RgbImage,
   budgetMs: number,
+  required = true,
 ): Promise<{ trials: Map<string, BaseTrial>; skipped: AutoConfigRecord['skipped'] }> {
   const trials = new Map<string, BaseTrial>();
   const skipped: AutoConfigRecord['skipped'] = [];
@@ -270,12 +305,16 @@ async function screenBases(
     if (embedMs > budgetMs) skipped.push({ key: base.key, embedMs: Math.round(embedMs) });
     else trials.set(base.key, new BaseTrial(base, extractor));
   }
-  if (trials.size === 0)
+  if (trials.size === 0 && required)
     throw new SpiError(
       'FAILED_PRECONDITION',
       `no candidate embeds an image within --budget-ms ${budgetMs} (fastest: ${Math.min(...skipped.map((s) => s.embedMs))} ms)`,
     );
   return { trials, skipped };
+}
+
+function uniqueBases(bases: BaseCandidate[]): BaseCandidate[] {
+  return [...new Map(bases.map((b) => [b.key, b])).values()];
 }
 
 /** Training images per rung: 8, 16, 32 (capped at what there is). */

@@ -49,11 +49,31 @@ export interface SyntheticDefectOptions {
 export const MASK_THRESHOLD = 16;
 const MAX_ATTEMPTS = 12;
 
-/** Sizes relative to the image: from a few pixels at full resolution up to a tenth of the frame. */
-export function defectSizeRange(width: number, height: number): { minSize: number; maxSize: number } {
+/**
+ * Largest defect, as a fraction of the frame's area. A tenth of the frame read as a tenth of its
+ * side (1 % of the area) made nearly every defect a fine one, and the selector then preferred
+ * resolution even where a job's real defects are large (docs/accuracy-experiments.md, "How well the
+ * synthetic set ranks"); CutPaste's own pastes cover 2-15 % of the image.
+ */
+export const MAX_DEFECT_AREA_FRACTION = 0.1;
+
+/**
+ * Sizes relative to the image, drawn log-uniformly between them: from a few pixels at full
+ * resolution up to a square of `maxAreaFraction` of the frame, so that fine and coarse defects
+ * both weigh in.
+ */
+export function defectSizeRange(
+  width: number,
+  height: number,
+  maxAreaFraction = MAX_DEFECT_AREA_FRACTION,
+): { minSize: number; maxSize: number } {
+  if (!(maxAreaFraction > 0 && maxAreaFraction <= 1)) {
+    throw new Error(`the largest defect must be a fraction of the frame in (0, 1], got ${maxAreaFraction}`);
+  }
   const side = Math.min(width, height);
   const minSize = Math.max(3, Math.round(side / 200));
-  return { minSize, maxSize: Math.max(minSize + 1, Math.round(side / 10)) };
+  const maxSize = Math.round(Math.sqrt(maxAreaFraction * width * height));
+  return { minSize, maxSize: Math.max(minSize + 1, Math.min(side - 2, maxSize)) };
 }
 
 /** Where a painter acted: opacity 0..255 over `rect` (image coordinates), row-major. */

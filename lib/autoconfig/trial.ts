@@ -40,8 +40,8 @@ export interface BaseRun {
 }
 
 export class BaseTrial {
-  private readonly train: ImageEmbedding[] = [];
-  private readonly validation = new Map<ValidationItem, ImageEmbedding>();
+  private train: ImageEmbedding[] = [];
+  private validation = new Map<ValidationItem, ImageEmbedding>();
   /** Fastest per-image embedding time of any batch: a busy machine must not price a view out. */
   private embedMs = Infinity;
 
@@ -89,6 +89,24 @@ export class BaseTrial {
       geometry: queries.map(({ vectors: _, ...g }) => g),
       embedMsPerImage: this.embedMs,
     };
+  }
+
+  /**
+   * A trial of `base` (the same backbone, stages and view with another bank) that shares these
+   * embeddings, so trying a smaller bank costs a coreset and the searches, no embedding.
+   */
+  sharing(base: BaseCandidate): BaseTrial {
+    if (
+      base.model !== this.base.model ||
+      base.viewLabel !== this.base.viewLabel ||
+      base.stages.join() !== this.base.stages.join()
+    )
+      throw new Error(`${base.key} cannot share the embeddings of ${this.base.key}`);
+    const trial = new BaseTrial(base, this.extractor);
+    trial.train = this.train;
+    trial.validation = this.validation;
+    trial.embedMs = this.embedMs;
+    return trial;
   }
 
   /** Patches a bank of `images` training images would keep with this base's coreset. */

@@ -36,6 +36,8 @@ export interface ValidationSetOptions {
   /** Defective copies per good image; default: enough for at least 24 defects, at least 2. */
   copiesPerImage?: number;
   kinds?: readonly SyntheticDefectKind[];
+  /** Largest defect as a fraction of the frame's area (default MAX_DEFECT_AREA_FRACTION). */
+  maxDefectArea?: number;
 }
 
 const MIN_DEFECTS = 24;
@@ -75,7 +77,7 @@ export function buildValidationSet(
     const donor = next.width === good.image.width && next.height === good.image.height ? next : undefined;
     for (let copy = 0; copy < copies; copy++) {
       const rng = Rng.of(options.seed, 'validation', g, copy);
-      const defect = injectAnyKind(good, kinds, g * copies + copy, rng, donor);
+      const defect = injectAnyKind(good, kinds, g * copies + copy, rng, donor, options.maxDefectArea);
       items.push({
         name: `${good.name}#${defect.kind}-${copy}`,
         image: defect.image,
@@ -100,8 +102,9 @@ function injectAnyKind(
   turn: number,
   rng: Rng,
   donor: RgbImage | undefined,
+  maxDefectArea: number | undefined,
 ): SyntheticDefect {
-  const sizes = defectSizeRange(good.image.width, good.image.height);
+  const sizes = defectSizeRange(good.image.width, good.image.height, maxDefectArea);
   const failures: string[] = [];
   for (let k = 0; k < kinds.length; k++) {
     const kind = kinds[(turn + k) % kinds.length];

@@ -60,6 +60,13 @@ describe('automatic fit (real backbone)', function () {
     assert.equal(auto.table.filter((r) => r.status === 'chosen').length, 1);
     assert.equal(auto.table.find((r) => r.status === 'chosen')!.id, auto.chosen);
     assert.ok(auto.table.every((r) => r.imageAuroc >= 0 && r.imageAuroc <= 1 && r.msPerImage > 0));
+    // The finalists' smaller banks were scored too, on the embeddings already made, and cost less.
+    const half = auto.table.filter((r) => r.variant === 'bank50%');
+    assert.ok(half.length >= 1, 'smaller banks were tried');
+    for (const h of half) {
+      const full = auto.table.find((r) => r.id === h.id.replace(/~bank50%$/, ''))!;
+      assert.ok(h.msPerImage <= full.msPerImage, `${h.id} costs no more than ${full.id}`);
+    }
     // Held back more than the 10 % default (12 images would give 1) so the validation has a good half.
     assert.equal(auto.images.heldOut, 3);
     assert.equal(auto.images.train, 9);

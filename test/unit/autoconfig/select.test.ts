@@ -3,7 +3,9 @@ import {
   BackboneInfo,
   baseCandidates,
   configurationsOf,
+  int8BuildsOf,
   patchesPerImage,
+  variantsOf,
   stageSetsFor,
   viewsFor,
   MAX_PATCHES_PER_IMAGE,
@@ -113,6 +115,40 @@ describe('autoconfig: candidate space', () => {
     const registered = configurationsOf(bases, true);
     assert.equal(registered.length, 2 * plain.length);
     assert.equal(new Set(registered.map((c) => c.id)).size, registered.length, 'ids are unique');
+  });
+});
+
+describe('autoconfig: cheaper variants of the finalists', () => {
+  it('offers smaller banks of the same bases and INT8 builds of the backbone, with ids of their own', () => {
+    const bases = baseCandidates({ width: 640, height: 640, backbones: [MOBILENET] });
+    const [fused] = configurationsOf(bases, true).filter((c) => c.members.length === 2 && c.reference);
+    const tiles = configurationsOf(bases, false).find((c) => c.members[0].view.tile > 0)!;
+    const installed = ['inception_v3-imagenet', 'mobilenet_v2-imagenet', 'mobilenet_v2-imagenet-int8-randn'];
+    assert.deepEqual(int8BuildsOf('mobilenet_v2-imagenet', installed), ['mobilenet_v2-imagenet-int8-randn']);
+    assert.deepEqual(int8BuildsOf('inception_v3-imagenet', installed), []);
+    const variants = variantsOf(fused, int8BuildsOf(fused.members[0].model, installed));
+    assert.deepEqual(
+      variants.map((v) => v.variant),
+      ['bank50%', 'bank25%', 'int8'],
+    );
+    assert.equal(new Set([fused.id, ...variants.map((v) => v.id)]).size, 4, 'ids are unique');
+    const [half, quarter, int8] = variants;
+    for (const [i, m] of half.members.entries()) {
+      const original = fused.members[i];
+      assert.equal(m.coreset.ratio, original.coreset.ratio / 2);
+      assert.equal(quarter.members[i].coreset.ratio, original.coreset.ratio / 4);
+      assert.deepEqual([m.model, m.stages, m.view], [original.model, original.stages, original.view]);
+      assert.notEqual(m.key, original.key);
+      assert.equal(int8.members[i].model, 'mobilenet_v2-imagenet-int8-randn');
+      assert.deepEqual(int8.members[i].coreset, original.coreset);
+    }
+    assert.ok(half.reference && int8.reference, 'variants keep the reference');
+    assert.match(half.id, /~bank50%$/);
+    assert.match(variantsOf(fused, [])[0].members[0].key, /~bank50%$/);
+    // A fixed-size bank (tiles) halves its size, not its ratio.
+    const tileHalf = variantsOf(tiles, [])[0].members[0];
+    assert.equal(tileHalf.coreset.size, tiles.members[0].coreset.size / 2);
+    assert.equal(variantsOf(tiles, []).length, 2, 'no INT8 variant when none is installed');
   });
 });
 

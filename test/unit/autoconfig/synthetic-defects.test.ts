@@ -95,11 +95,13 @@ function assertMaskMatchesChange(original: RgbImage, d: SyntheticDefect, what: s
 describe('autoconfig/synthetic-defects', () => {
   const images: Record<string, RgbImage> = { print: printImage(), photo: photoImage(), pcb: pcbImage() };
 
-  it('sizes defects from a few pixels up to a tenth of the frame', () => {
-    assert.deepEqual(defectSizeRange(900, 900), { minSize: 5, maxSize: 90 });
-    assert.deepEqual(defectSizeRange(640, 640), { minSize: 3, maxSize: 64 });
-    assert.deepEqual(defectSizeRange(1280, 640), { minSize: 3, maxSize: 64 });
-    assert.deepEqual(defectSizeRange(20, 20), { minSize: 3, maxSize: 4 });
+  it("sizes defects from a few pixels up to a square of a tenth of the frame's area", () => {
+    assert.deepEqual(defectSizeRange(900, 900), { minSize: 5, maxSize: 285 });
+    assert.deepEqual(defectSizeRange(640, 640), { minSize: 3, maxSize: 202 });
+    assert.deepEqual(defectSizeRange(1280, 640), { minSize: 3, maxSize: 286 });
+    assert.deepEqual(defectSizeRange(20, 20), { minSize: 3, maxSize: 6 });
+    assert.deepEqual(defectSizeRange(900, 900, 0.01), { minSize: 5, maxSize: 90 });
+    assert.throws(() => defectSizeRange(900, 900, 0), /fraction of the frame/);
   });
 
   for (const [name, image] of Object.entries(images)) {
