@@ -16,6 +16,8 @@ declare module 'faiss-node' {
     searchBuffer(x: Float32Array, k: number): BufferSearchResult;
     searchAsync(x: Float32Array, k: number): Promise<BufferSearchResult>;
     setNprobe(n: number): void;
+    /** faiss ParameterSpace.set_index_parameter: "nprobe", "efSearch", ... (throws if not settable). */
+    setParameter(name: string, value: number): void;
     toBuffer(): Buffer;
     write(fname: string): void;
     static read(fname: string): Index;

@@ -1,6 +1,9 @@
 /**
  * Nearest-neighbour search over a memory bank, behind one interface built from a faiss factory
- * string ("Flat", "IVF256,Flat"): changing the index is a config change, nothing else moves.
+ * string ("Flat", "IVF256,Flat", "HNSW32,Flat"): changing the index is a config change, nothing
+ * else moves. The string may end with search-time parameters in faiss' ParameterSpace syntax
+ * ("HNSW32,Flat,efSearch=32"), so they travel wherever the factory string does (bank metadata,
+ * BuildSpec, the shards' partitions); a few presets name the choices the bench measured ("hnsw").
  * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
  */
 import { Index } from './faiss';
@@ -23,6 +26,52 @@ export interface KnnResult {
 }
 
 export const DEFAULT_KNN: KnnConfig = { factory: 'Flat', nprobe: 8 };
+
+/**
+ * Short names for factory strings (`--index hnsw`), resolved when a bank is fitted so its metadata
+ * holds the full string. `hnsw`: a 32-link graph over the raw vectors, searched with efSearch
+ * candidates per query (bench/search-options.ts measures it against Flat; docs/sizing.md).
+ */
+export const INDEX_PRESETS: Readonly<Record<string, string>> = {
+  flat: 'Flat',
+  hnsw: 'HNSW32,Flat,efSearch=64',
+};
+
+/** A factory string split into what faiss' index_factory builds and the search parameters after it. */
+export interface ParsedFactory {
+  factory: string;
+  params: { name: string; value: number }[];
+}
+
+/** "HNSW32,Flat,efSearch=48" -> factory "HNSW32,Flat", params [efSearch 48]; presets expanded. */
+export function parseFactory(spec: string): ParsedFactory {
+  const full = INDEX_PRESETS[spec.trim().toLowerCase()] ?? spec.trim();
+  const parts = full.split(',').map((p) => p.trim());
+  const params: ParsedFactory['params'] = [];
+  const factory: string[] = [];
+  for (const part of parts) {
+    const eq = part.indexOf('=');
+    if (eq < 0) {
+      if (params.length > 0) throw invalid(`index "${spec}": search parameters go after the factory string`);
+      factory.push(part);
+      continue;
+    }
+    const name = part.slice(0, eq).trim();
+    const value = Number(part.slice(eq + 1));
+    if (!/^[A-Za-z_]\w*$/.test(name) || !Number.isFinite(value))
+      throw invalid(`index "${spec}": "${part}" is not a search parameter (name=number)`);
+    params.push({ name, value });
+  }
+  if (factory.length === 0 || factory.some((p) => p === ''))
+    throw invalid(`index "${spec}" has no faiss factory string`);
+  return { factory: factory.join(','), params };
+}
+
+/** The config with a preset name replaced by its full factory string (what a bank records). */
+export function resolveKnn(config: KnnConfig): KnnConfig {
+  const preset = INDEX_PRESETS[config.factory.trim().toLowerCase()];
+  return preset ? { ...config, factory: preset } : config;
+}
 
 export class KnnIndex {
   private constructor(
@@ -56,11 +105,12 @@ export class KnnIndex {
       throw new Error(`bank has ${vectors.length} values, not a non-empty multiple of its width ${dim}`);
     }
     const rows = vectors.length / dim;
-    const ivfCells = /^IVF(\d+)/.exec(config.factory);
+    const { factory } = parseFactory(config.factory);
+    const ivfCells = /^IVF(\d+)/.exec(factory);
     if (ivfCells && rows < Number(ivfCells[1])) {
       throw new Error(`${config.factory} needs at least ${ivfCells[1]} bank vectors to train, got ${rows}`);
     }
-    const index = Index.fromFactory(dim, config.factory);
+    const index = Index.fromFactory(dim, factory);
     if (!index.isTrained()) index.trainBuffer(vectors);
     index.addBuffer(vectors);
     return KnnIndex.wrap(index, config);
@@ -72,7 +122,17 @@ export class KnnIndex {
   }
 
   private static wrap(index: Index, config: KnnConfig): KnnIndex {
-    if (/^IVF/.test(config.factory)) index.setNprobe(config.nprobe ?? DEFAULT_KNN.nprobe!);
+    const { factory, params } = parseFactory(config.factory);
+    if (/^IVF/.test(factory)) index.setNprobe(config.nprobe ?? DEFAULT_KNN.nprobe!);
+    for (const { name, value } of params) {
+      try {
+        index.setParameter(name, value);
+      } catch (err) {
+        throw invalid(
+          `index "${config.factory}": faiss cannot set ${name} on a ${factory} index (${firstLine(err)})`,
+        );
+      }
+    }
     return new KnnIndex(index, index.getDimension(), config);
   }
 
@@ -107,4 +167,9 @@ function toEuclidean(result: { distances: Float32Array; labels: Float64Array }, 
   // Squared L2 can come out slightly negative from float rounding in faiss' BLAS path.
   for (let i = 0; i < d.length; i++) d[i] = Math.sqrt(Math.max(0, d[i]));
   return { distances: d, labels: result.labels, k };
+}
+
+function firstLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return (message.split('\n')[0].split(': ').pop() ?? message).trim();
 }

@@ -7,7 +7,7 @@ import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
 import { DEFAULT_VIEW, ViewConfig } from '../image/views';
-import { DEFAULT_KNN, KnnConfig, KnnIndex } from '../knn/index';
+import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, concat } from './feature-extractor';
 import { Inspector, NeighbourSearcher, scorePatches } from './inspector';
@@ -126,7 +126,7 @@ export async function fitBank(
       cellPlacement: extractor.options.cellPlacement !== false,
     },
     coreset: { ...settings.coreset, inputPatches: all.length / dim, keptPatches: keep.length },
-    knn: settings.knn,
+    knn: resolveKnn(settings.knn),
     score: settings.score,
     threshold: { value: Infinity, method: 'manual' },
     categories: settings.categories,

@@ -8,6 +8,7 @@ import { autoModels } from '../../lib/autoconfig/plan';
 import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
+import { INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
 import { ReferenceMethod } from '../../lib/score/reference';
@@ -92,7 +93,8 @@ coreset (which patches the bank keeps):
   --coreset-per-image R  fraction of each image's patches a per-image greedy keeps before the
                       global greedy; 0 = one global greedy (default ${D['coreset-per-image'].default})
 index and scores:
-  --index F           faiss factory string: Flat (exact) or e.g. IVF1024,Flat (default ${D.index.default})
+  --index F           faiss factory string, search parameters after it: Flat (exact), hnsw (=
+                      ${INDEX_PRESETS.hnsw}, approximate, for sheets), e.g. IVF1024,Flat (default ${D.index.default})
   --nprobe N          IVF cells searched per query (default ${D.nprobe.default})
   --k N               nearest neighbours per patch; its score is their mean distance (default ${D.k.default})
   --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
@@ -215,7 +217,7 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       size: num(v, 'coreset-size'),
       perImage: num(v, 'coreset-per-image'),
     },
-    knn: { factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') },
+    knn: resolveKnn({ factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') }),
     score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference },
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,

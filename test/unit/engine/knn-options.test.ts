@@ -1,0 +1,80 @@
+import { strict as assert } from 'node:assert';
+import { INDEX_PRESETS, KnnIndex, parseFactory, resolveKnn } from '../../../lib/knn/index';
+import { buildIndex } from '../../../lib/knn/build-worker';
+import { mulberry32 } from '../../../lib/util/random';
+
+/** Points around a few hundred centres (the same centres for every seed), like patch embeddings. */
+function clustered(n: number, dim: number, seed: number): Float32Array {
+  const centreRand = mulberry32(99);
+  const centres = Float32Array.from({ length: 200 * dim }, () => centreRand());
+  const rand = mulberry32(seed);
+  const out = new Float32Array(n * dim);
+  for (let i = 0; i < n; i++) {
+    const c = Math.floor(rand() * 200);
+    for (let k = 0; k < dim; k++) out[i * dim + k] = centres[c * dim + k] + 0.3 * (rand() - 0.5);
+  }
+  return out;
+}
+
+/** Share of queries whose nearest distance equals the exact one. */
+function recallAt1(got: Float32Array, exact: Float32Array): number {
+  let hits = 0;
+  for (let i = 0; i < exact.length; i++) if (Math.abs(got[i] - exact[i]) <= 1e-5 * exact[i] + 1e-6) hits++;
+  return hits / exact.length;
+}
+
+describe('knn search options (HNSW, search parameters in the factory string)', () => {
+  const dim = 24;
+  const bank = clustered(3000, dim, 1);
+  const queries = clustered(400, dim, 2);
+  const exact = KnnIndex.build(bank, dim, { factory: 'Flat' }).searchSync(queries, 1).distances;
+
+  it('splits a factory string from its search parameters and expands presets', () => {
+    assert.deepEqual(parseFactory('HNSW32,Flat,efSearch=48'), {
+      factory: 'HNSW32,Flat',
+      params: [{ name: 'efSearch', value: 48 }],
+    });
+    assert.deepEqual(parseFactory(' IVF64,Flat '), { factory: 'IVF64,Flat', params: [] });
+    assert.equal(parseFactory('hnsw').factory, 'HNSW32,Flat');
+    assert.equal(resolveKnn({ factory: 'HNSW', nprobe: 8 }).factory, INDEX_PRESETS.hnsw);
+    assert.deepEqual(resolveKnn({ factory: 'IVF64,Flat', nprobe: 4 }), { factory: 'IVF64,Flat', nprobe: 4 });
+    assert.throws(() => parseFactory('efSearch=4,HNSW32'), /after the factory string/);
+    assert.throws(() => parseFactory('HNSW32,Flat,efSearch=lots'), /not a search parameter/);
+    assert.throws(() => parseFactory('efSearch=4'), /no faiss factory string/);
+  });
+
+  it('HNSW finds nearly every exact neighbour, more of them with a larger efSearch', () => {
+    const low = KnnIndex.build(bank, dim, { factory: 'HNSW8,Flat,efSearch=1' });
+    const high = KnnIndex.deserialize(low.serialize(), { factory: 'HNSW8,Flat,efSearch=128' });
+    const lowRecall = recallAt1(low.searchSync(queries, 1).distances, exact);
+    const highRecall = recallAt1(high.searchSync(queries, 1).distances, exact);
+    assert.ok(highRecall >= 0.99, `efSearch 128: recall@1 ${highRecall}`);
+    assert.ok(lowRecall < highRecall, `efSearch 1 (${lowRecall}) should miss more than 128 (${highRecall})`);
+    // Stored vectors find themselves at distance 0.
+    const self = high.searchSync(bank.subarray(0, 10 * dim), 1);
+    for (let i = 0; i < 10; i++) assert.ok(self.distances[i] < 1e-3);
+  });
+
+  it('the preset builds on a worker thread, its efSearch restored with the index', async function () {
+    this.timeout(30_000);
+    const config = resolveKnn({ factory: 'hnsw' });
+    const there = await buildIndex(bank, dim, config);
+    assert.equal(there.size, 3000);
+    assert.deepEqual(there.config, config);
+    // faiss adds to an HNSW graph from several threads: the graph, hence a rare tie or miss, may differ
+    // from one build to the next, so the test holds the answers to the exact ones, not to another build.
+    const found = await there.search(queries, 2);
+    const recall = recallAt1(
+      found.distances.filter((_, i) => i % 2 === 0),
+      exact,
+    );
+    assert.ok(recall >= 0.99, `recall@1 ${recall}`);
+  });
+
+  it('refuses a parameter the index does not have, naming it', () => {
+    assert.throws(
+      () => KnnIndex.build(bank, dim, { factory: 'Flat,efSearch=16' }),
+      /cannot set efSearch on a Flat index/,
+    );
+  });
+});
