@@ -1,11 +1,13 @@
 /**
  * Admission of an Inspect as soon as its metadata is in: refused then, when the calls running,
  * queued and still arriving already fill the bounds, its image (often hundreds of KiB) is never
- * read, parsed or held, so a burst costs the gateway little CPU and memory. A call let through
+ * uploaded, read, parsed or held (see lib/rpc/stop-upload.ts), so a burst costs the gateway little
+ * CPU and memory, and the calls let in do not wait behind the refused ones' bytes. A call let through
  * counts as arriving until its message is in; the handler's admission.run() takes it from there.
  */
 import * as grpc from '@grpc/grpc-js';
 import { toServiceError } from '../../lib/rpc/status';
+import { stopUpload } from '../../lib/rpc/stop-upload';
 import { Admission } from './admission';
 import { deadlineOf } from './inspector-service';
 
@@ -30,6 +32,8 @@ export function admissionInterceptor(admission: Admission): grpc.ServerIntercept
               details: status.details ?? '',
               metadata: status.metadata ?? new grpc.Metadata(),
             });
+            // Nor is it uploaded: the client is asked to stop sending it.
+            stopUpload(call);
           },
           // The image is in: from here the handler's admission.run() counts the call.
           onReceiveMessage: (message, nextMessage) => {
