@@ -17,13 +17,21 @@ export function rssMiB(pid: number): number | null {
 
 const MIB = 1024 * 1024;
 
-/** nodejs_heap_size_used_bytes and nodejs_external_memory_bytes of a process's /metrics, in MiB. */
-export async function heapMiB(metricsPort: number): Promise<{ heapUsed: number; external: number } | null> {
+/** A process's JavaScript heap, used and reserved (what RSS holds of it), and its Buffers, in MiB. */
+export interface HeapMiB {
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+}
+
+/** nodejs_heap_size_used/total_bytes and nodejs_external_memory_bytes of a process's /metrics, in MiB. */
+export async function heapMiB(metricsPort: number): Promise<HeapMiB | null> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]) / MIB;
     return {
       heapUsed: Math.round(read('nodejs_heap_size_used_bytes') * 10) / 10,
+      heapTotal: Math.round(read('nodejs_heap_size_total_bytes') * 10) / 10,
       external: Math.round(read('nodejs_external_memory_bytes') * 10) / 10,
     };
   } catch {
@@ -35,7 +43,7 @@ export interface MemoryPoint {
   at: number;
   /** role -> { pid, MiB } */
   rss: Record<string, { pid: number; mib: number | null }>;
-  gatewayHeap: { heapUsed: number; external: number } | null;
+  gatewayHeap: HeapMiB | null;
 }
 
 /** Samples every role's current process every `everyMs` (the timeline goes into the results). */

@@ -93,7 +93,7 @@ export function summarize(r: SoakRecord) {
       restarted,
     };
   });
-  const heap = (p: MemoryPoint) => p.gatewayHeap ?? { heapUsed: null, external: null };
+  const heap = (p: MemoryPoint) => p.gatewayHeap ?? { heapUsed: null, heapTotal: null, external: null };
   const gatewayHeap = { start: heap(r.memory.start), warm: heap(r.memory.warm), end: heap(r.memory.end) };
   const corpusRefusals = r.corpus.filter((c) => c.expect !== 'OK');
   const corpusImages = r.corpus.filter((c) => c.expect === 'OK');
@@ -159,6 +159,8 @@ export type SoakResults = ReturnType<typeof summarize>;
 
 const fmt = (x: number | null | undefined) =>
   x === null || x === undefined || Number.isNaN(x) ? '–' : String(Math.round(x * 10) / 10);
+const heapLine = (h: { heapUsed: number | null; heapTotal?: number | null; external: number | null }) =>
+  `${fmt(h.heapUsed)} / ${fmt(h.heapTotal)} / ${fmt(h.external)}`;
 const codes = (c: Record<string, number>) =>
   Object.entries(c)
     .map(([k, v]) => `${k} ${v}`)
@@ -192,7 +194,7 @@ export function markdown(s: SoakResults): string {
       (m) =>
         `| ${m.process}${m.restarted ? ' (restarted: the new process)' : ''} | ${fmt(m.startMiB)} | ${fmt(m.warmMiB)} | ${fmt(m.endMiB)} | ${fmt(m.peakMiB)} | ${m.growthPct === null ? '–' : `${m.growthPct} %`} |`,
     ),
-    `Gateway JavaScript heap used / external (Buffers) MiB: ${fmt(s.gatewayHeapMiB.warm.heapUsed)} / ${fmt(s.gatewayHeapMiB.warm.external)} after warm-up, ${fmt(s.gatewayHeapMiB.end.heapUsed)} / ${fmt(s.gatewayHeapMiB.end.external)} at end.`,
+    `Gateway JavaScript heap used / reserved / external (Buffers) MiB: ${heapLine(s.gatewayHeapMiB.warm)} after warm-up, ${heapLine(s.gatewayHeapMiB.end)} at end.`,
     '',
     `Hostile-input corpus through the gateway: ${s.corpus.cameraFormatsScored} of ${s.corpus.cameraFormats} camera-format files scored, ${s.corpus.nonImagesRefused} of ${s.corpus.nonImages} other files refused with the expected status.`,
     '',
