@@ -9,6 +9,7 @@ import { Threshold } from '../threshold/threshold';
 import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
 import type { AutoConfigRecord } from '../autoconfig/select';
+import type { HeadMeta } from '../head/head-bank';
 
 /**
  * Format 2 is a bank with a nominal reference (`reference`) or edge padding (`view.pad`): a format-1
@@ -67,6 +68,12 @@ export interface BankMeta {
   sources: { path: string; sha256: string }[];
   /** How the automatic fit chose this bank's configuration (absent when flags set it). */
   autoConfig?: AutoConfigRecord;
+  /**
+   * A discriminator head trained beside the bank (lib/head/, `spi fit --head glass`): its ONNX files
+   * in the bank folder, its thresholds and the maps' standardisation. `threshold` above stays the
+   * bank's own, so a reader that ignores the head still judges correctly with the bank alone.
+   */
+  head?: HeadMeta;
   vectors: { rows: number; dim: number; sha256: string; file: string };
 }
 

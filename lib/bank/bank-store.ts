@@ -27,6 +27,8 @@ export function saveBank(
   meta: Omit<BankMeta, 'vectors' | 'format'>,
   vectors: Float32Array,
   dim: number,
+  /** Further files of the bank (a head's ONNX models), written with it. */
+  extraFiles: Record<string, Uint8Array> = {},
 ): BankMeta {
   const bytes = vectorBytes(vectors);
   const full: BankMeta = {
@@ -39,6 +41,7 @@ export function saveBank(
   const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
   try {
     writeSynced(path.join(tmp, 'vectors.f32'), bytes);
+    for (const [name, data] of Object.entries(extraFiles)) writeSynced(path.join(tmp, name), data);
     writeSynced(path.join(tmp, 'bank.json'), Buffer.from(JSON.stringify(full, null, 2)));
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(tmp, dir);

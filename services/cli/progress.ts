@@ -10,7 +10,7 @@ export class Progress {
     if (!this.quiet) {
       this.multi = new MultiBar(
         {
-          format: ' {stage} [{bar}] {value}/{total} {eta_formatted}',
+          format: ' {stage} [{bar}] {value}/{total} {eta_formatted} {note}',
           hideCursor: true,
           clearOnComplete: false,
         },
@@ -19,21 +19,22 @@ export class Progress {
     }
   }
 
-  update(stage: string, done: number, total: number): void {
+  /** `note`: a few words after the bar (a training epoch's loss). */
+  update(stage: string, done: number, total: number, note = ''): void {
     if (this.quiet) {
       if (done >= total && !this.reported.has(stage)) {
         this.reported.add(stage);
-        process.stderr.write(`${stage}: ${done}/${total} done\n`);
+        process.stderr.write(`${stage}: ${done}/${total} done${note ? ` (${note})` : ''}\n`);
       }
       return;
     }
     let bar = this.bars.get(stage);
     if (!bar) {
-      bar = this.multi!.create(total, 0, { stage: stage.padEnd(10) });
+      bar = this.multi!.create(total, 0, { stage: stage.padEnd(10), note });
       this.bars.set(stage, bar);
     }
     bar.setTotal(total);
-    bar.update(done, { stage: stage.padEnd(10) });
+    bar.update(done, { stage: stage.padEnd(10), note });
   }
 
   stop(): void {

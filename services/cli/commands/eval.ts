@@ -21,9 +21,11 @@ import {
 } from '../options';
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
+import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
 
 export const EVAL_FLAGS = {
   ...ENGINE_FLAGS,
+  ...HEAD_FLAGS,
   data: { type: 'string' },
   out: { type: 'string' },
   gallery: { type: 'string', default: '48' },
@@ -34,7 +36,8 @@ export const EVAL_USAGE = `usage: spi eval --data <MVTec-layout category> --out 
                       give pixel AUROC and PRO)
   --out DIR           where scores.json, metrics.json and report.html go
   --gallery N         overlays in the report's gallery, defective first; 0 = none (default ${EVAL_FLAGS.gallery.default})
-${ENGINE_USAGE}`;
+${ENGINE_USAGE}
+${HEAD_USAGE}`;
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: EVAL_FLAGS });
@@ -54,6 +57,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
             settings: fitFrom(v, category.name, [category.name]),
           })),
         };
+    const head = headFitFrom(values);
+    if (head && plan.members.length > 1)
+      throw invalid(
+        '--head goes beside a single bank (no --fuse; with the automatic fit add --auto-fusion off)',
+      );
     const members = [];
     for (const m of plan.members)
       members.push({ extractor: await createExtractor(pool, m.extractor), settings: m.settings });
@@ -62,6 +70,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       fuseWith: members.slice(1),
       gallery: num(values, 'gallery'),
       auto: plan.choice,
+      head,
       onProgress,
     });
     progress.stop();
@@ -72,6 +81,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
         `F1@t ${f(metrics.f1AtThreshold.f1)}, F1max ${f(metrics.f1Max.f1)}, bank ${metrics.bankPatches} patches, ` +
         `${metrics.timings.inspectPerImageMs.toFixed(1)} ms/image -> ${path.join(values.out, 'report.html')}`,
     );
+    if (metrics.head)
+      for (const mode of ['bank', 'head', 'combined'] as const) {
+        const m = metrics.head[mode];
+        console.log(
+          `  ${mode.padEnd(8)} image AUROC ${f(m.imageAuroc)}, pixel AUROC ${f(m.pixelAuroc)}, PRO ${f(m.pro)}` +
+            (mode === head?.mode ? ' (the verdict above)' : ''),
+        );
+      }
   } finally {
     progress.stop();
     await pool.close();

@@ -15,6 +15,8 @@ import { invalid } from '../../../lib/errors';
 import { intFlag, numberFlag } from '../../common/numeric-flags';
 import { listImages } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
+import { headInspectorFor } from '../../../lib/head/head-bank';
+import { headMode, headPrecision } from '../head-options';
 
 export const INSPECT_FLAGS = {
   bank: { type: 'string' },
@@ -22,6 +24,8 @@ export const INSPECT_FLAGS = {
   threshold: { type: 'string' },
   nprobe: { type: 'string' },
   category: { type: 'string' },
+  'head-mode': { type: 'string' },
+  'head-precision': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export const INSPECT_USAGE = `usage: spi inspect --bank <bank dir> [options] <image or folder>...
@@ -29,7 +33,9 @@ export const INSPECT_USAGE = `usage: spi inspect --bank <bank dir> [options] <im
   --out DIR           write verdicts.json and a <name>.overlay.png per image there (default: print only)
   --threshold T       judge with this threshold (default: the bank's; score >= T is defective)
   --category C        in a unified bank, judge by that product's own threshold
-  --nprobe N          an IVF bank's cells searched per query, for this run (default: the bank's)`;
+  --nprobe N          an IVF bank's cells searched per query, for this run (default: the bank's)
+  --head-mode M       a bank with a discriminator head: judge by combined, head or bank (default: the bank's)
+  --head-precision P  a bank with a head: run its float or int8 model (default: the bank's)`;
 
 export async function inspectCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -51,7 +57,14 @@ export async function inspectCommand(argv: string[]): Promise<void> {
     const fused = isFusedBank(values.bank);
     if (fused && nprobe !== undefined) throw invalid('--nprobe is not available for a fused bank');
     const opened = fused ? undefined : await openBank(pool, values.bank);
-    const inspector = opened?.inspector ?? (await openFused(pool, values.bank));
+    const withHead =
+      opened &&
+      (await headInspectorFor(pool, values.bank, opened.inspector, {
+        mode: values['head-mode'] !== undefined ? headMode(values['head-mode']) : undefined,
+        precision:
+          values['head-precision'] !== undefined ? headPrecision(values['head-precision']) : undefined,
+      }));
+    const inspector = withHead ?? opened?.inspector ?? (await openFused(pool, values.bank));
     const meta = inspector.meta;
     if (nprobe !== undefined) opened?.index.setNprobe(nprobe);
     const threshold = thresholdOverride ?? thresholdFor(meta, values.category).value;
@@ -75,7 +88,13 @@ export async function inspectCommand(argv: string[]): Promise<void> {
       progress.update('inspect', i + 1, files.length);
     }
     progress.stop();
-    const report = { bank: meta.name, version: meta.version, model: meta.model.id, verdicts };
+    const report = {
+      bank: meta.name,
+      version: meta.version,
+      model: meta.model.id,
+      ...(withHead ? { head: { mode: withHead.mode, kind: meta.head!.kind } } : {}),
+      verdicts,
+    };
     if (values.out) fs.writeFileSync(path.join(values.out, 'verdicts.json'), JSON.stringify(report, null, 2));
     for (const v of verdicts) console.log(`${v.verdict.padEnd(9)} ${v.score.toFixed(4)}  ${v.file}`);
     const bad = verdicts.filter((v) => v.verdict === 'defective').length;

@@ -1,0 +1,420 @@
+/**
+ * A discriminator head beside a memory bank (issue #20): fitted on the bank's own training split,
+ * stored in the bank folder (`head.onnx`, `head.int8.onnx`, `BankMeta.head`), and scored with it.
+ *
+ * Three scores from one embedding per image: the bank alone (k-NN distances, as before), the head
+ * alone (an MLP per patch, no search), and the two combined the way fused banks combine members
+ * (lib/patchcore/fusion.ts): each map standardised by the mean and spread of its held-out good
+ * maps, then averaged; every mode has its own threshold from the same held-out good images. The
+ * bank's own threshold stays in `BankMeta.threshold`, so a reader that ignores the head still
+ * judges correctly with the bank alone.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BankMeta } from '../bank/bank-meta';
+import { sha256 } from '../bank/bank-store';
+import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../image/decode';
+import { encodeModel } from '../../models/onnx/io';
+import { FeatureExtractor } from '../patchcore/feature-extractor';
+import { BackbonePool, extractorForBank } from '../patchcore/engine';
+import {
+  FittedBank,
+  ImageSource,
+  LocalSearcher,
+  splitHoldout,
+  FitSettings,
+  completeMeta,
+  fittedInspector,
+} from '../patchcore/fit';
+import { FusionMember, fuseMaps, pixelStats } from '../patchcore/fusion';
+import { Inspection, Inspector, scoreEmbedding, scorePatches, verdict } from '../patchcore/inspector';
+import { maxOf } from '../score/anomaly-map';
+import { pixelAuroc, pro, rocAuc } from '../eval/metrics';
+import { Threshold, thresholdFromNominal } from '../threshold/threshold';
+import { SpiError, invalid } from '../errors';
+import { spread } from '../autoconfig/select';
+import { embedValidation, headTrainingData, validationMaps, validationScore } from './data';
+import { HeadSession, buildHeadModel, quantizeHead } from './onnx';
+import { DEFAULT_HEAD_TRAIN, EpochReport, HeadTrainConfig, trainHead } from './train';
+import { HeadWeights, foldWeights } from './weights';
+
+/** Head kinds `spi fit --head` accepts. */
+export const HEAD_KINDS = ['glass'] as const;
+export type HeadKind = (typeof HEAD_KINDS)[number];
+export type HeadMode = 'combined' | 'head' | 'bank';
+export const HEAD_MODES: readonly HeadMode[] = ['combined', 'head', 'bank'];
+export type HeadPrecision = 'float' | 'int8';
+
+export const HEAD_FILE = 'head.onnx';
+export const HEAD_INT8_FILE = 'head.int8.onnx';
+
+export interface HeadMeta {
+  kind: HeadKind;
+  /** Which model inspection runs (its maps gave the statistics and thresholds below). */
+  precision: HeadPrecision;
+  /** What `spi inspect` and the verdict use unless told otherwise. */
+  mode: HeadMode;
+  files: {
+    float: { file: string; sha256: string; bytes: number };
+    int8: { file: string; sha256: string; bytes: number };
+  };
+  dim: number;
+  hidden: number;
+  /** Mean and spread of the held-out good maps' pixels, per member: [bank, head]. */
+  standardisation: { bank: Pick<FusionMember, 'mean' | 'std'>; head: Pick<FusionMember, 'mean' | 'std'> };
+  thresholds: { head: Threshold; combined: Threshold };
+  training: {
+    config: HeadTrainConfig;
+    realPatches: number;
+    localPatches: number;
+    localImages: number;
+    localByKind: Record<string, number>;
+    validation: { goods: number; defects: number; seed: number };
+    epochs: { epoch: number; loss: number; validation: number }[];
+    bestEpoch: number;
+    stoppedEarly: boolean;
+    trainMs: number;
+    embedMs: number;
+  };
+}
+
+export interface HeadFitOptions {
+  train: HeadTrainConfig;
+  /** Training images that get a synthetic-defect copy (local anomalies). */
+  localImages: number;
+  /** Held-out good images the validation set is made of (at most). */
+  validationGoods: number;
+  seed: number;
+  precision: HeadPrecision;
+  limits?: DecodeLimits;
+  onProgress?: (stage: string, done: number, total: number) => void;
+  onEpoch?: (r: EpochReport) => void;
+}
+
+export const DEFAULT_HEAD_FIT: HeadFitOptions = {
+  train: DEFAULT_HEAD_TRAIN,
+  localImages: 64,
+  validationGoods: 12,
+  seed: 1,
+  precision: 'float',
+};
+
+export interface FittedHead {
+  meta: HeadMeta;
+  float: Uint8Array;
+  int8: Uint8Array;
+  /** The trained weights (not saved: the ONNX files are the head). */
+  weights: HeadWeights;
+}
+
+/**
+ * Trains a head for a fitted bank on the bank's own split of `images` (its training images; the
+ * held-out ones give the validation set, the standardisation and the thresholds). The bank must
+ * have been fitted with keepHeldOutMaps.
+ */
+export async function fitHead(
+  extractor: FeatureExtractor,
+  bank: FittedBank,
+  images: ImageSource[],
+  settings: FitSettings,
+  options: HeadFitOptions,
+  thresholdImages?: ImageSource[],
+): Promise<FittedHead> {
+  const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
+  const split = splitHoldout(images, settings, thresholdImages);
+  if (split.holdout.length < 2) throw invalid('a head needs at least 2 held-out good images (see --holdout)');
+  // The bank's held-out maps as its threshold saw them (leave-one-out with a reference), or again.
+  const bankMaps =
+    bank.heldOutMaps ?? (await bankMapsOf(fittedInspector(bank, extractor), split.holdout, limits));
+  const t0 = performance.now();
+  const data = await headTrainingData(extractor, split.train, {
+    seed: options.seed,
+    localImages: options.localImages,
+    limits,
+    onProgress: (d, t) => options.onProgress?.('head data', d, t),
+  });
+  const heldOut: RgbImage[] = [];
+  for (const s of split.holdout) heldOut.push(await decodeImage(await s.read(), limits));
+  const goods = spread(heldOut, options.validationGoods).map((image, i) => ({
+    name: `held-out-${i}`,
+    image,
+  }));
+  const validation = await embedValidation(extractor, goods, options.seed);
+  const embedMs = performance.now() - t0;
+  const scoreMeta = { view: bank.meta.view, score: bank.meta.score };
+  const trained = await trainHead(data, options.train, {
+    validate: (score) => validationScore(validation, validationMaps(validation, scoreMeta, score)).score,
+    onEpoch: (r) => {
+      options.onEpoch?.(r);
+      options.onProgress?.('head train', r.epoch, r.epochs);
+    },
+  });
+  const float = buildHeadModel(foldWeights(trained.weights));
+  const floatBytes = encodeModel(float);
+  // Calibrated on the good patches and those under synthetic defects: the range covers anomalies too.
+  const calibration = new Float32Array(data.real.length + data.local.length);
+  calibration.set(data.real);
+  calibration.set(data.local, data.real.length);
+  const int8Bytes = encodeModel((await quantizeHead(float, calibration, data.dim)).model);
+  // Standardisation and thresholds from the held-out good images, scored by the model that runs.
+  const session = await HeadSession.create(options.precision === 'int8' ? int8Bytes : floatBytes, data.dim);
+  const headMaps: Float32Array[] = [];
+  try {
+    for (const image of heldOut) {
+      const e = await extractor.embed(image);
+      headMaps.push(
+        scorePatches(bank.meta as BankMeta, e, await session.score(e.vectors), image, Infinity).map,
+      );
+    }
+  } finally {
+    await session.close();
+  }
+  const standardisation = { bank: pixelStats(bankMaps), head: pixelStats(headMaps) };
+  const members = [standardisation.bank, standardisation.head].map((s) => ({ ...s, weight: 1 }));
+  const combined = bankMaps.map((m, i) => maxOf(fuseMaps(members, (j) => (j === 0 ? m : headMaps[i]))));
+  const file = (name: string, bytes: Uint8Array) => ({
+    file: name,
+    sha256: sha256(bytes),
+    bytes: bytes.length,
+  });
+  const meta: HeadMeta = {
+    kind: 'glass',
+    precision: options.precision,
+    mode: 'combined',
+    files: { float: file(HEAD_FILE, floatBytes), int8: file(HEAD_INT8_FILE, int8Bytes) },
+    dim: data.dim,
+    hidden: trained.weights.hidden,
+    standardisation,
+    thresholds: { head: thresholdFromNominal(headMaps.map(maxOf)), combined: thresholdFromNominal(combined) },
+    training: {
+      config: trained.config,
+      realPatches: data.real.length / data.dim,
+      localPatches: data.local.length / data.dim,
+      localImages: data.localImages,
+      localByKind: data.localByKind,
+      validation: {
+        goods: goods.length,
+        defects: validation.items.filter((i) => i.label === 1).length,
+        seed: options.seed,
+      },
+      epochs: trained.history,
+      bestEpoch: trained.bestEpoch,
+      stoppedEarly: trained.stoppedEarly,
+      trainMs: trained.trainMs,
+      embedMs,
+    },
+  };
+  return { meta, float: floatBytes, int8: int8Bytes, weights: trained.weights };
+}
+
+async function bankMapsOf(inspector: Inspector, holdout: ImageSource[], limits: DecodeLimits) {
+  const maps: Float32Array[] = [];
+  for (const s of holdout)
+    maps.push((await inspector.inspectImage(await decodeImage(await s.read(), limits))).map);
+  return maps;
+}
+
+/** The head's files for saveBank's extra files. */
+export function headFiles(head: FittedHead): Record<string, Uint8Array> {
+  return { [head.meta.files.float.file]: head.float, [head.meta.files.int8.file]: head.int8 };
+}
+
+/** The model bytes of a stored head, checked against their checksum. */
+export function readHeadModel(
+  dir: string,
+  head: HeadMeta,
+  precision: HeadPrecision = head.precision,
+): Uint8Array {
+  const entry = head.files[precision];
+  const bytes = fs.readFileSync(path.join(dir, entry.file));
+  if (sha256(bytes) !== entry.sha256)
+    throw new SpiError('DATA_LOSS', `bank ${dir}: ${entry.file} does not match its checksum (corrupt file)`);
+  return bytes;
+}
+
+/** The three maps of one image, from one embedding. */
+export interface HeadInspection {
+  bank: Inspection;
+  head: Inspection;
+  combined: Inspection;
+  timingsMs: { embed: number; search: number; head: number; score: number };
+}
+
+/**
+ * Inspects with a bank and its head. `mode` picks which of the three verdicts inspectImage
+ * returns; the threshold is that mode's own unless one is given.
+ */
+export class HeadInspector {
+  constructor(
+    readonly bank: Inspector,
+    private readonly extractor: FeatureExtractor,
+    private readonly session: HeadSession,
+    readonly mode: HeadMode = bank.meta.head?.mode ?? 'combined',
+    private readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+  ) {
+    if (!bank.meta.head) throw new SpiError('FAILED_PRECONDITION', `bank ${bank.meta.name} has no head`);
+  }
+
+  /** The bank's metadata with the threshold of this inspector's mode. */
+  get meta(): BankMeta {
+    return { ...this.bank.meta, threshold: this.thresholdOf(this.mode), thresholdByCategory: undefined };
+  }
+
+  thresholdOf(mode: HeadMode): Threshold {
+    const head = this.bank.meta.head!;
+    return mode === 'bank' ? this.bank.meta.threshold : head.thresholds[mode];
+  }
+
+  async inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
+    const t0 = performance.now();
+    const image = await decodeImage(bytes, this.limits);
+    const decode = performance.now() - t0;
+    const r = await this.inspectImage(image, threshold, deadline);
+    r.timingsMs.decode = decode;
+    return r;
+  }
+
+  async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
+    if (this.mode === 'head') {
+      const t0 = performance.now();
+      const embedding = await this.extractor.embed(image);
+      const t1 = performance.now();
+      const scores = await this.session.score(embedding.vectors);
+      const t2 = performance.now();
+      const r = scorePatches(
+        this.bank.meta,
+        embedding,
+        scores,
+        image,
+        threshold ?? this.thresholdOf('head').value,
+      );
+      r.timingsMs = { decode: 0, embed: t1 - t0, search: t2 - t1, score: performance.now() - t2 };
+      return r;
+    }
+    const all = await this.inspectAll(image, deadline, threshold);
+    const r = all[this.mode];
+    r.timingsMs = {
+      decode: 0,
+      embed: all.timingsMs.embed,
+      search: all.timingsMs.search + all.timingsMs.head,
+      score: all.timingsMs.score,
+    };
+    return r;
+  }
+
+  /** All three verdicts of an image, each at its own threshold (or `threshold` for all). */
+  async inspectAll(image: RgbImage, deadline?: number, threshold?: number): Promise<HeadInspection> {
+    const meta = this.bank.meta;
+    const head = meta.head!;
+    const { embedding, knn, embedMs, searchMs } = await this.bank.search(image, deadline);
+    const t0 = performance.now();
+    const headScores = await this.session.score(embedding.vectors);
+    const headMs = performance.now() - t0;
+    const t1 = performance.now();
+    const bankR = scoreEmbedding(meta, embedding, knn, image, threshold ?? meta.threshold.value);
+    const headR = scorePatches(meta, embedding, headScores, image, threshold ?? head.thresholds.head.value);
+    const members = [head.standardisation.bank, head.standardisation.head].map((s) => ({ ...s, weight: 1 }));
+    const map = fuseMaps(members, (i) => (i === 0 ? bankR.map : headR.map));
+    const combined = verdict(
+      meta,
+      map,
+      bankR.canvasWidth,
+      bankR.canvasHeight,
+      maxOf(map),
+      Math.max(bankR.maxPatchScore, headR.maxPatchScore),
+      image,
+      threshold ?? head.thresholds.combined.value,
+    );
+    const scoreMs = performance.now() - t1;
+    return {
+      bank: bankR,
+      head: headR,
+      combined,
+      timingsMs: { embed: embedMs, search: searchMs, head: headMs, score: scoreMs },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+}
+
+/**
+ * The inspector of an opened bank with its head (the bank's own Inspector when it has none and
+ * `mode` is not asked for): `mode` and `precision` default to what the bank records.
+ */
+export async function headInspectorFor(
+  pool: BackbonePool,
+  dir: string,
+  bank: Inspector,
+  options: { mode?: HeadMode; precision?: HeadPrecision } = {},
+): Promise<HeadInspector | undefined> {
+  const head = bank.meta.head;
+  if (!head) {
+    if (options.mode && options.mode !== 'bank')
+      throw invalid(`bank ${bank.meta.name} has no head (build it with spi fit --head glass)`);
+    return undefined;
+  }
+  const session = await HeadSession.create(readHeadModel(dir, head, options.precision), head.dim);
+  return new HeadInspector(bank, await extractorForBank(pool, bank.meta), session, options.mode ?? head.mode);
+}
+
+/** A head fitted beside a freshly fitted bank, ready to inspect in this process (spi eval). */
+export async function fitHeadInspector(
+  extractor: FeatureExtractor,
+  bank: FittedBank,
+  images: ImageSource[],
+  settings: FitSettings,
+  options: HeadFitOptions & { mode?: HeadMode },
+): Promise<HeadInspector> {
+  const head = await fitHead(extractor, bank, images, settings, options);
+  const meta = completeMeta(
+    { ...bank.meta, head: { ...head.meta, mode: options.mode ?? 'combined' } },
+    bank.dim,
+    bank.index.size,
+  );
+  const session = await HeadSession.create(head.meta.precision === 'int8' ? head.int8 : head.float, bank.dim);
+  return new HeadInspector(new Inspector(meta, extractor, new LocalSearcher(bank.index)), extractor, session);
+}
+
+/** Image AUROC, pixel AUROC and PRO of each of the three scores (spi eval with a head). */
+export class HeadModeMetrics {
+  private readonly scores: Record<HeadMode, number[]> = { bank: [], head: [], combined: [] };
+  private readonly maps: Record<HeadMode, Float32Array[]> = { bank: [], head: [], combined: [] };
+  private readonly labels: number[] = [];
+  private readonly masks: Uint8Array[] = [];
+  private readonly widths: number[] = [];
+  private headMs = 0;
+
+  add(all: HeadInspection, label: number, mask: Uint8Array): void {
+    for (const m of HEAD_MODES) {
+      this.scores[m].push(all[m].score);
+      this.maps[m].push(all[m].map);
+    }
+    this.labels.push(label);
+    this.masks.push(mask);
+    this.widths.push(all.bank.canvasWidth);
+    this.headMs += all.timingsMs.head;
+  }
+
+  summary(): Record<HeadMode, { imageAuroc: number; pixelAuroc?: number; pro?: number }> & {
+    headMsPerImage: number;
+  } {
+    const hasMasks = this.masks.some((m) => m.some((v) => v > 0));
+    const row = (m: HeadMode) => ({
+      imageAuroc: rocAuc(this.scores[m], this.labels),
+      ...(hasMasks
+        ? {
+            pixelAuroc: pixelAuroc(this.maps[m], this.masks),
+            pro: pro(this.maps[m], this.masks, 0.3, { width: this.widths }),
+          }
+        : {}),
+    });
+    return {
+      bank: row('bank'),
+      head: row('head'),
+      combined: row('combined'),
+      headMsPerImage: this.headMs / Math.max(1, this.labels.length),
+    };
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The discriminator head on the real MobileNetV2 backbone (onnxruntime), faiss and TensorFlow.js:
+ * trained beside a bank on generated good prints, exported to ONNX and INT8, stored in the bank, and
+ * used by `spi inspect`; `spi fit --head glass` end to end. Few images and epochs: behaviour, not
+ * accuracy (the figures are bench/head-eval.ts's).
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { run } from '../../services/cli/spi';
+import { loadBank, saveBank } from '../../lib/bank/bank-store';
+import { BackbonePool, createExtractor, openBank, DEFAULT_MODEL } from '../../lib/patchcore/engine';
+import { DEFAULT_FIT, FitSettings, fitBank } from '../../lib/patchcore/fit';
+import { DEFAULT_VIEW } from '../../lib/image/views';
+import { decodeImage } from '../../lib/image/decode';
+import { fileSources } from '../../lib/data/mvtec';
+import { DEFAULT_HEAD_FIT, FittedHead, fitHead, headFiles, headInspectorFor } from '../../lib/head/head-bank';
+import { HeadSession } from '../../lib/head/onnx';
+import { foldWeights, scoreRowsReference } from '../../lib/head/weights';
+import { TEST_TMP } from '../helpers/processes';
+import { printDataset, PrintDataset } from '../helpers/fixtures';
+
+describe('discriminator head beside a bank (real backbone)', function () {
+  this.timeout(240_000);
+  let data: PrintDataset;
+  let out: string;
+  const pool = new BackbonePool();
+  const settings: FitSettings = { ...DEFAULT_FIT, name: 'prints', holdoutFraction: 0.2 };
+  let head: FittedHead;
+  let embedding: Float32Array;
+
+  before(async () => {
+    data = await printDataset('prints-head', 10);
+    fs.mkdirSync(TEST_TMP, { recursive: true });
+    out = fs.mkdtempSync(path.join(TEST_TMP, 'head-'));
+  });
+  after(async () => {
+    await pool.close();
+    fs.rmSync(out, { recursive: true, force: true });
+  });
+
+  it('trains on good prints, exports float and INT8 ONNX that score like the trained network', async () => {
+    const extractor = await createExtractor(pool, {
+      model: DEFAULT_MODEL,
+      view: DEFAULT_VIEW,
+      projectionDim: 0,
+      projectionSeed: 7,
+    });
+    const images = fileSources(data.train, data.root);
+    const bank = await fitBank(extractor, images, settings, { keepHeldOutMaps: true });
+    head = await fitHead(extractor, bank, images, settings, {
+      ...DEFAULT_HEAD_FIT,
+      train: { ...DEFAULT_HEAD_FIT.train, epochs: 2, stepsPerEpoch: 10, batch: 128 },
+      localImages: 4,
+    });
+    const t = head.meta.training;
+    assert.equal(head.meta.dim, bank.dim);
+    assert.equal(t.epochs.length, 2);
+    assert.ok(t.realPatches === 8 * 28 * 28, `real patches ${t.realPatches}`);
+    assert.ok(t.localPatches > 0 && t.localImages === 4, 'patches under synthetic defects');
+    assert.ok(t.validation.goods === 2 && t.validation.defects > 0);
+    assert.ok(
+      Number.isFinite(head.meta.thresholds.head.value) &&
+        Number.isFinite(head.meta.thresholds.combined.value),
+    );
+    assert.ok(head.meta.standardisation.head.std > 0 && head.meta.standardisation.bank.std > 0);
+
+    // The ONNX head on a real defective print's embeddings = the trained network in TypeScript.
+    const image = await decodeImage(fs.readFileSync(data.testDefective[0]));
+    embedding = (await extractor.embed(image)).vectors;
+    const want = scoreRowsReference(foldWeights(head.weights), embedding);
+    const float = await HeadSession.create(head.float, bank.dim);
+    const got = await float.score(embedding);
+    const spread = Math.max(...want) - Math.min(...want);
+    assert.ok(want.every((w, i) => Math.abs(w - got[i]) < 1e-4 * (1 + spread)));
+    const int8 = await HeadSession.create(head.int8, bank.dim);
+    const got8 = await int8.score(embedding);
+    const mean = (xs: Float32Array) => xs.reduce((s, v) => s + Math.abs(v), 0) / xs.length;
+    const err = mean(got8.map((v, i) => v - got[i]));
+    assert.ok(err < 0.05 * spread, `INT8 mean error ${err}, float spread ${spread}`);
+    assert.ok(head.int8.length < head.float.length);
+    await float.close();
+    await int8.close();
+    saveBank(
+      path.join(out, 'bank'),
+      { ...bank.meta, head: head.meta },
+      bank.vectors,
+      bank.dim,
+      headFiles(head),
+    );
+  });
+
+  it('is stored in the bank and read back, checked against its checksum', async () => {
+    const dir = path.join(out, 'bank');
+    const { meta } = loadBank(dir);
+    assert.equal(meta.head?.kind, 'glass');
+    assert.ok(fs.existsSync(path.join(dir, 'head.onnx')) && fs.existsSync(path.join(dir, 'head.int8.onnx')));
+    const opened = await openBank(pool, dir);
+    const combined = await headInspectorFor(pool, dir, opened.inspector);
+    assert.equal(combined?.mode, 'combined');
+    const image = await decodeImage(fs.readFileSync(data.testDefective[0]));
+    // Bank mode is the bank alone, at the bank's own threshold.
+    const bankOnly = await headInspectorFor(pool, dir, opened.inspector, { mode: 'bank' });
+    const plain = await opened.inspector.inspectImage(image);
+    const viaHead = await bankOnly!.inspectImage(image);
+    assert.equal(viaHead.score, plain.score);
+    assert.equal(viaHead.threshold, meta.threshold.value);
+    // All three from one embedding; the combined map is the standardised average.
+    const all = await combined!.inspectAll(image);
+    const s = meta.head!.standardisation;
+    const p = all.combined.map.length >> 1;
+    const expect =
+      ((all.bank.map[p] - s.bank.mean) / s.bank.std + (all.head.map[p] - s.head.mean) / s.head.std) / 2;
+    assert.ok(Math.abs(all.combined.map[p] - expect) < 1e-4);
+    assert.equal(all.combined.threshold, meta.head!.thresholds.combined.value);
+    assert.equal(all.head.threshold, meta.head!.thresholds.head.value);
+    // A corrupt model file is refused, not run.
+    fs.writeFileSync(path.join(out, 'corrupt.onnx'), Buffer.from('x'));
+    fs.cpSync(dir, path.join(out, 'corrupt'), { recursive: true });
+    fs.writeFileSync(path.join(out, 'corrupt', 'head.onnx'), Buffer.from('not a model'));
+    const corrupt = await openBank(pool, path.join(out, 'corrupt'));
+    await assert.rejects(
+      headInspectorFor(pool, path.join(out, 'corrupt'), corrupt.inspector, { precision: 'float' }),
+      /checksum/,
+    );
+    await combined!.close();
+    await bankOnly!.close();
+  });
+
+  it('spi inspect uses the head: verdicts at the chosen mode and precision', async () => {
+    const dir = path.join(out, 'bank');
+    const files = [...data.testGood, ...data.testDefective.slice(0, 2)];
+    for (const [mode, precision] of [
+      ['head', 'int8'],
+      ['combined', 'float'],
+    ] as const) {
+      const target = path.join(out, `inspect-${mode}`);
+      const code = await run([
+        'inspect',
+        '--bank',
+        dir,
+        '--out',
+        target,
+        '--head-mode',
+        mode,
+        '--head-precision',
+        precision,
+        ...files,
+      ]);
+      assert.equal(code, 0);
+      const report = JSON.parse(fs.readFileSync(path.join(target, 'verdicts.json'), 'utf8'));
+      assert.equal(report.head.mode, mode);
+      assert.equal(report.verdicts.length, files.length);
+      const { meta } = loadBank(dir);
+      assert.ok(
+        report.verdicts.every(
+          (v: { threshold: number }) => v.threshold === meta.head!.thresholds[mode].value,
+        ),
+      );
+    }
+  });
+
+  it('spi fit --head glass trains and stores a head; --head with --fuse is refused', async () => {
+    const bank = path.join(out, 'cli-bank');
+    const code = await run([
+      'fit',
+      '--data',
+      data.root,
+      '--out',
+      bank,
+      '--holdout',
+      '0.2',
+      '--auto',
+      'off',
+      '--head',
+      'glass',
+      '--head-epochs',
+      '1',
+    ]);
+    assert.equal(code, 0);
+    const { meta } = loadBank(bank);
+    assert.equal(meta.head?.training.epochs.length, 1);
+    assert.equal(meta.head?.mode, 'combined');
+    const refused = await run([
+      'fit',
+      '--data',
+      data.root,
+      '--out',
+      path.join(out, 'x'),
+      '--auto',
+      'off',
+      '--fuse',
+      'block_2_add,block_5_add',
+      '--head',
+      'glass',
+    ]);
+    assert.notEqual(refused, 0);
+    assert.notEqual(
+      await run(['fit', '--data', data.root, '--out', path.join(out, 'y'), '--head', 'simplenet']),
+      0,
+    );
+  });
+});
