@@ -9,7 +9,7 @@ import { Threshold } from '../threshold/threshold';
 import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
 import type { AutoConfigRecord } from '../autoconfig/select';
-import type { HeadMeta } from '../head/head-bank';
+import type { OutlierFilterConfig } from '../coreset/outliers';
 
 /**
  * Format 2 is a bank with a nominal reference (`reference`) or edge padding (`view.pad`): a format-1
@@ -68,13 +68,38 @@ export interface BankMeta {
   sources: { path: string; sha256: string }[];
   /** How the automatic fit chose this bank's configuration (absent when flags set it). */
   autoConfig?: AutoConfigRecord;
-  /**
-   * A discriminator head trained beside the bank (lib/head/, `spi fit --head glass`): its ONNX files
-   * in the bank folder, its thresholds and the maps' standardisation. `threshold` above stays the
-   * bank's own, so a reader that ignores the head still judges correctly with the bank alone.
-   */
-  head?: HeadMeta;
+  /** What the patch-level outlier filter dropped before the coreset (absent when it was off). */
+  outliers?: OutlierRecord;
+  /** Images added by incremental versions (`spi fit --add`), oldest first; absent in a bank built at once. */
+  additions?: BankAddition[];
   vectors: { rows: number; dim: number; sha256: string; file: string };
+}
+
+export interface OutlierRecord extends OutlierFilterConfig {
+  /** Candidate patches the filter looked at (all patches, or the per-image greedy's survivors). */
+  considered: number;
+  dropped: number;
+  droppedFraction: number;
+  /**
+   * "Suspect good images": training images that lost far more of their patches than the average
+   * (coreset/outliers.ts `suspectImages`), most affected first; worth a look by a person.
+   */
+  suspects: { path: string; dropped: number; candidates: number; share: number }[];
+}
+
+export interface BankAddition {
+  /** The version this addition made. */
+  version: number;
+  createdAt: string;
+  /** Training images added (held-out ones are in `heldOut`). */
+  images: string[];
+  heldOut: string[];
+  inputPatches: number;
+  keptPatches: number;
+  /** Why these images came (e.g. operator feedback: false alarms marked good). */
+  reason?: string;
+  /** The outlier filter on the added patches (absent when it was off). */
+  outliers?: OutlierRecord;
 }
 
 /**

@@ -17,6 +17,7 @@
 import { IndexFlatL2 } from '../knn/faiss';
 import { gaussianMatrix, sampleIndices } from '../util/random';
 import { project } from '../embed/patch-embed';
+import { OutlierFilterConfig, OutlierResult, filterOutliers } from './outliers';
 
 export type CoresetMethod = 'greedy' | 'random' | 'none';
 
@@ -65,25 +66,155 @@ export function selectCoreset(
   /** Rows per image, in order (sums to the row count); enables `perImage`. */
   groups?: ArrayLike<number>,
 ): Int32Array {
+  return selectFiltered(vectors, dim, config, undefined, onProgress, groups).rows;
+}
+
+export interface CoresetSelection {
+  /** Chosen rows, ascending. */
+  rows: Int32Array;
+  /** What the outlier filter did (absent when it was off). */
+  outliers?: Omit<OutlierResult, 'keep' | 'scores'> & { considered: number; dropped: number };
+}
+
+/**
+ * `selectCoreset` with the patch-level outlier filter (coreset/outliers.ts) in front: the candidates
+ * (every row, or the per-image greedy's survivors) lose their most isolated `filter.fraction`
+ * (isolation measured against other images, on the same projection the greedy uses), then the
+ * method chooses among the rest. The bank size stays what the config asks of all rows.
+ */
+export function selectFiltered(
+  vectors: Float32Array,
+  dim: number,
+  config: CoresetConfig,
+  filter: OutlierFilterConfig | undefined,
+  onProgress?: Progress,
+  groups?: ArrayLike<number>,
+): CoresetSelection {
   const n = vectors.length / dim;
   const m = coresetSize(n, config);
-  if (config.method === 'none' || m >= n) return Int32Array.from({ length: n }, (_, i) => i);
-  if (config.method === 'random') return sampleIndices(n, m, config.seed);
-  if (config.method !== 'greedy') throw new Error(`unknown coreset method "${String(config.method)}"`);
-  const reduced =
-    config.projectDim > 0 && config.projectDim < dim
-      ? project(vectors, dim, gaussianMatrix(dim, config.projectDim, config.seed + 1), config.projectDim)
-      : vectors;
-  const d = config.projectDim > 0 && config.projectDim < dim ? config.projectDim : dim;
+  const filtering = !!filter && filter.fraction > 0 && !!groups && groups.length > 1;
+  if (!filtering) {
+    if (config.method === 'none' || m >= n) return { rows: Int32Array.from({ length: n }, (_, i) => i) };
+    if (config.method === 'random') return { rows: sampleIndices(n, m, config.seed) };
+  }
+  checkMethod(config);
+  const { reduced, d } = reduce(vectors, dim, config);
+  return choose(reduced, d, m, config, groups, filtering ? filter : undefined, undefined, onProgress);
+}
+
+/**
+ * The streaming greedy update of an existing bank (an incremental version): `m` more rows chosen
+ * among `vectors` (new images' patches, grouped per image), each new pick the candidate farthest from
+ * the existing bank and from the picks so far, as if the greedy had gone on with these patches in its
+ * pool. The outlier filter, when on, compares the new patches with the other new images and with the
+ * bank. Returns rows of `vectors` only; the existing rows all stay.
+ */
+export function extendCoreset(
+  existing: Float32Array,
+  vectors: Float32Array,
+  dim: number,
+  config: CoresetConfig,
+  m: number,
+  filter?: OutlierFilterConfig,
+  onProgress?: Progress,
+  groups?: ArrayLike<number>,
+): CoresetSelection {
+  const n = vectors.length / dim;
+  checkMethod(config);
+  const { reduced, d } = reduce(vectors, dim, config);
+  const fixed = reduce(existing, dim, config).reduced;
+  const filtering = !!filter && filter.fraction > 0;
+  if (!filtering && (config.method === 'none' || m >= n))
+    return { rows: Int32Array.from({ length: n }, (_, i) => i) };
+  return choose(
+    reduced,
+    d,
+    Math.min(m, n),
+    config,
+    groups,
+    filtering ? filter : undefined,
+    fixed,
+    onProgress,
+  );
+}
+
+function checkMethod(config: CoresetConfig): void {
+  if (!['greedy', 'random', 'none'].includes(config.method))
+    throw new Error(`unknown coreset method "${String(config.method)}"`);
+}
+
+/** The rows on the greedy's random projection (or as they are, at full width). */
+function reduce(
+  vectors: Float32Array,
+  dim: number,
+  config: CoresetConfig,
+): { reduced: Float32Array; d: number } {
+  const narrow = config.projectDim > 0 && config.projectDim < dim;
+  if (!narrow) return { reduced: vectors, d: dim };
+  const matrix = gaussianMatrix(dim, config.projectDim, config.seed + 1);
+  return { reduced: project(vectors, dim, matrix, config.projectDim), d: config.projectDim };
+}
+
+/** Candidates, filter, then the method; `fixed` = rows already in the bank (projected). */
+function choose(
+  reduced: Float32Array,
+  d: number,
+  m: number,
+  config: CoresetConfig,
+  groups: ArrayLike<number> | undefined,
+  filter: OutlierFilterConfig | undefined,
+  fixed: Float32Array | undefined,
+  onProgress?: Progress,
+): CoresetSelection {
+  const n = reduced.length / d;
   const batchFor = (picks: number) => (config.batch > 0 ? config.batch : Math.max(1, Math.ceil(picks / 200)));
   const perImage = config.perImage ?? 0;
-  if (!(perImage > 0 && perImage < 1 && groups && groups.length > 1)) {
-    return greedyKCenter(reduced, d, m, batchFor(m), config.seed, onProgress);
+  const usePool = config.method === 'greedy' && perImage > 0 && perImage < 1 && !!groups && groups.length > 1;
+  let candidates: Int32Array | undefined = usePool
+    ? preReduce(reduced, d, groups!, perImage, config, m)
+    : undefined;
+  let outliers: CoresetSelection['outliers'];
+  if (filter) {
+    const rows = candidates ?? Int32Array.from({ length: n }, (_, i) => i);
+    const candidateGroups = groups ? countPerGroup(rows, groups) : [rows.length];
+    const r = filterOutliers(gather(reduced, d, rows), d, candidateGroups, filter, config.seed, fixed);
+    candidates = r.keep.map((i) => rows[i]);
+    outliers = {
+      droppedPerGroup: r.droppedPerGroup,
+      candidatesPerGroup: r.candidatesPerGroup,
+      cutoff: r.cutoff,
+      considered: rows.length,
+      dropped: rows.length - r.keep.length,
+    };
   }
-  const pool = preReduce(reduced, d, groups, perImage, config, m);
-  if (pool.length <= m) return pool;
-  const chosen = greedyKCenter(gather(reduced, d, pool), d, m, batchFor(m), config.seed, onProgress);
-  return chosen.map((i) => pool[i]).sort();
+  const pool = candidates ?? Int32Array.from({ length: n }, (_, i) => i);
+  const done = (rows: Int32Array): CoresetSelection => ({ rows, ...(outliers ? { outliers } : {}) });
+  if (config.method === 'none' || pool.length <= m) return done(pool);
+  if (config.method === 'random') return done(sampleIndices(pool.length, m, config.seed).map((i) => pool[i]));
+  const x = candidates ? gather(reduced, d, pool) : reduced;
+  const initial = fixed && fixed.length > 0 ? distancesTo(fixed, x, d) : undefined;
+  const chosen = greedyKCenter(x, d, m, batchFor(m), config.seed, onProgress, initial);
+  return done(candidates ? chosen.map((i) => pool[i]).sort() : chosen);
+}
+
+/** Candidates per image, for rows (ascending) of images laid out by `groups`. */
+function countPerGroup(rows: Int32Array, groups: ArrayLike<number>): number[] {
+  const counts = new Array<number>(groups.length).fill(0);
+  let g = 0;
+  let end = groups[0];
+  for (const r of rows) {
+    while (r >= end) end += groups[++g];
+    counts[g]++;
+  }
+  return counts;
+}
+
+/** Squared distance of each row of x to its nearest row of `fixed`. */
+function distancesTo(fixed: Float32Array, x: Float32Array, d: number): Float32Array {
+  const index = new IndexFlatL2(d);
+  index.addBuffer(fixed);
+  const { distances } = index.searchBuffer(x, 1);
+  return Float32Array.from(distances, (v) => Math.max(0, v));
 }
 
 /** Per-image greedy: the rows (ascending) surviving in each image, `fraction` of it, at least m/groups. */
@@ -135,12 +266,15 @@ function greedyKCenter(
   batch: number,
   seed: number,
   onProgress?: Progress,
+  /** Squared distances to rows picked before (an existing bank); the first pick is then the farthest. */
+  initial?: Float32Array,
 ): Int32Array {
   const n = x.length / dim;
-  const minDist = new Float32Array(n).fill(Infinity); // squared distance to nearest picked patch
+  // squared distance to nearest picked patch
+  const minDist = initial ? Float32Array.from(initial) : new Float32Array(n).fill(Infinity);
   const picked = new Int32Array(m);
   let count = 0;
-  const start = Math.floor(((seed * 2654435761) >>> 0) % n);
+  const start = initial ? argMax(minDist) : Math.floor(((seed * 2654435761) >>> 0) % n);
   let pending = [start];
   while (true) {
     for (const p of pending) {
@@ -193,6 +327,12 @@ function updateMinDistances(x: Float32Array, dim: number, centres: number[], min
   index.addBuffer(block);
   const { distances } = index.searchBuffer(x, 1);
   for (let i = 0; i < n; i++) if (distances[i] < minDist[i]) minDist[i] = Math.max(0, distances[i]);
+}
+
+function argMax(values: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
 }
 
 function squaredDistance(x: Float32Array, dim: number, a: number, b: number): number {

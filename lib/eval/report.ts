@@ -8,6 +8,7 @@ import { esc, fmtDuration, fmtMetric, fmtPercent, fmtScore } from './html';
 import { confusion, rocCurve } from './metrics';
 import type { ReportData, ReportImage } from './types';
 import type { AutoConfigRecord } from '../autoconfig/select';
+import type { OutlierRecord } from '../bank/bank-meta';
 
 export type { PerTypeMetrics, ReportData, ReportImage, ReportMetrics } from './types';
 
@@ -158,6 +159,28 @@ function autoConfigPanel(r: AutoConfigRecord | undefined): string {
 <table style="margin-top:12px"><tr><th>configuration</th><th class="n">rung (images)</th><th class="n">synthetic image AUROC</th><th class="n">synthetic pixel AUROC</th><th class="n">score</th><th class="n">ms/image</th><th>status</th></tr>${rows}</table></div>`;
 }
 
+/** The outlier filter's record: how much it dropped, and the training images worth a look. */
+function outlierPanel(o: OutlierRecord | undefined): string {
+  if (!o) return '';
+  const facts: [string, string][] = [
+    [
+      'dropped before the coreset',
+      `${o.dropped} of ${o.considered} candidate patches (${fmtPercent(o.droppedFraction)}): at least ${o.minRatio}x as isolated as their ${o.k} nearest patches of other images, at most ${fmtPercent(o.fraction)}`,
+    ],
+  ];
+  const rows = o.suspects
+    .map(
+      (s) =>
+        `<tr><td class="path">${esc(s.path)}</td><td class="n">${s.dropped} / ${s.candidates}</td><td class="n">${esc(fmtPercent(s.share))}</td></tr>`,
+    )
+    .join('');
+  const table = o.suspects.length
+    ? `<table style="margin-top:12px"><tr><th>suspect good image</th><th class="n">patches dropped</th><th class="n">share</th></tr>${rows}</table>`
+    : '<p class="legend">no suspect good images</p>';
+  return `<div class="panel"><h2>Training set: outlier patches and suspect good images</h2>${keyValueTable(facts)}
+<p class="legend">Suspect good images lost at least 4x the average share of their patches: likely defective sheets in the good folder. Check them.</p>${table}</div>`;
+}
+
 const OUTCOME_ORDER: Record<Outcome, number> = { fn: 0, fp: 1, tp: 2, tn: 3 };
 
 /** The whole report as one HTML string. */
@@ -220,6 +243,7 @@ export function renderReport(data: ReportData): string {
 <div class="panel"><h2>Model</h2>${keyValueTable(modelRows)}<h2 style="margin-top:20px">Timings</h2>${keyValueTable(timingRows)}</div>
 </div>
 ${autoConfigPanel(data.autoConfig)}
+${outlierPanel(data.outliers)}
 <div class="panel"><h2>Gallery</h2>
 <p class="legend">Heat map from blue (normal) to red (anomalous)<span class="sw" style="background:#f0f"></span>ground-truth defect outline<span class="sw" style="background:#fff;border:2px solid #000"></span>predicted region. Errors first.</p>
 <div class="filters"><button data-filter="all" class="on">all (${images.length})</button><button data-filter="wrong">misclassified (${c.fp + c.fn})</button><button data-filter="defective">defective (${nBad})</button><button data-filter="good">good (${nGood})</button></div>

@@ -1,5 +1,6 @@
 /** Data shapes shared by the evaluation summary and the HTML report. */
 import type { AutoConfigRecord } from '../autoconfig/select';
+import type { OutlierRecord } from '../bank/bank-meta';
 import type { F1Result } from './metrics';
 
 export interface ReportImage {
@@ -51,4 +52,6 @@ export interface ReportData {
   timings: Record<string, number>;
   /** How the automatic fit chose the configuration (absent when flags set it). */
   autoConfig?: AutoConfigRecord;
+  /** The outlier filter's record of the training set (absent when it was off). */
+  outliers?: OutlierRecord;
 }

@@ -4,7 +4,8 @@
  */
 import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
-import { CoresetConfig, DEFAULT_CORESET, selectCoreset } from '../coreset/coreset';
+import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, selectFiltered } from '../coreset/coreset';
+import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
 import { DEFAULT_VIEW, ViewConfig } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
@@ -35,6 +36,8 @@ export interface FitSettings {
   holdoutFraction: number;
   /** A manual threshold; skips the automatic one. */
   threshold?: number;
+  /** Patch-level outlier filter before the coreset (coreset/outliers.ts); absent or fraction 0 = off. */
+  outliers?: OutlierFilterConfig;
 }
 
 export const DEFAULT_FIT: Omit<FitSettings, 'name'> = {
@@ -47,6 +50,7 @@ export const DEFAULT_FIT: Omit<FitSettings, 'name'> = {
   knn: DEFAULT_KNN,
   score: DEFAULT_SCORE,
   holdoutFraction: 0.1,
+  outliers: DEFAULT_OUTLIER_FILTER,
 };
 
 export type FitProgress = (stage: 'embed' | 'coreset' | 'threshold', done: number, total: number) => void;
@@ -100,13 +104,15 @@ export async function fitBank(
   const all = concat(parts);
   const groups = parts.map((p) => p.length / dim);
   parts.length = 0;
-  const keep = selectCoreset(
+  const selection = selectFiltered(
     all,
     dim,
     settings.coreset,
+    settings.outliers,
     (d, t) => options.onProgress?.('coreset', d, t),
     groups,
   );
+  const keep = selection.rows;
   const vectors = gather(all, dim, keep);
   const index = KnnIndex.build(vectors, dim, settings.knn);
   const meta: FittedBank['meta'] = {
@@ -131,6 +137,7 @@ export async function fitBank(
     threshold: { value: Infinity, method: 'manual' },
     categories: settings.categories,
     sources,
+    ...outlierMeta(selection, settings.outliers, sources),
   };
   const heldOutMaps = options.keepHeldOutMaps ? [] : undefined;
   Object.assign(
@@ -147,6 +154,30 @@ export async function fitBank(
     ),
   );
   return { meta, vectors, dim, index, ...(heldOutMaps ? { heldOutMaps } : {}) };
+}
+
+/** The outlier filter's record for the bank's metadata (nothing when it was off). */
+export function outlierMeta(
+  selection: CoresetSelection,
+  config: OutlierFilterConfig | undefined,
+  sources: { path: string }[],
+): Pick<BankMeta, 'outliers'> {
+  const o = selection.outliers;
+  if (!o || !config) return {};
+  return {
+    outliers: {
+      ...config,
+      considered: o.considered,
+      dropped: o.dropped,
+      droppedFraction: o.considered > 0 ? o.dropped / o.considered : 0,
+      suspects: suspectImages(o).map((s) => ({
+        path: sources[s.group].path,
+        dropped: s.dropped,
+        candidates: s.candidates,
+        share: s.share,
+      })),
+    },
+  };
 }
 
 /**
@@ -249,7 +280,7 @@ export function splitHoldout(images: ImageSource[], settings: FitSettings, thres
 }
 
 /** Decodes a training image; a bad one is named in the error, so the engineer knows which to fix. */
-async function decodeNamed(name: string, bytes: Uint8Array, limits: DecodeLimits) {
+export async function decodeNamed(name: string, bytes: Uint8Array, limits: DecodeLimits) {
   try {
     return await decodeImage(bytes, limits);
   } catch (err) {

@@ -6,6 +6,7 @@ import { ParseArgsConfig, parseArgs } from 'node:util';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
+import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../../lib/coreset/outliers';
 import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
 import { INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
@@ -29,6 +30,7 @@ export const ENGINE_FLAGS = {
   ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
   'coreset-size': { type: 'string', default: '0' },
   'coreset-per-image': { type: 'string', default: String(DEFAULT_CORESET.perImage ?? 0) },
+  'outlier-filter': { type: 'string', default: String(DEFAULT_FIT.outliers?.fraction ?? 0) },
   index: { type: 'string', default: 'Flat' },
   nprobe: { type: 'string', default: '8' },
   k: { type: 'string', default: String(DEFAULT_SCORE.k) },
@@ -92,6 +94,9 @@ coreset (which patches the bank keeps):
   --coreset-size N    number of patches kept; overrides --ratio when > 0 (default ${D['coreset-size'].default})
   --coreset-per-image R  fraction of each image's patches a per-image greedy keeps before the
                       global greedy; 0 = one global greedy (default ${D['coreset-per-image'].default})
+  --outlier-filter F  drop the most isolated fraction F of the candidate patches (distance to the
+                      ${DEFAULT_OUTLIER_FILTER.k}rd nearest patch of another image) before the coreset: a few
+                      defective sheets in the good folder stay out of the bank; 0 = off (default ${D['outlier-filter'].default})
 index and scores:
   --index F           faiss factory string, search parameters after it: Flat (exact), hnsw (=
                       ${INDEX_PRESETS.hnsw}, approximate, for sheets), e.g. IVF1024,Flat (default ${D.index.default})
@@ -219,9 +224,18 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
     },
     knn: resolveKnn({ factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') }),
     score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference },
+    outliers: outliersFrom(v),
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
   };
+}
+
+function outliersFrom(v: EngineFlagValues): OutlierFilterConfig {
+  const fraction =
+    v['outlier-filter'] === undefined ? (DEFAULT_FIT.outliers?.fraction ?? 0) : num(v, 'outlier-filter');
+  if (!(fraction >= 0 && fraction < 0.5))
+    throw invalid('--outlier-filter must be a fraction from 0 to below 0.5');
+  return { ...DEFAULT_OUTLIER_FILTER, fraction };
 }
 
 /**

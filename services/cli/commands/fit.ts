@@ -2,7 +2,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { saveBank } from '../../../lib/bank/bank-store';
+import { loadBank, saveBank } from '../../../lib/bank/bank-store';
+import type { OutlierRecord } from '../../../lib/bank/bank-meta';
+import { addToBank, notIncremental } from '../../../lib/patchcore/incremental';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
 import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
@@ -25,29 +27,33 @@ import { autoFit } from '../../../lib/autoconfig/auto-fit';
 import { formatAutoRecord } from '../../../lib/autoconfig/plan';
 import type { AutoConfigRecord } from '../../../lib/autoconfig/select';
 import { Category } from '../../../lib/data/mvtec';
-import { fitHead, headFiles } from '../../../lib/head/head-bank';
-import { epochNote, formatHead } from '../../../lib/head/report';
-import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
 
 export const FIT_FLAGS = {
   ...ENGINE_FLAGS,
-  ...HEAD_FLAGS,
   data: { type: 'string' },
   out: { type: 'string' },
   'threshold-dir': { type: 'string' },
   'f1-from': { type: 'string' },
   explain: { type: 'boolean', default: false },
+  add: { type: 'string' },
+  bank: { type: 'string' },
+  reason: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
        spi fit --explain --out <bank dir>   how an existing bank was configured (its candidate table)
+       spi fit --add <good-images> --bank <bank dir> [--out <bank dir>]   the next version of a bank
+  --add DIR           new good images for an existing bank (--bank): only they are embedded, the
+                      coreset grows by a streaming greedy update, the threshold is recalibrated, and
+                      the version's metadata lists them; written to --out (default: --bank itself)
+  --bank DIR          the bank that --add grows
+  --reason TEXT       recorded with the added images (e.g. "false alarms marked good")
   --data DIR          good images, or an MVTec-layout category (its train/good is used)
   --out DIR           the bank folder to write
   --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
   --f1-from DIR       labelled images in MVTec layout (test/good, test/<defect>): use the
                       F1-optimal threshold on them instead of the automatic one
-${ENGINE_USAGE}
-${HEAD_USAGE}`;
+${ENGINE_USAGE}`;
 
 export async function fitCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: FIT_FLAGS });
@@ -56,10 +62,13 @@ export async function fitCommand(argv: string[]): Promise<void> {
     console.log(explainBank(values.out));
     return;
   }
+  if (values.add !== undefined) {
+    await addCommand(values.add, values.bank, values.out ?? values.bank, values);
+    return;
+  }
   if (!values.data || !values.out) throw invalid("--data and --out are required (see 'spi fit --help')");
   const category = readCategory(values.data);
   const auto = autoFrom(values, givenFlags(argv, FIT_FLAGS), category.train.length);
-  const head = headFitFrom(values);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
@@ -68,11 +77,10 @@ export async function fitCommand(argv: string[]): Promise<void> {
         throw invalid(
           '--f1-from is not available with the automatic fit (pass --auto off and the view flags)',
         );
-      await autoFitFolder(pool, category, values, auto, progress, head);
+      await autoFitFolder(pool, category, values, auto, progress);
       return;
     }
     if (values.fuse) {
-      if (head) throw invalid('--head is not available with --fuse (a head goes beside a single bank)');
       if (values['f1-from']) throw invalid('--f1-from is not available with --fuse');
       await fitFusedFromFolder(
         pool,
@@ -91,20 +99,16 @@ export async function fitCommand(argv: string[]): Promise<void> {
       values,
       progress,
       values['threshold-dir'],
-      head !== undefined,
     );
     if (values['f1-from'])
       fitted.meta.threshold = await f1Threshold(pool, fitted, values['f1-from'], progress);
-    const files = head
-      ? await headBeside(pool, fitted, category, values, head, progress, values['threshold-dir'])
-      : {};
-    const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim, files);
+    const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim);
     progress.stop();
     console.log(
       `bank ${written.name} v${written.version}: ${written.vectors.rows} patches x ${written.vectors.dim} ` +
         `(from ${written.coreset.inputPatches}), threshold ${written.threshold.value.toFixed(4)} (${written.threshold.method}) -> ${values.out}`,
     );
-    if (written.head) console.log(formatHead(written.head));
+    printOutliers(written.outliers);
   } finally {
     progress.stop();
     await pool.close();
@@ -118,43 +122,13 @@ export async function fitFromFolder(
   values: EngineFlagValues,
   progress: Progress,
   thresholdDir?: string,
-  keepHeldOutMaps = false,
 ): Promise<FittedBank> {
   const extractor = await createExtractor(pool, extractorFrom(values));
   const settings = fitFrom(values, path.basename(path.resolve(root)), [path.basename(path.resolve(root))]);
   return fitBank(extractor, fileSources(files, root), settings, {
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
-    keepHeldOutMaps,
   });
-}
-
-/** `--head`: trains the head beside a fitted single bank and records it in the bank's metadata. */
-async function headBeside(
-  pool: BackbonePool,
-  fitted: FittedBank,
-  category: Category,
-  values: EngineFlagValues,
-  head: NonNullable<ReturnType<typeof headFitFrom>>,
-  progress: Progress,
-  thresholdDir?: string,
-): Promise<Record<string, Uint8Array>> {
-  const name = path.basename(path.resolve(category.root));
-  const meta = completeMeta(fitted.meta, fitted.dim, fitted.index.size);
-  const h = await fitHead(
-    await extractorForBank(pool, meta),
-    fitted,
-    fileSources(category.train, category.root),
-    fitFrom(values, name, [name]),
-    {
-      ...head,
-      onProgress: (stage, done, total) => progress.update(stage, done, total),
-      onEpoch: (r) => progress.update('head train', r.epoch, r.epochs, epochNote(r)),
-    },
-    thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
-  );
-  fitted.meta.head = { ...h.meta, mode: head.mode };
-  return headFiles(h);
 }
 
 /** The automatic fit (lib/autoconfig): choose on synthetic defects, fit, save, print the table. */
@@ -164,7 +138,6 @@ async function autoFitFolder(
   values: EngineFlagValues & { out?: string; 'threshold-dir'?: string },
   auto: AutoRequest,
   progress: Progress,
-  head?: ReturnType<typeof headFitFrom>,
 ): Promise<void> {
   const name = path.basename(path.resolve(category.root));
   const dir = values['threshold-dir'];
@@ -174,21 +147,69 @@ async function autoFitFolder(
     thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
   });
-  if (head && result.kind !== 'single')
-    throw invalid(
-      '--head goes beside a single bank: the automatic fit chose a fused one (add --auto-fusion off)',
-    );
-  if (result.kind === 'single') {
-    const files = head ? await headBeside(pool, result.fitted, category, values, head, progress, dir) : {};
-    saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim, files);
-  } else saveFused(values.out!, result.fitted);
+  if (result.kind === 'single')
+    saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim);
+  else saveFused(values.out!, result.fitted);
   progress.stop();
   console.log(formatAutoRecord(result.choice.record));
   const m = result.fitted.meta;
   console.log(
     `bank ${m.name} v${m.version}: threshold ${m.threshold.value.toFixed(4)} (${m.threshold.method}) -> ${values.out}`,
   );
-  if (result.kind === 'single' && result.fitted.meta.head) console.log(formatHead(result.fitted.meta.head));
+  if (result.kind === 'single') printOutliers(result.fitted.meta.outliers);
+}
+
+/** `spi fit --add <folder> --bank <bank>`: the next version from the bank plus the new images. */
+async function addCommand(
+  folder: string,
+  bankDir: string | undefined,
+  out: string | undefined,
+  values: { reason?: string; 'threshold-dir'?: string },
+): Promise<void> {
+  if (!bankDir || !out) throw invalid('--add needs --bank <bank dir> (and optionally --out)');
+  const stored = loadBank(bankDir);
+  const refused = notIncremental(stored.meta);
+  if (refused) throw invalid(refused);
+  const category = readCategory(folder);
+  const pool = new BackbonePool();
+  const progress = new Progress();
+  try {
+    const dir = values['threshold-dir'];
+    const fitted = await addToBank(
+      await extractorForBank(pool, stored.meta),
+      stored,
+      fileSources(category.train, category.root),
+      {
+        reason: values.reason,
+        thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
+        onProgress: (stage, done, total) => progress.update(stage, done, total),
+      },
+    );
+    const written = saveBank(out, fitted.meta, fitted.vectors, fitted.dim);
+    progress.stop();
+    const added = written.additions![written.additions!.length - 1];
+    console.log(
+      `bank ${written.name} v${written.version}: +${added.images.length} images (${added.heldOut.length} held out), ` +
+        `+${added.keptPatches} patches -> ${written.vectors.rows}, threshold ` +
+        `${stored.meta.threshold.value.toFixed(4)} -> ${written.threshold.value.toFixed(4)} (${written.threshold.method}) -> ${out}`,
+    );
+    printOutliers(added.outliers);
+  } finally {
+    progress.stop();
+    await pool.close();
+  }
+}
+
+/** The outlier filter's line of the fit summary, and the suspect good images. */
+export function printOutliers(o: OutlierRecord | undefined): void {
+  if (!o) return;
+  console.log(
+    `outlier filter: dropped ${o.dropped} of ${o.considered} candidate patches (${(100 * o.droppedFraction).toFixed(2)} %)`,
+  );
+  if (o.suspects.length === 0) return;
+  console.log('suspect good images (most of their patches dropped; check them):');
+  for (const s of o.suspects)
+    console.log(`  ${s.path}: ${s.dropped}/${s.candidates} patches (${(100 * s.share).toFixed(1)} %)`);
 }
 
 /** `spi fit --explain`: the automatic fit's record of a bank, or the flags it was built with. */

@@ -1,0 +1,139 @@
+/**
+ * Banks from plant folders (#18) on the real backbone, onnxruntime and faiss: a good folder with
+ * defective sheets mixed in (the outlier filter and its suspect list), and `spi fit --add` (the next
+ * version from the bank plus new images, without re-embedding the old ones).
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { run } from '../../services/cli/spi';
+import { loadBank } from '../../lib/bank/bank-store';
+import { BackbonePool, openBank } from '../../lib/patchcore/engine';
+import { TEST_TMP } from '../helpers/processes';
+import { printDataset, PrintDataset } from '../helpers/fixtures';
+
+describe('plant folders: contaminated good folders and incremental banks', function () {
+  this.timeout(180_000);
+  let data: PrintDataset;
+  let out: string;
+  const folder = (name: string, files: string[]) => {
+    const dir = path.join(out, name);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of files)
+      fs.copyFileSync(f, path.join(dir, path.basename(path.dirname(f)) + '-' + path.basename(f)));
+    return dir;
+  };
+
+  before(async () => {
+    data = await printDataset('prints-plant', 12);
+    fs.mkdirSync(TEST_TMP, { recursive: true });
+    out = fs.mkdtempSync(path.join(TEST_TMP, 'plant-'));
+  });
+  after(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  it('spi fit drops the defective sheets of a good folder before the coreset and lists them as suspects', async () => {
+    const defective = data.testDefective.slice(0, 3);
+    const good = folder('contaminated', [...data.train.slice(0, 9), ...defective]);
+    const bank = path.join(out, 'contaminated-bank');
+    assert.equal(await run(['fit', '--data', good, '--out', bank, '--auto', 'off', '--holdout', '0.1']), 0);
+    const { meta } = loadBank(bank);
+    const o = meta.outliers!;
+    assert.ok(o, 'the filter is on by default and recorded');
+    assert.ok(o.dropped > 0 && o.dropped <= Math.floor(o.considered * o.fraction));
+    assert.equal(o.droppedFraction, o.dropped / o.considered);
+    const names = new Set(defective.map((f) => path.basename(path.dirname(f)) + '-' + path.basename(f)));
+    const trained = meta.sources.filter((s) => names.has(s.path)).length;
+    const flagged = o.suspects.filter((s) => names.has(s.path)).length;
+    assert.ok(flagged >= 1, `suspects ${JSON.stringify(o.suspects)}`);
+    assert.ok(flagged <= trained);
+    assert.equal(o.suspects.length, flagged, 'no good print is a suspect');
+  });
+
+  it('--outlier-filter 0 turns it off', async () => {
+    const bank = path.join(out, 'unfiltered');
+    const good = folder('good-only', data.train.slice(0, 6));
+    assert.equal(
+      await run(['fit', '--data', good, '--out', bank, '--auto', 'off', '--outlier-filter', '0']),
+      0,
+    );
+    assert.equal(loadBank(bank).meta.outliers, undefined);
+  });
+
+  it('spi fit --add builds the next version from the bank and the new images only', async () => {
+    const first = folder('first', data.train.slice(0, 8));
+    const later = folder('later', data.train.slice(8, 12));
+    const v1 = path.join(out, 'v1');
+    const v2 = path.join(out, 'v2');
+    assert.equal(await run(['fit', '--data', first, '--out', v1, '--auto', 'off', '--holdout', '0.25']), 0);
+    assert.equal(
+      await run(['fit', '--add', later, '--bank', v1, '--out', v2, '--reason', 'false alarms marked good']),
+      0,
+    );
+    const a = loadBank(v1);
+    const b = loadBank(v2);
+    assert.equal(b.meta.version, a.meta.version + 1);
+    // The old bank's rows are kept as they are: nothing was re-embedded or re-chosen.
+    assert.deepEqual(b.vectors.subarray(0, a.vectors.length), a.vectors);
+    const added = b.meta.additions!.at(-1)!;
+    assert.equal(added.version, 2);
+    assert.equal(added.reason, 'false alarms marked good');
+    assert.equal(added.images.length + added.heldOut.length, 4);
+    assert.ok(added.heldOut.length >= 1, 'part of the new images recalibrates the threshold');
+    assert.deepEqual(
+      b.meta.sources.map((s) => s.path),
+      [...a.meta.sources.map((s) => s.path), ...added.images],
+    );
+    assert.equal(b.meta.vectors.rows, a.meta.vectors.rows + added.keptPatches);
+    assert.ok(added.keptPatches > 0 && added.keptPatches < added.inputPatches);
+    assert.equal(b.meta.coreset.inputPatches, a.meta.coreset.inputPatches + added.inputPatches);
+    // Recalibrated: the old held-out scores pooled with the new held-out images' scores.
+    assert.equal(b.meta.threshold.method, 'nominal');
+    assert.equal(b.meta.threshold.nominal!.count, a.meta.threshold.nominal!.count + added.heldOut.length);
+
+    // The added version tells the defects from the good prints as well as a full rebuild on the
+    // same images does (margin: the lowest defect score over the highest good one).
+    const all = folder('all', data.train.slice(0, 12));
+    const rebuilt = path.join(out, 'rebuilt');
+    assert.equal(
+      await run(['fit', '--data', all, '--out', rebuilt, '--auto', 'off', '--holdout', '0.25']),
+      0,
+    );
+    const pool = new BackbonePool();
+    try {
+      const caught = async (dir: string) => {
+        const { inspector } = await openBank(pool, dir);
+        const score = async (f: string) => (await inspector.inspectBytes(fs.readFileSync(f))).score;
+        const good = await Promise.all(data.testGood.map(score));
+        const bad = await Promise.all(data.testDefective.map(score));
+        return bad.filter((s) => s > Math.max(...good)).length;
+      };
+      const [c2, cr] = [await caught(v2), await caught(rebuilt)];
+      assert.ok(c2 >= cr - 1, `added ${c2}, rebuilt ${cr} of ${data.testDefective.length}`);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('refuses to add to a bank with a nominal reference, naming why', async () => {
+    const v = path.join(out, 'ref');
+    assert.equal(
+      await run([
+        'fit',
+        '--data',
+        folder('ref-data', data.train.slice(0, 6)),
+        '--out',
+        v,
+        '--auto',
+        'off',
+        '--reference',
+        'mean',
+        '--holdout',
+        '0.34',
+      ]),
+      0,
+    );
+    const later = folder('ref-later', data.train.slice(6, 8));
+    assert.notEqual(await run(['fit', '--add', later, '--bank', v]), 0);
+    assert.equal(loadBank(v).meta.version, 1, 'the bank is left as it was');
+  });
+});
