@@ -9,6 +9,7 @@ import { Threshold } from '../threshold/threshold';
 import { NominalReference, ReferenceMethod } from '../score/reference';
 import { invalid } from '../errors';
 import type { AutoConfigRecord } from '../autoconfig/select';
+import type { HeadMeta } from '../head/head-bank';
 import type { OutlierFilterConfig } from '../coreset/outliers';
 
 /**
@@ -72,6 +73,12 @@ export interface BankMeta {
   outliers?: OutlierRecord;
   /** Images added by incremental versions (`spi fit --add`), oldest first; absent in a bank built at once. */
   additions?: BankAddition[];
+  /**
+   * A discriminator head trained beside the bank (lib/head/, `spi fit --head glass`): its ONNX files
+   * in the bank folder, its thresholds and the maps' standardisation. `threshold` above stays the
+   * bank's own, so a reader that ignores the head still judges correctly with the bank alone.
+   */
+  head?: HeadMeta;
   vectors: { rows: number; dim: number; sha256: string; file: string };
 }
 

@@ -19,6 +19,14 @@ import { renderReport } from './report';
 import type { ReportImage, ReportMetrics } from './types';
 import { syntheticRecall } from '../autoconfig/plan';
 import type { AutoChoice, AutoConfigRecord } from '../autoconfig/select';
+import {
+  HeadFitOptions,
+  HeadInspector,
+  HeadMeta,
+  HeadMode,
+  HeadModeMetrics,
+  fitHeadInspector,
+} from '../head/head-bank';
 
 export interface EvalOptions {
   out: string;
@@ -30,6 +38,8 @@ export interface EvalOptions {
   gallery: number;
   /** The automatic fit's choice that set `settings` (its table goes into metrics.json and the report). */
   auto?: AutoChoice;
+  /** Train a discriminator head beside the (single) bank; the verdict uses `mode` (lib/head/). */
+  head?: HeadFitOptions & { mode?: HeadMode };
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -39,6 +49,7 @@ export interface EvalResult {
     bankPatches: number;
     threshold: number;
     autoConfig?: AutoConfigRecord;
+    head?: ReturnType<HeadModeMetrics['summary']> & { training: HeadMeta['training'] };
   };
   scores: { path: string; label: 0 | 1; score: number }[];
 }
@@ -54,6 +65,7 @@ export async function evaluateCategory(
   const train = options.train ?? fileSources(category.train, category.root);
   const onProgress = options.onProgress;
   let inspector: Pick<FusedInspector, 'meta' | 'inspectImage'>;
+  let headInspector: HeadInspector | undefined;
   let bankPatches: number;
   if (options.fuseWith?.length) {
     const members = [{ extractor, settings }, ...options.fuseWith];
@@ -64,8 +76,13 @@ export async function evaluateCategory(
     );
     bankPatches = fused.members.reduce((n, f) => n + f.vectors.length / f.dim, 0);
   } else {
-    const fitted = await fitBank(extractor, train, settings, { onProgress });
+    const fitted = await fitBank(extractor, train, settings, { onProgress, keepHeldOutMaps: !!options.head });
     inspector = fittedInspector(fitted, extractor);
+    if (options.head)
+      inspector = headInspector = await fitHeadInspector(extractor, fitted, train, settings, {
+        ...options.head,
+        onProgress,
+      });
     bankPatches = fitted.vectors.length / fitted.dim;
   }
   const fitMs = performance.now() - t0;
@@ -81,15 +98,18 @@ export async function evaluateCategory(
   const widths: number[] = [];
   const images: (ReportImage & { inspectMs: number })[] = [];
   const galleryPicks = pickGallery(category, options.gallery);
+  const byMode = headInspector ? new HeadModeMetrics() : undefined;
   const t1 = performance.now();
   for (const [i, item] of category.test.entries()) {
     const rgb = await decodeImage(await fs.promises.readFile(item.absPath));
     const started = performance.now();
-    const r = await inspector.inspectImage(rgb);
+    const all = await headInspector?.inspectAll(rgb);
+    const r = all ? all[headInspector!.mode] : await inspector.inspectImage(rgb);
     const inspectMs = performance.now() - started;
     const mask = item.maskPath
       ? await maskToCanvas(item.maskPath, settings, r.canvasWidth, r.canvasHeight)
       : new Uint8Array(r.map.length);
+    if (all) byMode?.add(all, item.label, mask);
     maps.push(r.map);
     masks.push(mask);
     widths.push(r.canvasWidth);
@@ -129,7 +149,7 @@ export async function evaluateCategory(
       ...(auto ? { autoSelectMs: auto.selectionMs } : {}),
     },
     ...(auto ? { autoConfig: auto } : {}),
-    ...(meta.outliers ? { outliers: meta.outliers } : {}),
+    ...(byMode ? { head: { ...byMode.summary(), training: meta.head!.training } } : {}),
   };
   const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));
   fs.writeFileSync(

@@ -27,9 +27,13 @@ import { autoFit } from '../../../lib/autoconfig/auto-fit';
 import { formatAutoRecord } from '../../../lib/autoconfig/plan';
 import type { AutoConfigRecord } from '../../../lib/autoconfig/select';
 import { Category } from '../../../lib/data/mvtec';
+import { fitHead, headFiles } from '../../../lib/head/head-bank';
+import { epochNote, formatHead } from '../../../lib/head/report';
+import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
 
 export const FIT_FLAGS = {
   ...ENGINE_FLAGS,
+  ...HEAD_FLAGS,
   data: { type: 'string' },
   out: { type: 'string' },
   'threshold-dir': { type: 'string' },
@@ -53,7 +57,8 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
   --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
   --f1-from DIR       labelled images in MVTec layout (test/good, test/<defect>): use the
                       F1-optimal threshold on them instead of the automatic one
-${ENGINE_USAGE}`;
+${ENGINE_USAGE}
+${HEAD_USAGE}`;
 
 export async function fitCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: FIT_FLAGS });
@@ -69,6 +74,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
   if (!values.data || !values.out) throw invalid("--data and --out are required (see 'spi fit --help')");
   const category = readCategory(values.data);
   const auto = autoFrom(values, givenFlags(argv, FIT_FLAGS), category.train.length);
+  const head = headFitFrom(values);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
@@ -77,10 +83,11 @@ export async function fitCommand(argv: string[]): Promise<void> {
         throw invalid(
           '--f1-from is not available with the automatic fit (pass --auto off and the view flags)',
         );
-      await autoFitFolder(pool, category, values, auto, progress);
+      await autoFitFolder(pool, category, values, auto, progress, head);
       return;
     }
     if (values.fuse) {
+      if (head) throw invalid('--head is not available with --fuse (a head goes beside a single bank)');
       if (values['f1-from']) throw invalid('--f1-from is not available with --fuse');
       await fitFusedFromFolder(
         pool,
@@ -99,15 +106,20 @@ export async function fitCommand(argv: string[]): Promise<void> {
       values,
       progress,
       values['threshold-dir'],
+      head !== undefined,
     );
     if (values['f1-from'])
       fitted.meta.threshold = await f1Threshold(pool, fitted, values['f1-from'], progress);
-    const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim);
+    const files = head
+      ? await headBeside(pool, fitted, category, values, head, progress, values['threshold-dir'])
+      : {};
+    const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim, files);
     progress.stop();
     console.log(
       `bank ${written.name} v${written.version}: ${written.vectors.rows} patches x ${written.vectors.dim} ` +
         `(from ${written.coreset.inputPatches}), threshold ${written.threshold.value.toFixed(4)} (${written.threshold.method}) -> ${values.out}`,
     );
+    if (written.head) console.log(formatHead(written.head));
     printOutliers(written.outliers);
   } finally {
     progress.stop();
@@ -122,13 +134,43 @@ export async function fitFromFolder(
   values: EngineFlagValues,
   progress: Progress,
   thresholdDir?: string,
+  keepHeldOutMaps = false,
 ): Promise<FittedBank> {
   const extractor = await createExtractor(pool, extractorFrom(values));
   const settings = fitFrom(values, path.basename(path.resolve(root)), [path.basename(path.resolve(root))]);
   return fitBank(extractor, fileSources(files, root), settings, {
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
+    keepHeldOutMaps,
   });
+}
+
+/** `--head`: trains the head beside a fitted single bank and records it in the bank's metadata. */
+async function headBeside(
+  pool: BackbonePool,
+  fitted: FittedBank,
+  category: Category,
+  values: EngineFlagValues,
+  head: NonNullable<ReturnType<typeof headFitFrom>>,
+  progress: Progress,
+  thresholdDir?: string,
+): Promise<Record<string, Uint8Array>> {
+  const name = path.basename(path.resolve(category.root));
+  const meta = completeMeta(fitted.meta, fitted.dim, fitted.index.size);
+  const h = await fitHead(
+    await extractorForBank(pool, meta),
+    fitted,
+    fileSources(category.train, category.root),
+    fitFrom(values, name, [name]),
+    {
+      ...head,
+      onProgress: (stage, done, total) => progress.update(stage, done, total),
+      onEpoch: (r) => progress.update('head train', r.epoch, r.epochs, epochNote(r)),
+    },
+    thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
+  );
+  fitted.meta.head = { ...h.meta, mode: head.mode };
+  return headFiles(h);
 }
 
 /** The automatic fit (lib/autoconfig): choose on synthetic defects, fit, save, print the table. */
@@ -138,6 +180,7 @@ async function autoFitFolder(
   values: EngineFlagValues & { out?: string; 'threshold-dir'?: string },
   auto: AutoRequest,
   progress: Progress,
+  head?: ReturnType<typeof headFitFrom>,
 ): Promise<void> {
   const name = path.basename(path.resolve(category.root));
   const dir = values['threshold-dir'];
@@ -147,15 +190,21 @@ async function autoFitFolder(
     thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
   });
-  if (result.kind === 'single')
-    saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim);
-  else saveFused(values.out!, result.fitted);
+  if (head && result.kind !== 'single')
+    throw invalid(
+      '--head goes beside a single bank: the automatic fit chose a fused one (add --auto-fusion off)',
+    );
+  if (result.kind === 'single') {
+    const files = head ? await headBeside(pool, result.fitted, category, values, head, progress, dir) : {};
+    saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim, files);
+  } else saveFused(values.out!, result.fitted);
   progress.stop();
   console.log(formatAutoRecord(result.choice.record));
   const m = result.fitted.meta;
   console.log(
     `bank ${m.name} v${m.version}: threshold ${m.threshold.value.toFixed(4)} (${m.threshold.method}) -> ${values.out}`,
   );
+  if (result.kind === 'single' && result.fitted.meta.head) console.log(formatHead(result.fitted.meta.head));
   if (result.kind === 'single') printOutliers(result.fitted.meta.outliers);
 }
 
