@@ -150,6 +150,7 @@ export async function evaluateCategory(
     },
     ...(auto ? { autoConfig: auto } : {}),
     ...(byMode ? { head: { ...byMode.summary(), training: meta.head!.training } } : {}),
+    ...(meta.outliers ? { outliers: meta.outliers } : {}),
   };
   const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));
   fs.writeFileSync(
