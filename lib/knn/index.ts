@@ -4,6 +4,11 @@
  * else moves. The string may end with search-time parameters in faiss' ParameterSpace syntax
  * ("HNSW32,Flat,efSearch=32"), so they travel wherever the factory string does (bank metadata,
  * BuildSpec, the shards' partitions); a few presets name the choices the bench measured ("hnsw").
+ * One parameter is ours, not faiss': `rerank=F` searches the fraction F of the queries with the
+ * highest approximate distances again, exactly, on a Flat copy of the bank. An approximate index
+ * only ever overestimates a distance (a missed neighbour), and the image score is the map's
+ * maximum: over a sheet's 28k patches a few misses land at the top; re-ranking the top puts the
+ * exact distances where the score and the regions are read.
  * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
  */
 import { Index } from './faiss';
@@ -40,7 +45,10 @@ export const INDEX_PRESETS: Readonly<Record<string, string>> = {
 /** A factory string split into what faiss' index_factory builds and the search parameters after it. */
 export interface ParsedFactory {
   factory: string;
+  /** faiss ParameterSpace parameters (efSearch, nprobe, ...). */
   params: { name: string; value: number }[];
+  /** Fraction of the queries searched again exactly (0 = none). */
+  rerank: number;
 }
 
 /** "HNSW32,Flat,efSearch=48" -> factory "HNSW32,Flat", params [efSearch 48]; presets expanded. */
@@ -49,6 +57,7 @@ export function parseFactory(spec: string): ParsedFactory {
   const parts = full.split(',').map((p) => p.trim());
   const params: ParsedFactory['params'] = [];
   const factory: string[] = [];
+  let rerank = 0;
   for (const part of parts) {
     const eq = part.indexOf('=');
     if (eq < 0) {
@@ -60,11 +69,14 @@ export function parseFactory(spec: string): ParsedFactory {
     const value = Number(part.slice(eq + 1));
     if (!/^[A-Za-z_]\w*$/.test(name) || !Number.isFinite(value))
       throw invalid(`index "${spec}": "${part}" is not a search parameter (name=number)`);
-    params.push({ name, value });
+    if (name === 'rerank') {
+      if (!(value > 0 && value <= 1)) throw invalid(`index "${spec}": rerank is a fraction in (0, 1]`);
+      rerank = value;
+    } else params.push({ name, value });
   }
   if (factory.length === 0 || factory.some((p) => p === ''))
     throw invalid(`index "${spec}" has no faiss factory string`);
-  return { factory: factory.join(','), params };
+  return { factory: factory.join(','), params, rerank };
 }
 
 /** The config with a preset name replaced by its full factory string (what a bank records). */
@@ -78,6 +90,8 @@ export class KnnIndex {
     private readonly index: Index,
     readonly dim: number,
     private settings: KnnConfig,
+    /** Exact copy of the bank for `rerank` (absent without it). */
+    private readonly exact?: { index: Index; fraction: number },
   ) {}
 
   get config(): KnnConfig {
@@ -110,19 +124,33 @@ export class KnnIndex {
     if (ivfCells && rows < Number(ivfCells[1])) {
       throw new Error(`${config.factory} needs at least ${ivfCells[1]} bank vectors to train, got ${rows}`);
     }
+    const { rerank } = parseFactory(config.factory);
     const index = Index.fromFactory(dim, factory);
     if (!index.isTrained()) index.trainBuffer(vectors);
     index.addBuffer(vectors);
-    return KnnIndex.wrap(index, config);
+    let exact: Index | undefined;
+    if (rerank > 0) {
+      exact = Index.fromFactory(dim, 'Flat');
+      exact.addBuffer(vectors);
+    }
+    return KnnIndex.wrap(index, config, exact);
   }
 
   /** Restores an index written by `serialize`. */
   static deserialize(bytes: Buffer, config: KnnConfig): KnnIndex {
-    return KnnIndex.wrap(Index.fromBuffer(bytes), config);
+    const rerank = parseFactory(config.factory).rerank > 0;
+    if (!isPair(bytes)) {
+      if (rerank)
+        throw invalid('index bytes hold no exact copy for rerank: rebuild the index with its rerank setting');
+      return KnnIndex.wrap(Index.fromBuffer(bytes), config);
+    }
+    // Bytes written with rerank serve without it too (the exact copy is then left unread).
+    const [main, exact] = unpackPair(bytes);
+    return KnnIndex.wrap(Index.fromBuffer(main), config, rerank ? Index.fromBuffer(exact) : undefined);
   }
 
-  private static wrap(index: Index, config: KnnConfig): KnnIndex {
-    const { factory, params } = parseFactory(config.factory);
+  private static wrap(index: Index, config: KnnConfig, exact?: Index): KnnIndex {
+    const { factory, params, rerank } = parseFactory(config.factory);
     if (/^IVF/.test(factory)) index.setNprobe(config.nprobe ?? DEFAULT_KNN.nprobe!);
     for (const { name, value } of params) {
       try {
@@ -133,7 +161,8 @@ export class KnnIndex {
         );
       }
     }
-    return new KnnIndex(index, index.getDimension(), config);
+    const copy = exact && rerank > 0 ? { index: exact, fraction: rerank } : undefined;
+    return new KnnIndex(index, index.getDimension(), config, copy);
   }
 
   get size(): number {
@@ -141,19 +170,52 @@ export class KnnIndex {
   }
 
   serialize(): Buffer {
-    return this.index.toBuffer();
+    const main = this.index.toBuffer();
+    return this.exact ? packPair(main, this.exact.index.toBuffer()) : main;
   }
 
   /** Synchronous search: for the in-process engine and tests. */
   searchSync(queries: Float32Array, k: number): KnnResult {
     const kk = this.clampK(k);
-    return toEuclidean(this.index.searchBuffer(queries, kk), kk);
+    const found = this.index.searchBuffer(queries, kk);
+    if (this.exact) {
+      const top = this.topQueries(found.distances, kk, queries);
+      if (top) mergeRows(found, this.exact.index.searchBuffer(top.queries, kk), top.rows, kk);
+    }
+    return toEuclidean(found, kk);
   }
 
   /** Search on the libuv pool, so a shard serves other requests meanwhile. */
   async search(queries: Float32Array, k: number): Promise<KnnResult> {
     const kk = this.clampK(k);
-    return toEuclidean(await this.index.searchAsync(queries, kk), kk);
+    const found = await this.index.searchAsync(queries, kk);
+    if (this.exact) {
+      const top = this.topQueries(found.distances, kk, queries);
+      if (top) mergeRows(found, await this.exact.index.searchAsync(top.queries, kk), top.rows, kk);
+    }
+    return toEuclidean(found, kk);
+  }
+
+  /**
+   * The queries whose approximate (squared) distance to their k-th neighbour is among the highest
+   * `fraction`, gathered for the exact search.
+   */
+  private topQueries(
+    squared: Float32Array,
+    k: number,
+    queries: Float32Array,
+  ): { rows: Int32Array; queries: Float32Array } | null {
+    const n = squared.length / k;
+    const count = Math.min(n, Math.ceil(this.exact!.fraction * n));
+    if (count === 0) return null;
+    const order = Int32Array.from({ length: n }, (_, i) => i).sort(
+      (a, b) => squared[b * k + k - 1] - squared[a * k + k - 1],
+    );
+    const rows = order.subarray(0, count);
+    const out = new Float32Array(count * this.dim);
+    for (let i = 0; i < count; i++)
+      out.set(queries.subarray(rows[i] * this.dim, (rows[i] + 1) * this.dim), i * this.dim);
+    return { rows, queries: out };
   }
 
   private clampK(k: number): number {
@@ -172,4 +234,38 @@ function toEuclidean(result: { distances: Float32Array; labels: Float64Array }, 
 function firstLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return (message.split('\n')[0].split(': ').pop() ?? message).trim();
+}
+
+/** The exact answers of some queries written over their approximate ones (squared distances). */
+function mergeRows(
+  into: { distances: Float32Array; labels: Float64Array },
+  exact: { distances: Float32Array; labels: Float64Array },
+  rows: Int32Array,
+  k: number,
+): void {
+  for (let i = 0; i < rows.length; i++) {
+    into.distances.set(exact.distances.subarray(i * k, (i + 1) * k), rows[i] * k);
+    into.labels.set(exact.labels.subarray(i * k, (i + 1) * k), rows[i] * k);
+  }
+}
+
+const PAIR_MAGIC = Buffer.from('SPIKNN2\0');
+
+/** Two serialised indexes in one buffer: magic, the first's length (uint64 LE), both. */
+function packPair(a: Buffer, b: Buffer): Buffer {
+  const head = Buffer.alloc(PAIR_MAGIC.length + 8);
+  PAIR_MAGIC.copy(head);
+  head.writeBigUInt64LE(BigInt(a.length), PAIR_MAGIC.length);
+  return Buffer.concat([head, a, b]);
+}
+
+function isPair(bytes: Buffer): boolean {
+  return bytes.length >= PAIR_MAGIC.length + 8 && bytes.subarray(0, PAIR_MAGIC.length).equals(PAIR_MAGIC);
+}
+
+function unpackPair(bytes: Buffer): [Buffer, Buffer] {
+  const at = PAIR_MAGIC.length + 8;
+  const first = Number(bytes.readBigUInt64LE(PAIR_MAGIC.length));
+  if (at + first > bytes.length) throw invalid('index bytes are truncated');
+  return [bytes.subarray(at, at + first), bytes.subarray(at + first)];
 }

@@ -30,11 +30,12 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
   const exact = KnnIndex.build(bank, dim, { factory: 'Flat' }).searchSync(queries, 1).distances;
 
   it('splits a factory string from its search parameters and expands presets', () => {
-    assert.deepEqual(parseFactory('HNSW32,Flat,efSearch=48'), {
+    assert.deepEqual(parseFactory('HNSW32,Flat,efSearch=48,rerank=0.02'), {
       factory: 'HNSW32,Flat',
       params: [{ name: 'efSearch', value: 48 }],
+      rerank: 0.02,
     });
-    assert.deepEqual(parseFactory(' IVF64,Flat '), { factory: 'IVF64,Flat', params: [] });
+    assert.deepEqual(parseFactory(' IVF64,Flat '), { factory: 'IVF64,Flat', params: [], rerank: 0 });
     assert.equal(parseFactory('hnsw').factory, 'HNSW32,Flat');
     assert.equal(resolveKnn({ factory: 'HNSW', nprobe: 8 }).factory, INDEX_PRESETS.hnsw);
     assert.deepEqual(resolveKnn({ factory: 'IVF64,Flat', nprobe: 4 }), { factory: 'IVF64,Flat', nprobe: 4 });
@@ -69,6 +70,34 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
       exact,
     );
     assert.ok(recall >= 0.99, `recall@1 ${recall}`);
+  });
+
+  it('rerank: the queries farthest from the bank get their exact neighbours, on both search paths', async () => {
+    // efSearch 1 on a sparse graph misses many neighbours; re-ranking 30 % fixes the worst of them.
+    const config = { factory: 'HNSW4,Flat,efSearch=1,rerank=0.3' };
+    const index = KnnIndex.build(bank, dim, config);
+    const plain = KnnIndex.deserialize(index.serialize(), { factory: 'HNSW4,Flat,efSearch=1' }).searchSync(
+      queries,
+      1,
+    );
+    const fixed = index.searchSync(queries, 1);
+    const asynchronous = await index.search(queries, 1);
+    assert.deepEqual(Array.from(asynchronous.distances), Array.from(fixed.distances));
+    // The 30 % of queries with the largest approximate distances are exact now...
+    const order = Array.from(plain.distances.keys()).sort((a, b) => plain.distances[b] - plain.distances[a]);
+    for (const q of order.slice(0, Math.ceil((0.3 * queries.length) / dim)))
+      assert.ok(Math.abs(fixed.distances[q] - exact[q]) <= 1e-5 * exact[q] + 1e-6, `query ${q}`);
+    // ...the others untouched; an approximate distance is never below the exact one.
+    for (const q of order.slice(Math.ceil((0.3 * queries.length) / dim)))
+      assert.equal(fixed.distances[q], plain.distances[q]);
+    fixed.distances.forEach((d, q) => assert.ok(d >= exact[q] - 1e-5, `query ${q}`));
+    assert.ok(recallAt1(plain.distances, exact) < recallAt1(fixed.distances, exact));
+    // Serialised with its exact copy; without the copy the bytes are refused.
+    const restored = KnnIndex.deserialize(index.serialize(), config);
+    assert.deepEqual(Array.from(restored.searchSync(queries, 1).distances), Array.from(fixed.distances));
+    const bare = KnnIndex.build(bank, dim, { factory: 'HNSW4,Flat' }).serialize();
+    assert.throws(() => KnnIndex.deserialize(bare, config), /no exact copy for rerank/);
+    assert.throws(() => parseFactory('HNSW32,Flat,rerank=2'), /fraction/);
   });
 
   it('refuses a parameter the index does not have, naming it', () => {
