@@ -179,6 +179,7 @@ async function main(): Promise<void> {
         epochs: t.epochs,
         bytes: { float: head.float.length, int8: head.int8.length },
         thresholds: head.meta.thresholds,
+        combination: head.meta.combination,
       },
       msPerImage: {
         headFloat: median(cost.float),
@@ -205,6 +206,8 @@ async function main(): Promise<void> {
       ...rows.map((r) => `| ${r.mode} | ${f(r.imageAuroc)} | ${f(r.pixelAuroc)} | ${f(r.pro)} |`),
       '',
       `Bank fit ${(bankFitMs / 1000).toFixed(1)} s (${bank.index.size} patches x ${bank.dim}); head ${(headFitMs / 1000).toFixed(1)} s in all: embedding and synthetic defects ${(t.embedMs / 1000).toFixed(1)} s, training ${(t.trainMs / 1000).toFixed(1)} s, ${t.epochs.length} epochs (best ${t.bestEpoch}${t.stoppedEarly ? ', stopped early' : ''}).`,
+      '',
+      `Combined map's head weight ${head.meta.combination.headWeight}, chosen on the synthetic validation set (score by head weight: ${head.meta.combination.table.map((r) => `${r.headWeight}: ${r.score.toFixed(4)} (image ${r.imageAuroc.toFixed(4)}, pixel ${r.pixelAuroc.toFixed(4)})`).join('; ')}).`,
       '',
       `Per image (median of ${cost.float.length}, best of 5 each): head float ${result.msPerImage.headFloat.toFixed(2)} ms, head INT8 ${result.msPerImage.headInt8.toFixed(2)} ms, k-NN search ${result.msPerImage.knnSearch.toFixed(2)} ms (backbone embedding ${result.msPerImage.embed.toFixed(1)} ms).`,
       '',

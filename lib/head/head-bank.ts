@@ -33,7 +33,13 @@ import { pixelAuroc, pro, rocAuc } from '../eval/metrics';
 import { Threshold, thresholdFromNominal } from '../threshold/threshold';
 import { SpiError, invalid } from '../errors';
 import { spread } from '../autoconfig/select';
-import { embedValidation, headTrainingData, validationMaps, validationScore } from './data';
+import {
+  EmbeddedValidation,
+  embedValidation,
+  headTrainingData,
+  validationMaps,
+  validationScore,
+} from './data';
 import { HeadSession, buildHeadModel, quantizeHead } from './onnx';
 import { DEFAULT_HEAD_TRAIN, EpochReport, HeadTrainConfig, trainHead } from './train';
 import { HeadWeights, foldWeights } from './weights';
@@ -62,6 +68,14 @@ export interface HeadMeta {
   hidden: number;
   /** Mean and spread of the held-out good maps' pixels, per member: [bank, head]. */
   standardisation: { bank: Pick<FusionMember, 'mean' | 'std'>; head: Pick<FusionMember, 'mean' | 'std'> };
+  /**
+   * The head's weight in the combined map (the bank's is 1 - it), chosen on the synthetic validation
+   * set among HEAD_WEIGHTS, with each weight's validation scores.
+   */
+  combination: {
+    headWeight: number;
+    table: { headWeight: number; imageAuroc: number; pixelAuroc: number; score: number }[];
+  };
   thresholds: { head: Threshold; combined: Threshold };
   training: {
     config: HeadTrainConfig;
@@ -158,19 +172,21 @@ export async function fitHead(
   const int8Bytes = encodeModel((await quantizeHead(float, calibration, data.dim)).model);
   // Standardisation and thresholds from the held-out good images, scored by the model that runs.
   const session = await HeadSession.create(options.precision === 'int8' ? int8Bytes : floatBytes, data.dim);
+  const bankMeta = completeMeta(bank.meta, bank.dim, bank.index.size);
   const headMaps: Float32Array[] = [];
+  let combination: HeadMeta['combination'];
+  let standardisation: HeadMeta['standardisation'];
   try {
     for (const image of heldOut) {
       const e = await extractor.embed(image);
-      headMaps.push(
-        scorePatches(bank.meta as BankMeta, e, await session.score(e.vectors), image, Infinity).map,
-      );
+      headMaps.push(scorePatches(bankMeta, e, await session.score(e.vectors), image, Infinity).map);
     }
+    standardisation = { bank: pixelStats(bankMaps), head: pixelStats(headMaps) };
+    combination = await chooseCombination(validation, bank, bankMeta, session, standardisation);
   } finally {
     await session.close();
   }
-  const standardisation = { bank: pixelStats(bankMaps), head: pixelStats(headMaps) };
-  const members = [standardisation.bank, standardisation.head].map((s) => ({ ...s, weight: 1 }));
+  const members = combinationMembers(standardisation, combination.headWeight);
   const combined = bankMaps.map((m, i) => maxOf(fuseMaps(members, (j) => (j === 0 ? m : headMaps[i]))));
   const file = (name: string, bytes: Uint8Array) => ({
     file: name,
@@ -185,6 +201,7 @@ export async function fitHead(
     dim: data.dim,
     hidden: trained.weights.hidden,
     standardisation,
+    combination,
     thresholds: { head: thresholdFromNominal(headMaps.map(maxOf)), combined: thresholdFromNominal(combined) },
     training: {
       config: trained.config,
@@ -207,6 +224,46 @@ export async function fitHead(
   return { meta, float: floatBytes, int8: int8Bytes, weights: trained.weights };
 }
 
+/** Head weights the combination is chosen among (0: the bank alone; 1: the head alone). */
+export const HEAD_WEIGHTS = [0, 0.25, 0.5, 0.75, 1];
+
+export function combinationMembers(s: HeadMeta['standardisation'], headWeight: number) {
+  return [
+    { ...s.bank, weight: 1 - headWeight },
+    { ...s.head, weight: headWeight },
+  ];
+}
+
+/**
+ * Scores every head weight's combined maps on the synthetic validation set (the selector's ranking
+ * score) and keeps the best; ties go to the weight nearest an even mix.
+ */
+async function chooseCombination(
+  v: EmbeddedValidation,
+  bank: FittedBank,
+  meta: BankMeta,
+  session: HeadSession,
+  standardisation: HeadMeta['standardisation'],
+): Promise<HeadMeta['combination']> {
+  const bankMaps: Float32Array[] = [];
+  const headMaps: Float32Array[] = [];
+  for (const [i, item] of v.items.entries()) {
+    const e = v.embeddings[i];
+    const knn = await bank.index.search(e.vectors, meta.score.k);
+    bankMaps.push(scoreEmbedding(meta, e, knn, item.image, Infinity).map);
+    headMaps.push(scorePatches(meta, e, await session.score(e.vectors), item.image, Infinity).map);
+  }
+  const table = HEAD_WEIGHTS.map((headWeight) => {
+    const members = combinationMembers(standardisation, headWeight);
+    const maps = bankMaps.map((m, i) => fuseMaps(members, (j) => (j === 0 ? m : headMaps[i])));
+    return { headWeight, ...validationScore(v, maps) };
+  });
+  const best = [...table].sort(
+    (a, b) => b.score - a.score || Math.abs(a.headWeight - 0.5) - Math.abs(b.headWeight - 0.5),
+  )[0];
+  return { headWeight: best.headWeight, table };
+}
+
 async function bankMapsOf(inspector: Inspector, holdout: ImageSource[], limits: DecodeLimits) {
   const maps: Float32Array[] = [];
   for (const s of holdout)
@@ -226,7 +283,13 @@ export function readHeadModel(
   precision: HeadPrecision = head.precision,
 ): Uint8Array {
   const entry = head.files[precision];
-  const bytes = fs.readFileSync(path.join(dir, entry.file));
+  const file = path.join(dir, entry.file);
+  if (!fs.existsSync(file))
+    throw new SpiError(
+      'FAILED_PRECONDITION',
+      `bank ${dir} records a head but has no ${entry.file} (a version grown with spi fit --add keeps no head: fit again with --head)`,
+    );
+  const bytes = fs.readFileSync(file);
   if (sha256(bytes) !== entry.sha256)
     throw new SpiError('DATA_LOSS', `bank ${dir}: ${entry.file} does not match its checksum (corrupt file)`);
   return bytes;
@@ -313,7 +376,7 @@ export class HeadInspector {
     const t1 = performance.now();
     const bankR = scoreEmbedding(meta, embedding, knn, image, threshold ?? meta.threshold.value);
     const headR = scorePatches(meta, embedding, headScores, image, threshold ?? head.thresholds.head.value);
-    const members = [head.standardisation.bank, head.standardisation.head].map((s) => ({ ...s, weight: 1 }));
+    const members = combinationMembers(head.standardisation, head.combination.headWeight);
     const map = fuseMaps(members, (i) => (i === 0 ? bankR.map : headR.map));
     const combined = verdict(
       meta,

@@ -20,6 +20,9 @@ export function formatHead(h: HeadMeta): string {
       `${t.stoppedEarly ? ', stopped early' : ''}; embedding and synthetic defects ${(t.embedMs / 1000).toFixed(1)} s)`,
     `  trained on ${t.realPatches} good patches, ${t.localPatches} patches under synthetic defects` +
       `${kinds ? ` (${kinds})` : ''}, Gaussian and gradient-ascent fakes; validated on ${t.validation.goods} held-out goods + ${t.validation.defects} synthetic defects`,
+    `  combined map: head weight ${h.combination.headWeight} (synthetic validation score by head weight: ` +
+      h.combination.table.map((r) => `${r.headWeight} ${r.score.toFixed(4)}`).join(', ') +
+      ')',
     `  thresholds: head ${h.thresholds.head.value.toFixed(4)}, combined ${h.thresholds.combined.value.toFixed(4)} (bank alone: the bank's own)`,
   ].join('\n');
 }

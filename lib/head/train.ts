@@ -43,7 +43,7 @@ export interface HeadTrainConfig {
 
 export const DEFAULT_HEAD_TRAIN: HeadTrainConfig = {
   hidden: 128,
-  epochs: 16,
+  epochs: 24,
   stepsPerEpoch: 60,
   batch: 256,
   learningRate: 1e-3,

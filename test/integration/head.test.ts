@@ -105,12 +105,16 @@ describe('discriminator head beside a bank (real backbone)', function () {
     const viaHead = await bankOnly!.inspectImage(image);
     assert.equal(viaHead.score, plain.score);
     assert.equal(viaHead.threshold, meta.threshold.value);
-    // All three from one embedding; the combined map is the standardised average.
+    // All three from one embedding; the combined map is the standardised weighted average, with the
+    // head's weight chosen on the synthetic validation set.
     const all = await combined!.inspectAll(image);
     const s = meta.head!.standardisation;
+    const w = meta.head!.combination.headWeight;
+    assert.ok(meta.head!.combination.table.some((r) => r.headWeight === w));
     const p = all.combined.map.length >> 1;
     const expect =
-      ((all.bank.map[p] - s.bank.mean) / s.bank.std + (all.head.map[p] - s.head.mean) / s.head.std) / 2;
+      ((1 - w) * (all.bank.map[p] - s.bank.mean)) / s.bank.std +
+      (w * (all.head.map[p] - s.head.mean)) / s.head.std;
     assert.ok(Math.abs(all.combined.map[p] - expect) < 1e-4);
     assert.equal(all.combined.threshold, meta.head!.thresholds.combined.value);
     assert.equal(all.head.threshold, meta.head!.thresholds.head.value);

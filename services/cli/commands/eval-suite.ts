@@ -23,6 +23,7 @@ import {
   fuseMembersFrom,
 } from '../options';
 import { Progress } from '../progress';
+import { DEFAULT_HEAD_FIT } from '../../../lib/head/head-bank';
 
 interface Run {
   name: string;
@@ -34,6 +35,8 @@ interface Run {
   group: string;
   /** No flags at all: the automatic fit chooses (what a new user gets). */
   auto?: boolean;
+  /** A discriminator head beside the bank (lib/head/); the verdict is the combined score. */
+  head?: boolean;
 }
 
 const DEFAULTS: EngineFlagValues = Object.fromEntries(
@@ -48,6 +51,8 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
     { name: 'bottle-auto', data: bottle, flags: {}, group: 'auto', auto: true },
     { name: 'deeppcb-auto', data: pcb, flags: {}, group: 'auto', auto: true },
     { name: 'bottle', data: bottle, flags: {}, group: 'bottle' },
+    // The default bank with a GLASS-style head beside it (issue #20); metrics.json has all three scores.
+    { name: 'bottle-head', data: bottle, flags: {}, group: 'bottle', head: true },
     ...['greedy', 'random'].flatMap((method) =>
       ['0.01', '0.1', '0.25'].map((ratio) => ({
         name: `bottle-coreset-${method}-${ratio}`,
@@ -167,6 +172,7 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
           out: path.join(out, run.name),
           train,
           fuseWith,
+          head: run.head ? DEFAULT_HEAD_FIT : undefined,
           gallery: 24,
           onProgress: (s, d, t) => progress.update(`${run.name} ${s}`, d, t),
         },
@@ -178,13 +184,15 @@ export async function evalSuiteCommand(argv: string[]): Promise<void> {
         stages:
           extractor.backbone.stages.map((st) => st.name).join('+') +
           (flags.fuse ? ` fused with ${flags.fuse.replace(',', '+')}` : '') +
-          (flags.reference === 'mean' ? ', less reference' : ''),
+          (flags.reference === 'mean' ? ', less reference' : '') +
+          (run.head ? ' + glass head (combined)' : ''),
         view: `resize ${flags.resize} tile ${flags.tile}${Number(flags.pad) > 0 ? ` pad ${flags.pad}` : ''}`,
         coreset: `${flags.coreset} ${flags.ratio}${Number(flags['coreset-per-image']) > 0 ? ` (per image ${flags['coreset-per-image']})` : ''}`,
         bankFrom: names.join(' + '),
         ...metricColumns(metrics),
         fitSeconds: metrics.timings.fitMs / 1000,
         wallSeconds: (Date.now() - started) / 1000,
+        ...(metrics.head ? { head: metrics.head } : {}),
       };
       results.push(row);
       progress.stop();
