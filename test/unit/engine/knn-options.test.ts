@@ -1,4 +1,9 @@
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { sha256, vectorBytes } from '../../../lib/bank/bank-store';
+import { Logger } from '../../../lib/util/log';
+import { PartitionStore } from '../../../services/shard/partition-store';
 import { INDEX_PRESETS, KnnIndex, parseFactory, resolveKnn } from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
@@ -98,6 +103,32 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
     const bare = KnnIndex.build(bank, dim, { factory: 'HNSW4,Flat' }).serialize();
     assert.throws(() => KnnIndex.deserialize(bare, config), /no exact copy for rerank/);
     assert.throws(() => parseFactory('HNSW32,Flat,rerank=2'), /fraction/);
+  });
+
+  it('a shard partition with HNSW and rerank: built off-thread, searched, reloaded from its file', async function () {
+    this.timeout(30_000);
+    const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
+    fs.mkdirSync(path.resolve('.test-tmp'), { recursive: true });
+    const dir = fs.mkdtempSync(path.resolve('.test-tmp/hnsw-store-'));
+    try {
+      const store = PartitionStore.open({ dataDir: dir, log: quiet });
+      const factory = 'HNSW16,Flat,efSearch=64,rerank=0.05';
+      const ref = { bank: 'b', version: 1, partition: 0 };
+      const rows = bank.length / dim;
+      const info = await store.load(
+        { ref, dim, rows, rowOffset: 0, index: factory, nprobe: 0, sha256: sha256(vectorBytes(bank)) },
+        bank,
+      );
+      assert.equal(info.rows, rows);
+      const got = await store.search(ref, queries, dim, 1);
+      const recall = recallAt1(got.distances, exact);
+      assert.ok(recall >= 0.99, `recall@1 ${recall}`);
+      const again = PartitionStore.open({ dataDir: dir, log: quiet });
+      const after = await again.search(ref, queries, dim, 1);
+      assert.deepEqual(Array.from(after.distances), Array.from(got.distances));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a parameter the index does not have, naming it', () => {
