@@ -137,6 +137,21 @@ export class ShardClient {
     });
   }
 
+  /** A partition's vectors as the shard loaded them (ReadPartition), for an incremental version. */
+  readPartition(ref: PartitionRef, opts: CallOptions = {}): Promise<Float32Array> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.readPartition(ref, requestMetadata(), callOptions(opts));
+      const chunks: Buffer[] = [];
+      call.on('data', (c: { data: Buffer }) => chunks.push(c.data));
+      call.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
+      call.on('end', () => {
+        const bytes = Buffer.concat(chunks);
+        // Copied into its own aligned buffer: the concatenation may sit at any offset of a pool.
+        resolve(new Float32Array(new Uint8Array(bytes).buffer, 0, bytes.length / 4));
+      });
+    });
+  }
+
   listPartitions(opts: CallOptions = {}): Promise<PartitionInfoMsg[]> {
     return new Promise((resolve, reject) => {
       this.client.listPartitions({}, new grpc.Metadata(), callOptions(opts), (err, res) =>

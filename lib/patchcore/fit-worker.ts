@@ -4,7 +4,9 @@
  * serves inspections meanwhile (a gateway rotating a bank under load).
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { BackbonePool, createExtractor } from './engine';
+import { BackbonePool, createExtractor, extractorForBank } from './engine';
+import { addToBank } from './incremental';
+import type { BankMeta } from '../bank/bank-meta';
 import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
@@ -19,6 +21,11 @@ export interface FitJob {
    * models; single banks only, as the cluster serves them.
    */
   auto?: { models: string[]; budgetMs: number; seed: number };
+  /**
+   * Build the next version of this bank from it plus `images` (patchcore/incremental.ts): only the
+   * images are embedded; `settings` give the version number, the rest comes from the bank.
+   */
+  add?: { meta: BankMeta; vectors: Float32Array; reason?: string };
 }
 
 export type FitResult = Omit<FittedBank, 'index'>;
@@ -60,19 +67,25 @@ async function runJob(job: FitJob): Promise<void> {
     const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
     const onProgress = (stage: string, done: number, total: number) =>
       post({ type: 'progress', stage: stage as Parameters<FitProgress>[0], done, total });
-    const fitted = job.auto
-      ? await autoFitSingle(pool, images, job.settings, job.auto, onProgress)
-      : await fitBank(
-          await createExtractor(pool, {
-            model: job.model,
-            view: job.settings.view,
-            projectionDim: job.settings.projectionDim,
-            projectionSeed: job.settings.projectionSeed,
-          }),
-          images,
-          job.settings,
-          { onProgress },
-        );
+    const fitted = job.add
+      ? await addToBank(await extractorForBank(pool, job.add.meta), job.add, images, {
+          onProgress,
+          reason: job.add.reason,
+          version: job.settings.version,
+        })
+      : job.auto
+        ? await autoFitSingle(pool, images, job.settings, job.auto, onProgress)
+        : await fitBank(
+            await createExtractor(pool, {
+              model: job.model,
+              view: job.settings.view,
+              projectionDim: job.settings.projectionDim,
+              projectionSeed: job.settings.projectionSeed,
+            }),
+            images,
+            job.settings,
+            { onProgress },
+          );
     const vectors = fitted.vectors.slice();
     post({ type: 'done', meta: fitted.meta, vectors, dim: fitted.dim }, [vectors.buffer as ArrayBuffer]);
   } catch (err) {

@@ -41,6 +41,8 @@ export interface AddOptions {
   outliers?: OutlierFilterConfig;
   /** Recorded in the addition (e.g. "operator feedback"). */
   reason?: string;
+  /** The new version's number (default: the bank's + 1; a cluster numbers past every version it has). */
+  version?: number;
   limits?: DecodeLimits;
   onProgress?: FitProgress;
 }
@@ -110,7 +112,7 @@ export async function addToBank(
   );
   const vectors = concat([base.vectors, gather(fresh, dim, selection.rows)]);
   const index = KnnIndex.build(vectors, dim, old.knn);
-  const version = old.version + 1;
+  const version = options.version ?? old.version + 1;
   const createdAt = new Date().toISOString();
   const added = outlierMeta(selection, filter, sources).outliers;
   const meta: FittedBank['meta'] = {

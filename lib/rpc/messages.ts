@@ -58,6 +58,8 @@ export interface BuildSpecMsg {
   reference: string;
   auto: string;
   budgetMs: number;
+  /** RotateBank: the next version is the active one plus these images (incremental). */
+  addToActive?: boolean;
 }
 
 export type BuildRequestMsg =

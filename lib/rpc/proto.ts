@@ -108,6 +108,10 @@ export interface DropPartitionResponseMsg {
 
 export type ListPartitionsRequestMsg = Record<string, never>;
 
+export interface PartitionChunkMsg {
+  data: Buffer;
+}
+
 export interface ListPartitionsResponseMsg {
   partitions: PartitionInfoMsg[];
 }
@@ -118,6 +122,7 @@ export interface BankShardHandlers extends grpc.UntypedServiceImplementation {
   loadPartition: grpc.handleClientStreamingCall<LoadPartitionRequestMsg, PartitionInfoMsg>;
   dropPartition: grpc.handleUnaryCall<PartitionRefMsg, DropPartitionResponseMsg>;
   listPartitions: grpc.handleUnaryCall<ListPartitionsRequestMsg, ListPartitionsResponseMsg>;
+  readPartition: grpc.handleServerStreamingCall<PartitionRefMsg, PartitionChunkMsg>;
 }
 
 type Unary<Req, Res> = (
@@ -139,6 +144,11 @@ export interface BankShardGrpcClient extends grpc.Client {
   loadPartition: ClientStream<LoadPartitionRequestMsg, PartitionInfoMsg>;
   dropPartition: Unary<PartitionRefMsg, DropPartitionResponseMsg>;
   listPartitions: Unary<ListPartitionsRequestMsg, ListPartitionsResponseMsg>;
+  readPartition: (
+    request: PartitionRefMsg,
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+  ) => grpc.ClientReadableStream<PartitionChunkMsg>;
 }
 
 export function newBankShardClient(

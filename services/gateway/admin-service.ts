@@ -145,7 +145,9 @@ export function toBuildRequest(
   return {
     bank: checkBankName(spec.bank),
     mode,
-    auto: autoOf(spec, categories, images.length),
+    // Adding to the active version keeps its configuration: nothing to choose.
+    auto: spec.addToActive ? undefined : autoOf(spec, categories, images.length),
+    ...(spec.addToActive ? { addToActive: true } : {}),
     model: spec.model || d.model,
     images,
     partitions: spec.partitions,

@@ -10,6 +10,7 @@ import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
 import { FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
+import { notIncremental } from '../../lib/patchcore/incremental';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
@@ -25,9 +26,14 @@ export interface BuildRequest {
   activate: boolean;
   /** Let the automatic fit choose the configuration (lib/autoconfig), among these models. */
   auto?: FitJob['auto'];
+  /** RotateBank: the next version is the active one plus `images` (patchcore/incremental.ts). */
+  addToActive?: boolean;
+  /** Recorded with the added images. */
+  reason?: string;
 }
 
 export type BuildStage =
+  | 'read'
   | 'auto: decode'
   | 'auto: candidates'
   | 'embed'
@@ -69,6 +75,10 @@ export class BankBuilder {
     const liveShards = [...this.shards.view().shards.keys()].sort();
     if (liveShards.length === 0)
       throw new SpiError('UNAVAILABLE', 'no bank shard is registered; start shards first');
+    if (req.addToActive && req.mode !== 'rotate') throw invalid('add_to_active is for RotateBank only');
+    const add = req.addToActive ? await this.readActive(req.bank, progress) : undefined;
+    // An added version keeps the active one's index; the other settings come from its metadata.
+    if (add) req = { ...req, settings: { ...req.settings, knn: add.meta.knn }, auto: undefined };
     const version = existing.reduce((m, r) => Math.max(m, r.version), 0) + 1;
     const base: BankVersionRecord = {
       bank: req.bank,
@@ -82,7 +92,7 @@ export class BankBuilder {
     };
     await this.registry.createVersion(base);
     try {
-      return await this.buildVersion(req, base, liveShards, progress);
+      return await this.buildVersion(req, base, liveShards, progress, add);
     } catch (err) {
       // A failed build leaves no half-loaded version behind.
       await this.retire(base).catch((e) => this.log.warn('cleanup after failed build failed', { err: e }));
@@ -90,11 +100,69 @@ export class BankBuilder {
     }
   }
 
+  /**
+   * The active version's metadata and vectors, read back from its shards (one replica of each
+   * partition, the next one when a replica fails) and checked against the recorded sha256.
+   */
+  private async readActive(
+    bank: string,
+    progress: BuildProgress,
+  ): Promise<{ meta: BankMeta; vectors: Float32Array }> {
+    const active = await this.registry.getActive(bank);
+    const record = active ? await this.registry.getVersion(bank, active) : undefined;
+    if (!record) throw new SpiError('FAILED_PRECONDITION', `bank "${bank}" has no active version to add to`);
+    const meta = record.meta as unknown as BankMeta;
+    const refused = notIncremental(meta);
+    if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
+    const dim = meta.vectors.dim;
+    const vectors = new Float32Array(meta.vectors.rows * dim);
+    const view = this.shards.view();
+    progress('read', 0, record.partitions.length);
+    let done = 0;
+    for (const p of record.partitions) {
+      const key = `${bank}/${record.version}/${p.partition}`;
+      const holders = [...new Set([...p.shards, ...(view.loaded.get(key) ?? [])])];
+      let got: Float32Array | undefined;
+      const errors: string[] = [];
+      for (const shard of holders) {
+        const client = this.shards.client(shard);
+        if (!client) continue;
+        try {
+          got = await client.readPartition(
+            { bank, version: record.version, partition: p.partition },
+            { timeoutMs: this.settings.loadTimeoutMs },
+          );
+          break;
+        } catch (err) {
+          errors.push(`${shard}: ${(err as Error).message}`);
+          if (err instanceof SpiError && err.kind === 'FAILED_PRECONDITION') throw err;
+        }
+      }
+      if (!got)
+        throw new SpiError(
+          'UNAVAILABLE',
+          `no replica of ${key} could be read (${errors.join('; ') || 'none live'})`,
+        );
+      if (got.length !== p.rows * dim)
+        throw new SpiError('DATA_LOSS', `${key}: read ${got.length / dim} rows, the record says ${p.rows}`);
+      vectors.set(got, p.rowOffset * dim);
+      progress('read', ++done, record.partitions.length);
+    }
+    if (sha256(vectorBytes(vectors)) !== meta.vectors.sha256)
+      throw new SpiError(
+        'DATA_LOSS',
+        `bank "${bank}" v${record.version}: the shards' vectors do not match its sha256`,
+      );
+    return { meta, vectors };
+  }
+
   private async buildVersion(
     req: BuildRequest,
     base: BankVersionRecord,
     liveShards: string[],
     progress: BuildProgress,
+    /** The active version this one adds to (RotateBank with add_to_active). */
+    add?: { meta: BankMeta; vectors: Float32Array },
   ): Promise<BankVersionRecord> {
     // Fitting runs on a worker thread: this process keeps answering inspections meanwhile.
     const images = await Promise.all(
@@ -102,10 +170,11 @@ export class BankBuilder {
     );
     const fitted = await fitInWorker(
       {
-        model: req.model,
+        model: add ? add.meta.model.id : req.model,
         settings: { ...req.settings, name: req.bank, version: base.version },
         images,
         auto: req.auto,
+        ...(add ? { add: { ...add, reason: req.reason } } : {}),
       },
       (stage, done, total) => progress(stage, done, total),
     );

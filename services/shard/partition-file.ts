@@ -46,12 +46,29 @@ export function writePartitionFile(file: string, header: PartitionFileHeader, in
   const json = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(json.length);
+  writeAtomic(file, [MAGIC, len, json, index]);
+}
+
+/**
+ * A partition's vectors as loaded, beside its file (`<file>.f32`, raw float32 LE): what ReadPartition
+ * serves, so an incremental version is built without re-embedding. The index alone cannot give them
+ * back for every factory (IVF keeps them in its lists, HNSW in its graph).
+ */
+export function vectorsFile(file: string): string {
+  return `${file}.f32`;
+}
+
+export function writeVectorsFile(file: string, vectors: Uint8Array): void {
+  writeAtomic(vectorsFile(file), [vectors]);
+}
+
+function writeAtomic(file: string, parts: Uint8Array[]): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const fd = fs.openSync(tmp, 'w');
     try {
-      for (const part of [MAGIC, len, json, index]) writeAll(fd, part);
+      for (const part of parts) writeAll(fd, part);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -127,7 +144,8 @@ export function listPartitionFiles(dataDir: string): string[] {
     for (const e of entries) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.includes(`${EXT}.tmp-`)) fs.rmSync(p, { force: true });
+      else if (e.name.includes(`${EXT}.tmp-`) || e.name.includes(`${EXT}.f32.tmp-`))
+        fs.rmSync(p, { force: true });
       else if (e.name.endsWith(EXT)) out.push(p);
     }
   };
@@ -138,6 +156,7 @@ export function listPartitionFiles(dataDir: string): string[] {
 /** Removes a partition file and the directories it leaves empty (up to partitions/). */
 export function removePartitionFile(dataDir: string, ref: PartitionRef): boolean {
   const file = partitionFile(dataDir, ref);
+  fs.rmSync(vectorsFile(file), { force: true });
   let existed = true;
   try {
     fs.unlinkSync(file);

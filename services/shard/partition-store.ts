@@ -2,6 +2,7 @@
  * The shard's core, without gRPC: partitions of bank versions held as faiss indexes, persisted in a
  * data dir and announced to the cluster. gRPC handlers (server.ts) only translate messages.
  */
+import * as fs from 'node:fs';
 import { createHash, Hash } from 'node:crypto';
 import { buildIndex } from '../../lib/knn/build-worker';
 import { KnnIndex } from '../../lib/knn/index';
@@ -18,7 +19,9 @@ import {
   quarantine,
   readPartitionFile,
   removePartitionFile,
+  vectorsFile,
   writePartitionFile,
+  writeVectorsFile,
 } from './partition-file';
 
 export interface LoadHeader {
@@ -65,6 +68,8 @@ export interface PartitionStoreOptions {
 
 interface Partition extends PartitionSummary {
   knn: KnnIndex;
+  /** The vectors as loaded, for ReadPartition, when the store has no data dir (else on disk). */
+  vectors?: Float32Array;
 }
 
 const INT32_MAX = 0x7fffffff;
@@ -130,14 +135,35 @@ export class PartitionStore {
   }
 
   list(): PartitionSummary[] {
-    return [...this.partitions.values()].map(({ knn: _knn, ...summary }) => summary);
+    return [...this.partitions.values()].map(({ knn: _knn, vectors: _v, ...summary }) => summary);
   }
 
   get(ref: PartitionRef): PartitionSummary | undefined {
     const p = this.partitions.get(partitionKey(ref));
     if (!p) return undefined;
-    const { knn: _knn, ...summary } = p;
+    const { knn: _knn, vectors: _v, ...summary } = p;
     return summary;
+  }
+
+  /**
+   * A partition's vectors as loaded (ReadPartition: the next version of an incremental bank is
+   * built on them). From memory, or from the file beside the partition's on disk.
+   */
+  readVectors(ref: PartitionRef): Float32Array {
+    checkRef(ref);
+    const p = this.partitions.get(partitionKey(ref));
+    if (!p) throw new SpiError('NOT_FOUND', `${this.name} does not hold ${refString(ref)}`);
+    if (p.vectors) return p.vectors;
+    const file = this.options.dataDir ? vectorsFile(partitionFile(this.options.dataDir, ref)) : '';
+    if (!file || !fs.existsSync(file))
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `${refString(ref)} on ${this.name} was loaded before shards kept partition vectors: rebuild the bank instead of adding to it`,
+      );
+    const bytes = fs.readFileSync(file);
+    if (bytes.length !== p.rows * p.dim * 4)
+      throw new SpiError('DATA_LOSS', `${file} holds ${bytes.length} bytes, not ${p.rows}x${p.dim} float32`);
+    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
   }
 
   /** Starts receiving a partition's vectors; `finish()` checks, builds, persists and swaps it in. */
@@ -241,7 +267,12 @@ export class PartitionStore {
         throw invalid(`cannot build index '${h.index}' for ${refString(h.ref)}: ${reason}`);
       }
       const partition: Partition = { ...summaryOf({ ...h, ...h.ref }), knn };
+      if (!this.options.dataDir) partition.vectors = vectors;
       if (this.options.dataDir) {
+        writeVectorsFile(
+          partitionFile(this.options.dataDir, h.ref),
+          new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength),
+        );
         const index = knn.serialize();
         const header: PartitionFileHeader = {
           format: PARTITION_FORMAT,
@@ -266,7 +297,7 @@ export class PartitionStore {
         index: h.index,
       });
       await this.announceLoaded(partition);
-      const { knn: _knn, ...summary } = partition;
+      const { knn: _knn, vectors: _v, ...summary } = partition;
       return summary;
     });
   }

@@ -18,7 +18,7 @@ import {
   PartitionRefMsg,
   serviceDefinition,
 } from '../../lib/rpc/proto';
-import { wrapClientStream, wrapUnary } from '../../lib/rpc/status';
+import { toServiceError, wrapClientStream, wrapUnary } from '../../lib/rpc/status';
 import { startGrpcServer, hostPort } from '../../lib/rpc/grpc-server';
 import { Logger, createLogger } from '../../lib/util/log';
 import { SHARD_HEALTH_SERVICES, ServingHealth } from '../common/health';
@@ -76,6 +76,8 @@ async function receivePartition(
   return (upload as PartitionUpload).finish();
 }
 
+const READ_CHUNK_BYTES = 1024 * 1024;
+
 export function bankShardHandlers(store: PartitionStore, log: Logger): BankShardHandlers {
   const buffers = new QueryBuffers();
   return {
@@ -99,6 +101,28 @@ export function bankShardHandlers(store: PartitionStore, log: Logger): BankShard
     loadPartition: wrapClientStream(async (call) => infoOf(await receivePartition(store, call)), log),
     dropPartition: wrapUnary(async (call) => ({ dropped: await store.drop(refOf(call.request)) }), log),
     listPartitions: wrapUnary(async () => ({ partitions: store.list().map(infoOf) }), log),
+    readPartition: (call) => {
+      try {
+        const v = store.readVectors(refOf(call.request));
+        const bytes = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+        // Chunks within the message limit; the stream's flow control paces them.
+        let offset = 0;
+        const pump = (): void => {
+          while (offset < bytes.length) {
+            const data = bytes.subarray(offset, offset + READ_CHUNK_BYTES);
+            offset += data.length;
+            if (!call.write({ data })) {
+              call.once('drain', pump);
+              return;
+            }
+          }
+          call.end();
+        };
+        pump();
+      } catch (err) {
+        call.emit('error', toServiceError(err, log));
+      }
+    },
   };
 }
 

@@ -65,6 +65,20 @@ function call(
       client.makeUnaryRequest(def.path, raw, raw, messages[0] ?? Buffer.alloc(0), metadata, options, done);
       return;
     }
+    if (!def.requestStream) {
+      const reader = client.makeServerStreamRequest(
+        def.path,
+        raw,
+        raw,
+        messages[0] ?? Buffer.alloc(0),
+        metadata,
+        options,
+      );
+      reader.on('data', () => {});
+      reader.on('error', () => {});
+      reader.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details }));
+      return;
+    }
     let stream: grpc.ClientWritableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>;
     if (!def.responseStream)
       stream = client.makeClientStreamRequest(def.path, raw, raw, metadata, options, done);
@@ -149,6 +163,7 @@ describe('fuzz: gRPC services with malformed and oversized messages and odd meta
       ],
       DropPartition: [{ bank: 'nobank', version: 1, partition: 0 }],
       ListPartitions: [{}],
+      ReadPartition: [{ bank: 'fuzz', version: 1, partition: 0 }],
     });
     admin.close();
   });

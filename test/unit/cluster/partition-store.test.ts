@@ -156,4 +156,29 @@ describe('services/shard/partition-store (no gRPC)', function () {
     assert.equal(fs.existsSync(file), false);
     assert.equal(fs.readdirSync(path.dirname(file)).filter((f) => f.includes('.corrupt-')).length, 1);
   });
+
+  it('gives back the vectors it loaded (ReadPartition), from memory, from disk and after a reload', async () => {
+    const ref = { bank: 'b', version: 1, partition: 0 };
+    const memory = PartitionStore.open({ log: quiet });
+    await memory.load(header(vectors, dim), vectors);
+    assert.deepEqual(memory.readVectors(ref), vectors);
+    assert.equal('vectors' in memory.list()[0], false, 'summaries do not carry the vectors');
+    const disk = PartitionStore.open({ dataDir: dir, log: quiet });
+    await disk.load(header(vectors, dim), vectors);
+    assert.deepEqual(PartitionStore.open({ dataDir: dir, log: quiet }).readVectors(ref), vectors);
+    await rejectsKind(
+      Promise.resolve().then(() => disk.readVectors({ ...ref, partition: 5 })),
+      'NOT_FOUND',
+    );
+    // A partition persisted before shards kept vectors cannot be added to: a clear refusal.
+    fs.rmSync(`${partitionFile(dir, ref)}.f32`);
+    await rejectsKind(
+      Promise.resolve().then(() => disk.readVectors(ref)),
+      'FAILED_PRECONDITION',
+      /rebuild/,
+    );
+    await disk.load(header(vectors, dim), vectors);
+    await disk.drop(ref);
+    assert.equal(fs.existsSync(path.join(dir, 'partitions', 'b')), false, 'nothing left behind');
+  });
 });

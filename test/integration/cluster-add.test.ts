@@ -1,0 +1,113 @@
+/**
+ * RotateBank with add_to_active (#18) on a real cluster (etcd, two shards with data dirs, gateway):
+ * the next version is the active one, read back from its shards, plus the new images, and answers
+ * exactly as the in-process incremental bank (patchcore/incremental.ts) built the same way.
+ */
+import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import { startLocalCluster, LocalCluster } from '../../services/local/cluster';
+import { InspectionClient } from '../../lib/client/inspection-client';
+import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
+import { BuildSpecMsg, buildSpec } from '../../lib/rpc/messages';
+import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
+import { completeMeta, fitBank, fittedInspector } from '../../lib/patchcore/fit';
+import { addToBank } from '../../lib/patchcore/incremental';
+import { Inspector } from '../../lib/patchcore/inspector';
+import { fileSources } from '../../lib/data/mvtec';
+import { SpiError } from '../../lib/errors';
+import { PrintDataset, printDataset, upload } from '../helpers/fixtures';
+import { WireSearcher } from '../../bench/wire-encoding';
+
+const SPEC: Partial<BuildSpecMsg> = { coresetRatio: 0.1, auto: 'off' };
+
+describe('cluster: RotateBank adding images to the active version', function () {
+  this.timeout(180_000);
+  let cluster: LocalCluster;
+  let client: InspectionClient;
+  let data: PrintDataset;
+  const pool = new BackbonePool();
+
+  before(async () => {
+    data = await printDataset('prints-224', 10);
+    cluster = await startLocalCluster({ shards: 2, gatewayArgs: ['--drain-ms', '200'] });
+    client = cluster.client({ deadlineMs: 30_000 });
+  });
+
+  after(async () => {
+    client?.close();
+    await cluster?.stop();
+    await pool.close();
+  });
+
+  it("builds the next version from the shards' rows plus the new images, as the engine does", async () => {
+    const first = data.train.slice(0, 6);
+    const later = data.train.slice(6, 10);
+    const v1 = await client.createBank({ ...SPEC, bank: 'grow', partitions: 2, replicas: 2 }, upload(first));
+    assert.equal(v1.activeVersion, 1);
+    const stages: string[] = [];
+    const v2 = await client.rotateBank(
+      { bank: 'grow', addToActive: true, partitions: 2 },
+      upload(later),
+      (p) => stages.push(p.stage),
+    );
+    assert.equal(v2.activeVersion, 2);
+    assert.ok(stages.includes('read'), `stages ${[...new Set(stages)].join(', ')}`);
+    const info = v2.versions.find((v) => v.version === 2)!;
+    const old = v1.versions[0];
+    assert.ok(info.patches > old.patches, 'the new images added rows');
+    assert.equal(info.sourceImages, old.sourceImages + later.length - 1, 'one new image held out');
+
+    // The same in process: v1 fitted as the cluster did, then grown by addToBank.
+    const req = toBuildRequest(
+      'create',
+      buildSpec({ ...SPEC, bank: 'grow' }),
+      fileSources(first, data.root),
+      DEFAULT_ADMIN,
+    );
+    const extractor = await createExtractor(pool, {
+      model: req.model,
+      view: req.settings.view,
+      projectionDim: 0,
+      projectionSeed: 0,
+    });
+    const base = await fitBank(extractor, req.images, { ...req.settings, name: 'grow', version: 1 });
+    const grown = await addToBank(
+      extractor,
+      { meta: completeMeta(base.meta, base.dim, base.index.size), vectors: base.vectors },
+      fileSources(later, data.root),
+    );
+    assert.equal(grown.index.size, info.patches);
+    const local = new Inspector(
+      fittedInspector(grown, extractor).meta,
+      extractor,
+      new WireSearcher(grown.index, 'f16'),
+    );
+    assert.ok(Math.abs(grown.meta.threshold.value - info.threshold) < 1e-4 * info.threshold);
+    for (const file of [data.testDefective[0], data.testGood[0]]) {
+      const want = await local.inspectBytes(fs.readFileSync(file));
+      const got = await client.inspect({ bank: 'grow', image: fs.readFileSync(file) });
+      assert.equal(got.version, 2);
+      assert.ok(
+        Math.abs(got.score - want.score) < 1e-4 * want.score,
+        `${file}: ${got.score} vs ${want.score}`,
+      );
+      assert.equal(got.isDefective, want.isDefective);
+    }
+  });
+
+  it('refuses add_to_active on CreateBank and on a bank with a nominal reference', async () => {
+    await assert.rejects(
+      client.createBank({ ...SPEC, bank: 'fresh', addToActive: true }, upload(data.train.slice(0, 4))),
+      (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /RotateBank only/.test(err.message),
+    );
+    await client.createBank(
+      { ...SPEC, bank: 'framed', reference: 'mean', holdoutFraction: 0.34, replicas: 1 },
+      upload(data.train.slice(0, 6)),
+    );
+    await assert.rejects(
+      client.rotateBank({ bank: 'framed', addToActive: true }, upload(data.train.slice(6, 8))),
+      (err: SpiError) => err.kind === 'FAILED_PRECONDITION' && /nominal reference/.test(err.message),
+    );
+    assert.equal((await client.getBank('framed')).activeVersion, 1);
+  });
+});
