@@ -8,6 +8,9 @@
  *   node --import tsx bench/head-eval.ts --data ../shared/data/mvtec_ad/bottle --out eval-results/head-bottle
  *       [--limit-train N] [--epochs N] [--steps N] [engine flags as spi eval takes them]
  *
+ * --noisy N plants N defective test images among the good training images (and out of the test
+ * set); --noisy N --noisy-baseline only takes them out of the test set, for the clean comparison.
+ *
  * Writes <out>/results.json and <out>/results.md. Nothing here is asserted by a test; no setting of
  * the head was chosen on these test images (docs/glass-head.md says where each was chosen).
  */
@@ -37,6 +40,9 @@ const { values } = parseArgs({
     epochs: { type: 'string' },
     steps: { type: 'string' },
     'local-images': { type: 'string' },
+    noisy: { type: 'string', default: '0' },
+    // With --noisy N: leave the N images out of the test set only (the clean baseline on the same test set).
+    'noisy-baseline': { type: 'boolean', default: false },
   },
 });
 
@@ -50,7 +56,18 @@ async function main(): Promise<void> {
   const category = readCategory(values.data);
   const limitTrain = Number(values['limit-train']);
   const limitTest = Number(values['limit-test']);
-  const trainFiles = limitTrain > 0 ? category.train.slice(0, limitTrain) : category.train;
+  // --noisy N: N defective test images (spread over the defect types) join the good training images
+  // and leave the test set (robustness to a contaminated good folder, as in the real-folders issue).
+  const noisy = Number(values.noisy);
+  const defective = category.test.filter((t) => t.label === 1);
+  const planted = new Set(
+    Array.from({ length: noisy }, (_, i) => defective[Math.floor(((i + 0.5) * defective.length) / noisy)]),
+  );
+  const trainFiles = [
+    ...(limitTrain > 0 ? category.train.slice(0, limitTrain) : category.train),
+    ...(values['noisy-baseline'] ? [] : [...planted].map((t) => t.absPath)),
+  ];
+  category.test = category.test.filter((t) => !planted.has(t));
   const test =
     limitTest > 0
       ? category.test.filter((_, i) => i % Math.ceil(category.test.length / limitTest) === 0)
@@ -156,6 +173,7 @@ async function main(): Promise<void> {
       machine: { cpus: os.cpus().length, loadAverage: os.loadavg() },
       data: values.data,
       trainImages: trainFiles.length,
+      plantedDefective: [...planted].map((t) => t.path),
       testImages: test.length,
       bank: {
         patches: bank.index.size,

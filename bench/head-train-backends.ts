@@ -4,7 +4,7 @@
  * network (identity-initialised D x D adaptor, D -> H ReLU -> 1), the same batches and Adam.
  *
  *   node --import tsx bench/head-train-backends.ts [--dim 96] [--hidden 128] [--batch 512] [--steps 60]
- *       [--tfjs-dir DIR] [--out bench/head-train-backends.json]
+ *       [--tfjs-dir DIR] [--out eval-results/head-train-backends.json]
  *
  * --tfjs-dir: a node_modules folder holding @tensorflow/tfjs-core, -backend-cpu and -backend-wasm of
  * one version (the wasm backend is not a dependency of the product: it lost, see docs/glass-head.md;
@@ -33,7 +33,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '512' },
     steps: { type: 'string', default: '60' },
     'tfjs-dir': { type: 'string' },
-    out: { type: 'string', default: 'bench/head-train-backends.json' },
+    out: { type: 'string', default: 'eval-results/head-train-backends.json' },
   },
 });
 const D = Number(values.dim);

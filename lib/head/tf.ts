@@ -1,6 +1,6 @@
 /**
  * TensorFlow.js for training the discriminator head: tfjs-core with its WebAssembly backend
- * (XNNPACK kernels; the binary ships in the npm package, nothing is fetched). Measured 3-4x faster
+ * (XNNPACK kernels; the binary ships in the npm package, nothing is fetched). Measured 2-4x faster
  * than tfjs' plain CPU backend and than hand-written TypeScript kernels on the head's shapes
  * (bench/head-train-backends.ts, docs/glass-head.md). Loaded on first use only: inspection never
  * needs it (the trained head runs in onnxruntime).

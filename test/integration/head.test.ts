@@ -20,6 +20,9 @@ import { foldWeights, scoreRowsReference } from '../../lib/head/weights';
 import { TEST_TMP } from '../helpers/processes';
 import { printDataset, PrintDataset } from '../helpers/fixtures';
 
+/** A bank with the default view and a head of one epoch (behaviour, not accuracy). */
+const ONE_EPOCH = ['--holdout', '0.2', '--auto', 'off', '--head', 'glass', '--head-epochs', '1'];
+
 describe('discriminator head beside a bank (real backbone)', function () {
   this.timeout(240_000);
   let data: PrintDataset;
@@ -164,23 +167,21 @@ describe('discriminator head beside a bank (real backbone)', function () {
     }
   });
 
+  it('spi eval --head glass reports the bank, the head and the combined score', async () => {
+    const dir = path.join(out, 'eval');
+    const code = await run(['eval', '--data', data.root, '--out', dir, ...ONE_EPOCH, '--gallery', '0']);
+    assert.equal(code, 0);
+    const metrics = JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8'));
+    for (const mode of ['bank', 'head', 'combined'])
+      assert.ok(metrics.head[mode].imageAuroc >= 0 && metrics.head[mode].imageAuroc <= 1, mode);
+    // The report's own score is the combined one.
+    assert.equal(metrics.imageAuroc, metrics.head.combined.imageAuroc);
+    assert.equal(metrics.head.training.epochs.length, 1);
+  });
+
   it('spi fit --head glass trains and stores a head; --head with --fuse is refused', async () => {
     const bank = path.join(out, 'cli-bank');
-    const code = await run([
-      'fit',
-      '--data',
-      data.root,
-      '--out',
-      bank,
-      '--holdout',
-      '0.2',
-      '--auto',
-      'off',
-      '--head',
-      'glass',
-      '--head-epochs',
-      '1',
-    ]);
+    const code = await run(['fit', '--data', data.root, '--out', bank, ...ONE_EPOCH]);
     assert.equal(code, 0);
     const { meta } = loadBank(bank);
     assert.equal(meta.head?.training.epochs.length, 1);
