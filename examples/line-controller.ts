@@ -3,6 +3,9 @@
  * gateway with InspectStream (backpressure: a slow cluster slows the reader, nothing piles up), and
  * prints a reject signal per defective sheet. Run:
  *   node --import tsx examples/line-controller.ts --gateway 127.0.0.1:50051 --bank job-42 --frames ./frames
+ * Rejected sheets an operator found good go back as false alarms, queued for the bank's next
+ * incremental version (RotateBank with addToActive and includeFeedback):
+ *   node --import tsx examples/line-controller.ts --bank job-42 --good ./rejected-but-good
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -25,14 +28,23 @@ async function main(): Promise<void> {
       ca: { type: 'string' },
       cert: { type: 'string' },
       key: { type: 'string' },
+      good: { type: 'string' },
     },
   });
-  if (!values.bank || !values.frames)
-    throw new Error('usage: --gateway host:port --bank <bank> --frames <folder>');
+  if (!values.bank || !(values.frames || values.good))
+    throw new Error('usage: --gateway host:port --bank <bank> (--frames <folder> | --good <folder>)');
   const tls = values.ca ? { ca: values.ca, cert: values.cert, key: values.key } : undefined;
   const client = new InspectionClient(values.gateway!, { deadlineMs: 2000, retries: 2, tls });
   try {
-    for await (const answer of client.inspectStream(framesFrom(values.frames, values.bank))) {
+    if (values.good) {
+      // Frames named as they were inspected (their request ids): "this sheet is good".
+      for await (const frame of framesFrom(values.good, values.bank)) {
+        const { queued } = await client.reportFalseAlarm({ ...frame, note: 'operator: good sheet' });
+        console.log(`${frame.requestId}: sent back as good (${queued} queued for the next version)`);
+      }
+      return;
+    }
+    for await (const answer of client.inspectStream(framesFrom(values.frames!, values.bank))) {
       if (answer.error)
         console.log(`${answer.requestId}: NOT INSPECTED (${answer.error}) -> divert for manual check`);
       else if (answer.isDefective) {

@@ -19,6 +19,8 @@ import type {
   BuildProgressMsg,
   BuildRequestMsg,
   BuildSpecMsg,
+  FalseAlarmRequestMsg,
+  FalseAlarmResponseMsg,
   InspectRequestMsg,
   InspectResponseMsg,
 } from '../rpc/messages';
@@ -166,6 +168,22 @@ export class InspectionClient {
   listBanks(): Promise<BankInfo[]> {
     return this.unary<{ banks: BankInfo[] }>(this.admin, 'listBanks', {}, Date.now() + this.deadlineMs).then(
       (r) => r.banks,
+    );
+  }
+
+  /**
+   * "This sheet is good": sends back a false alarm (the image as inspected, and the answer's version
+   * and request id) to be added by the bank's next incremental version (rotateBank with addToActive
+   * and includeFeedback). Resolves with the queued entry's id and how many the bank has queued.
+   */
+  reportFalseAlarm(
+    report: Partial<FalseAlarmRequestMsg> & { bank: string; image: Buffer },
+  ): Promise<FalseAlarmResponseMsg> {
+    return this.unary(
+      this.inspector,
+      'reportFalseAlarm',
+      { version: 0, requestId: '', note: '', ...report },
+      Date.now() + this.deadlineMs,
     );
   }
 

@@ -3,6 +3,7 @@
  * real cluster; MemoryRegistry implements it for `spi serve --embedded` (one process, no etcd).
  */
 import { BankVersionRecord } from './types';
+import { FeedbackQueue } from './feedback';
 import { ClusterView } from './view';
 
 export interface LiveView {
@@ -13,7 +14,7 @@ export interface LiveView {
   close(): Promise<void>;
 }
 
-export interface ClusterRegistry {
+export interface ClusterRegistry extends FeedbackQueue {
   createVersion(record: BankVersionRecord): Promise<void>;
   putVersion(record: BankVersionRecord): Promise<void>;
   getVersion(bank: string, version: number): Promise<BankVersionRecord | null>;

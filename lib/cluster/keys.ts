@@ -26,6 +26,9 @@ export interface KeyLayout {
   versions(bank: string): string;
   version(bank: string, version: number): string;
   active(bank: string): string;
+  /** Operator feedback queued for a bank's next incremental version (feedback.ts). */
+  feedbackBank(bank: string): string;
+  feedback(bank: string, id: string): string;
 }
 
 export function keyLayout(prefix?: string): KeyLayout {
@@ -43,6 +46,8 @@ export function keyLayout(prefix?: string): KeyLayout {
     versions: (bank) => `${p}banks/${bank}/versions/`,
     version: (bank, version) => `${p}banks/${bank}/versions/${version}`,
     active: (bank) => `${p}banks/${bank}/active`,
+    feedbackBank: (bank) => `${p}feedback/${bank}/`,
+    feedback: (bank, id) => `${p}feedback/${bank}/${id}`,
   };
 }
 

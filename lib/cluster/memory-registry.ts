@@ -19,12 +19,15 @@ import {
   checkVersion,
 } from './types';
 import { ClusterView, KvChange, applyChanges, emptyView } from './view';
+import { FeedbackEntry, MAX_FEEDBACK_PER_BANK, queueFull } from './feedback';
 
 export class MemoryRegistry implements ClusterRegistry {
   private readonly keys = keyLayout();
   private readonly kv = new Map<string, string>();
   private view: ClusterView = { ...emptyView(), connected: true, revision: 1 };
   private readonly listeners = new Set<(view: ClusterView) => void>();
+  /** Operator feedback by bank (memory only: not kept across a restart). */
+  private readonly feedback = new Map<string, FeedbackEntry[]>();
 
   /** `file`: where bank records persist (none = memory only). */
   constructor(private readonly file?: string) {
@@ -110,6 +113,7 @@ export class MemoryRegistry implements ClusterRegistry {
 
   async deleteBank(bank: string): Promise<number[]> {
     const versions = (await this.listVersions(bank)).map((r) => r.version);
+    this.feedback.delete(bank);
     const prefix = this.keys.bank(bank);
     this.apply(
       [...this.kv.keys()]
@@ -131,6 +135,26 @@ export class MemoryRegistry implements ClusterRegistry {
         if (onChange) this.listeners.delete(onChange);
       },
     };
+  }
+
+  async queueFeedback(entry: FeedbackEntry): Promise<number> {
+    const queue = this.feedback.get(checkBankName(entry.bank)) ?? [];
+    if (queue.length >= MAX_FEEDBACK_PER_BANK) throw queueFull(entry.bank);
+    queue.push(entry);
+    this.feedback.set(entry.bank, queue);
+    return queue.length;
+  }
+
+  async listFeedback(bank: string): Promise<FeedbackEntry[]> {
+    return [...(this.feedback.get(bank) ?? [])];
+  }
+
+  async deleteFeedback(bank: string, ids: string[]): Promise<void> {
+    const gone = new Set(ids);
+    this.feedback.set(
+      bank,
+      (this.feedback.get(bank) ?? []).filter((e) => !gone.has(e.id)),
+    );
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,7 @@ import {
   checkVersion,
 } from './types';
 import { ClusterView, isVersionRecord, viewFromKvs } from './view';
+import { FeedbackEntry, MAX_FEEDBACK_PER_BANK, queueFull } from './feedback';
 import { ViewListener, ViewWatcher } from './view-watcher';
 
 export interface RegistryOptions extends EtcdConnection {
@@ -258,7 +259,36 @@ export class Registry {
       if (parsed?.kind === 'version') versions.push(parsed.version);
     }
     await this.client.delete().prefix(this.keys.bank(bank));
+    await this.client.delete().prefix(this.keys.feedbackBank(bank));
     return versions.sort((a, b) => a - b);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Operator feedback (feedback.ts)
+  // -------------------------------------------------------------------------------------------
+
+  async queueFeedback(entry: FeedbackEntry): Promise<number> {
+    const prefix = this.keys.feedbackBank(checkBankName(entry.bank));
+    const queued = (await this.client.getAll().prefix(prefix).keys()).length;
+    if (queued >= MAX_FEEDBACK_PER_BANK) throw queueFull(entry.bank);
+    await this.client.put(this.keys.feedback(entry.bank, entry.id)).value(JSON.stringify(entry));
+    return queued + 1;
+  }
+
+  async listFeedback(bank: string): Promise<FeedbackEntry[]> {
+    const all = await this.client
+      .getAll()
+      .prefix(this.keys.feedbackBank(checkBankName(bank)))
+      .strings();
+    return Object.keys(all)
+      .sort()
+      .map((key) => tryJson<FeedbackEntry>(all[key]))
+      .filter((e): e is FeedbackEntry => !!e);
+  }
+
+  async deleteFeedback(bank: string, ids: string[]): Promise<void> {
+    checkBankName(bank);
+    await Promise.all(ids.map((id) => this.client.delete().key(this.keys.feedback(bank, id))));
   }
 
   // -------------------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ import {
 } from './fit';
 import { Inspector } from './inspector';
 
+/** Fewer new images than this are all added to the bank, none held back for the threshold. */
+export const MIN_HOLDOUT_IMAGES = 10;
+
 export interface AddOptions {
   /** Good images for the threshold, scored from scratch (default: hold back part of the new images). */
   thresholdImages?: ImageSource[];
@@ -69,6 +72,9 @@ export async function addToBank(
   const dim = old.vectors.dim;
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const manual = old.threshold.method !== 'nominal';
+  // A few sheets (an operator's false alarms) all go into the bank: holding one back would leave
+  // out the very sheet the bank must learn, and one score recalibrates nothing.
+  const holdBack = !manual && (images.length >= MIN_HOLDOUT_IMAGES || !!options.thresholdImages);
   const split = splitHoldout(
     images,
     {
@@ -77,7 +83,7 @@ export async function addToBank(
       score: old.score,
       holdoutFraction: options.holdoutFraction ?? DEFAULT_FIT.holdoutFraction,
       // A hand-set (or labelled) threshold stays: no image needs holding back for it.
-      threshold: manual ? old.threshold.value : undefined,
+      threshold: holdBack ? undefined : old.threshold.value,
     },
     options.thresholdImages,
   );

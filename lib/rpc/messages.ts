@@ -60,6 +60,21 @@ export interface BuildSpecMsg {
   budgetMs: number;
   /** RotateBank: the next version is the active one plus these images (incremental). */
   addToActive?: boolean;
+  /** With addToActive: also add the false alarms queued for the bank (ReportFalseAlarm). */
+  includeFeedback?: boolean;
+}
+
+export interface FalseAlarmRequestMsg {
+  bank: string;
+  version: number;
+  requestId: string;
+  image: Buffer;
+  note: string;
+}
+
+export interface FalseAlarmResponseMsg {
+  id: string;
+  queued: number;
 }
 
 export type BuildRequestMsg =

@@ -148,6 +148,7 @@ export function toBuildRequest(
     // Adding to the active version keeps its configuration: nothing to choose.
     auto: spec.addToActive ? undefined : autoOf(spec, categories, images.length),
     ...(spec.addToActive ? { addToActive: true } : {}),
+    ...(spec.includeFeedback ? { includeFeedback: true } : {}),
     model: spec.model || d.model,
     images,
     partitions: spec.partitions,

@@ -30,6 +30,8 @@ export interface BuildRequest {
   addToActive?: boolean;
   /** Recorded with the added images. */
   reason?: string;
+  /** With addToActive: also add the false alarms queued for the bank (ReportFalseAlarm). */
+  includeFeedback?: boolean;
 }
 
 export type BuildStage =
@@ -71,7 +73,28 @@ export class BankBuilder {
     }
     if (req.mode === 'rotate' && existing.length === 0)
       throw notFound(`bank "${req.bank}" does not exist; use CreateBank`);
-    if (req.images.length === 0) throw invalid('no images to build the bank from');
+    if (req.includeFeedback && !req.addToActive) throw invalid('include_feedback needs add_to_active');
+    const feedback = req.includeFeedback ? await this.registry.listFeedback(req.bank) : [];
+    if (feedback.length > 0)
+      req = {
+        ...req,
+        images: [
+          ...req.images,
+          ...feedback.map((e) => ({
+            path: `feedback/${e.id}`,
+            read: async () => Buffer.from(e.image, 'base64'),
+          })),
+        ],
+        reason:
+          req.reason ??
+          `${feedback.length} false alarm${feedback.length > 1 ? 's' : ''} reported good (ReportFalseAlarm)`,
+      };
+    if (req.images.length === 0)
+      throw invalid(
+        req.includeFeedback
+          ? 'no images and no false alarms queued for this bank'
+          : 'no images to build the bank from',
+      );
     const liveShards = [...this.shards.view().shards.keys()].sort();
     if (liveShards.length === 0)
       throw new SpiError('UNAVAILABLE', 'no bank shard is registered; start shards first');
@@ -92,7 +115,16 @@ export class BankBuilder {
     };
     await this.registry.createVersion(base);
     try {
-      return await this.buildVersion(req, base, liveShards, progress, add);
+      const built = await this.buildVersion(req, base, liveShards, progress, add);
+      // The queued sheets are in this version now: off the queue (a failed build leaves them).
+      if (feedback.length > 0)
+        await this.registry
+          .deleteFeedback(
+            req.bank,
+            feedback.map((e) => e.id),
+          )
+          .catch((err) => this.log.warn('could not clear the feedback queue', { bank: req.bank, err }));
+      return built;
     } catch (err) {
       // A failed build leaves no half-loaded version behind.
       await this.retire(base).catch((e) => this.log.warn('cleanup after failed build failed', { err: e }));

@@ -123,7 +123,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     services: [
       {
         definition: serviceDefinition('Inspector'),
-        implementation: inspectorHandlers(catalog, admission, log),
+        implementation: inspectorHandlers(catalog, admission, log, registry),
       },
       {
         definition: serviceDefinition('BankAdmin'),

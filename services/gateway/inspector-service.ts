@@ -10,19 +10,30 @@ import * as grpc from '@grpc/grpc-js';
 import { checkBankName } from '../../lib/cluster/types';
 import { thresholdFor } from '../../lib/bank/bank-meta';
 import { Inspection } from '../../lib/patchcore/inspector';
-import { invalid } from '../../lib/errors';
+import { invalid, notFound } from '../../lib/errors';
+import { FeedbackEntry, FeedbackQueue, checkFeedbackImage, newFeedbackId } from '../../lib/cluster/feedback';
+import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
+import { acceptedFormat } from '../../lib/image/formats';
+import { sha256 } from '../../lib/bank/bank-store';
 import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
-import { toServiceError } from '../../lib/rpc/status';
+import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { newRequestId, requestIdOf, withRequestId } from '../../lib/rpc/request-id';
 import { BankCatalog } from './bank-catalog';
 import { Admission } from './admission';
-import { InspectRequestMsg, InspectResponseMsg } from '../../lib/rpc/messages';
+import {
+  FalseAlarmRequestMsg,
+  FalseAlarmResponseMsg,
+  InspectRequestMsg,
+  InspectResponseMsg,
+} from '../../lib/rpc/messages';
 
 export function inspectorHandlers(
   catalog: BankCatalog,
   admission: Admission,
   log: Logger,
+  /** Where ReportFalseAlarm queues the sheets (the cluster registry). */
+  feedback: FeedbackQueue & Pick<ClusterRegistry, 'getActive'>,
 ): grpc.UntypedServiceImplementation {
   /**
    * One frame, under `requestId` (logged here, sent to every shard Search by the fan-out), once
@@ -65,6 +76,26 @@ export function inspectorHandlers(
   };
 
   return {
+    reportFalseAlarm: wrapUnary<FalseAlarmRequestMsg, FalseAlarmResponseMsg>(async (call) => {
+      const req = call.request;
+      checkBankName(req.bank);
+      checkFeedbackImage(req.image);
+      acceptedFormat(req.image);
+      if ((await feedback.getActive(req.bank)) === null) throw notFound(`bank "${req.bank}" does not exist`);
+      const entry: FeedbackEntry = {
+        id: newFeedbackId(),
+        bank: req.bank,
+        version: req.version,
+        requestId: req.requestId,
+        note: req.note,
+        receivedAt: new Date().toISOString(),
+        sha256: sha256(req.image),
+        image: Buffer.from(req.image).toString('base64'),
+      };
+      const queued = await feedback.queueFeedback(entry);
+      log.info('false alarm queued', { bank: req.bank, id: entry.id, version: req.version, queued });
+      return { id: entry.id, queued };
+    }, log),
     inspect: (
       call: grpc.ServerUnaryCall<InspectRequestMsg, InspectResponseMsg>,
       callback: grpc.sendUnaryData<InspectResponseMsg>,

@@ -55,7 +55,7 @@ describe('cluster: RotateBank adding images to the active version', function () 
     const info = v2.versions.find((v) => v.version === 2)!;
     const old = v1.versions[0];
     assert.ok(info.patches > old.patches, 'the new images added rows');
-    assert.equal(info.sourceImages, old.sourceImages + later.length - 1, 'one new image held out');
+    assert.equal(info.sourceImages, old.sourceImages + later.length, 'a few new images all go in');
 
     // The same in process: v1 fitted as the cluster did, then grown by addToBank.
     const req = toBuildRequest(
@@ -109,5 +109,46 @@ describe('cluster: RotateBank adding images to the active version', function () 
       (err: SpiError) => err.kind === 'FAILED_PRECONDITION' && /nominal reference/.test(err.message),
     );
     assert.equal((await client.getBank('framed')).activeVersion, 1);
+  });
+
+  it('queues a false alarm sent back as good, and the next added version takes it in and off the queue', async () => {
+    await client.createBank({ ...SPEC, bank: 'fb', replicas: 1 }, upload(data.train.slice(0, 6)));
+    const sheet = fs.readFileSync(data.testGood[0]);
+    const answer = await client.inspect({ bank: 'fb', image: sheet, requestId: 'sheet-17' });
+    const ack = await client.reportFalseAlarm({
+      bank: 'fb',
+      version: answer.version,
+      requestId: answer.requestId,
+      image: sheet,
+      note: 'operator: good sheet',
+    });
+    assert.equal(ack.queued, 1);
+    assert.match(ack.id, /^[0-9a-z]+-[0-9a-f]{8}$/);
+    await assert.rejects(
+      client.reportFalseAlarm({ bank: 'nobank', image: sheet }),
+      (err: SpiError) => err.kind === 'NOT_FOUND',
+    );
+    await assert.rejects(
+      client.reportFalseAlarm({ bank: 'fb', image: Buffer.from('not an image at all') }),
+      (err: SpiError) => err.kind === 'INVALID_ARGUMENT',
+    );
+    await assert.rejects(
+      client.rotateBank({ bank: 'fb', includeFeedback: true }, []),
+      (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /add_to_active/.test(err.message),
+    );
+    const before = (await client.getBank('fb')).versions[0];
+    const info = await client.rotateBank({ bank: 'fb', addToActive: true, includeFeedback: true }, []);
+    assert.equal(info.activeVersion, 2);
+    const v2 = info.versions.find((v) => v.version === 2)!;
+    assert.equal(v2.sourceImages, before.sourceImages + 1);
+    assert.ok(v2.patches > before.patches);
+    // The sheet is in the bank now: it scores lower than before.
+    const again = await client.inspect({ bank: 'fb', image: sheet });
+    assert.ok(again.score < answer.score, `${again.score} after, ${answer.score} before`);
+    // And off the queue: a second build has nothing to add.
+    await assert.rejects(
+      client.rotateBank({ bank: 'fb', addToActive: true, includeFeedback: true }, []),
+      (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no false alarms queued/.test(err.message),
+    );
   });
 });

@@ -123,6 +123,7 @@ describe('fuzz: gRPC services with malformed and oversized messages and odd meta
     const vectors = Buffer.from(new Float32Array(2 * 4).fill(0.5).buffer);
     samples.set('Inspector', {
       Inspect: [{ bank: 'fuzz', image, requestId: 'fuzz-1', returnMap: true }],
+      ReportFalseAlarm: [{ bank: 'fuzz', version: 1, requestId: 'fuzz-1', image, note: 'good' }],
       InspectStream: [
         { bank: 'fuzz', image },
         { bank: 'fuzz', image, threshold: 1 },

@@ -25,7 +25,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
   };
 
   before(async () => {
-    data = await printDataset('prints-plant', 12);
+    data = await printDataset('prints-plant', 20);
     fs.mkdirSync(TEST_TMP, { recursive: true });
     out = fs.mkdtempSync(path.join(TEST_TMP, 'plant-'));
   });
@@ -61,7 +61,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
 
   it('spi fit --add builds the next version from the bank and the new images only', async () => {
     const first = folder('first', data.train.slice(0, 8));
-    const later = folder('later', data.train.slice(8, 12));
+    const later = folder('later', data.train.slice(8, 20));
     const v1 = path.join(out, 'v1');
     const v2 = path.join(out, 'v2');
     assert.equal(await run(['fit', '--data', first, '--out', v1, '--auto', 'off', '--holdout', '0.25']), 0);
@@ -77,8 +77,8 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     const added = b.meta.additions!.at(-1)!;
     assert.equal(added.version, 2);
     assert.equal(added.reason, 'false alarms marked good');
-    assert.equal(added.images.length + added.heldOut.length, 4);
-    assert.ok(added.heldOut.length >= 1, 'part of the new images recalibrates the threshold');
+    assert.equal(added.images.length + added.heldOut.length, 12);
+    assert.equal(added.heldOut.length, 1, 'part of the new images recalibrates the threshold');
     assert.deepEqual(
       b.meta.sources.map((s) => s.path),
       [...a.meta.sources.map((s) => s.path), ...added.images],
@@ -92,7 +92,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
 
     // The added version tells the defects from the good prints as well as a full rebuild on the
     // same images does (margin: the lowest defect score over the highest good one).
-    const all = folder('all', data.train.slice(0, 12));
+    const all = folder('all', data.train.slice(0, 20));
     const rebuilt = path.join(out, 'rebuilt');
     assert.equal(
       await run(['fit', '--data', all, '--out', rebuilt, '--auto', 'off', '--holdout', '0.25']),
@@ -112,6 +112,19 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     } finally {
       await pool.close();
     }
+  });
+
+  it('adds a few sheets (false alarms) to the bank whole: none held back, the threshold kept', async () => {
+    const v1 = path.join(out, 'v1');
+    const few = folder('few', data.testGood.slice(0, 2));
+    const v3 = path.join(out, 'few-bank');
+    assert.equal(await run(['fit', '--add', few, '--bank', v1, '--out', v3]), 0);
+    const a = loadBank(v1);
+    const b = loadBank(v3);
+    const added = b.meta.additions!.at(-1)!;
+    assert.equal(added.images.length, 2);
+    assert.deepEqual(added.heldOut, []);
+    assert.equal(b.meta.threshold.value, a.meta.threshold.value);
   });
 
   it('refuses to add to a bank with a nominal reference, naming why', async () => {
