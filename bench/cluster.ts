@@ -33,6 +33,8 @@ export interface SheetOptions {
   overlap: number;
   /** Timed inspections per path (median reported), after one warm-up. */
   runs: number;
+  /** Bank indexes measured, each in-process and through the cluster (factory strings or presets). */
+  indexes: string[];
 }
 
 export interface ClusterBenchOptions {
@@ -65,7 +67,16 @@ export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   concurrency: 4,
   throughputRequests: 60,
   warmup: 3,
-  sheet: { size: 2048, trainSheets: 4, testSheets: 2, scale: 0.5, tile: 224, overlap: 32, runs: 4 },
+  sheet: {
+    size: 2048,
+    trainSheets: 4,
+    testSheets: 2,
+    scale: 0.5,
+    tile: 224,
+    overlap: 32,
+    runs: 4,
+    indexes: ['Flat', 'hnsw'],
+  },
   sheetShards: 1,
 };
 
@@ -77,7 +88,16 @@ export const QUICK_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   throughputRequests: 8,
   warmup: 2,
   hopRuns: 15,
-  sheet: { size: 1024, trainSheets: 2, testSheets: 1, scale: 0.5, tile: 224, overlap: 32, runs: 2 },
+  sheet: {
+    size: 1024,
+    trainSheets: 2,
+    testSheets: 1,
+    scale: 0.5,
+    tile: 224,
+    overlap: 32,
+    runs: 2,
+    indexes: ['Flat', 'hnsw'],
+  },
 };
 
 export interface Stages {
@@ -118,6 +138,8 @@ export interface E2eRow {
 
 export interface SheetRow {
   path: 'in-process' | 'cluster';
+  /** The bank's index (factory string). */
+  index: string;
   shards: number | null;
   view: string;
   tiles: number;
@@ -452,21 +474,36 @@ async function benchSheet(
 ): Promise<SheetRow[]> {
   o.log(`sheet: generating ${s.size} px sheets`);
   const sheets = await sheetImages(s);
+  const rows: SheetRow[] = [];
+  for (const [i, index] of s.indexes.entries())
+    rows.push(...(await sheetWithIndex(pool, cluster, sheets, s, index, `bench-sheet-${i}`, o)));
+  return rows;
+}
+
+/** One bank index: the sheet in-process and through the cluster, interleaved. */
+async function sheetWithIndex(
+  pool: BackbonePool,
+  cluster: LocalCluster,
+  sheets: Sheets,
+  s: SheetOptions,
+  index: string,
+  bank: string,
+  o: ClusterBenchOptions,
+): Promise<SheetRow[]> {
   const canvas = Math.round(s.size * s.scale);
   const view: ViewConfig = { resize: 0, crop: 0, scale: s.scale, tile: s.tile, overlap: s.overlap };
-  const bank = 'bench-sheet';
   const req = toBuildRequest(
     'create',
-    buildSpec({ bank, coresetRatio: o.coresetRatio, auto: 'off' }),
+    buildSpec({ bank, coresetRatio: o.coresetRatio, auto: 'off', index }),
     fileSources(sheets.train, sheets.root),
     DEFAULT_ADMIN,
   );
-  o.log('sheet: in-process bank');
+  o.log(`sheet: in-process bank (${index})`);
   const local = await timed(() =>
     fitInspector(pool, req.model, { ...req.settings, view, name: bank, version: 1 }, req.images),
   );
-  const common = { tiles: tileGrid(canvas, canvas, view).length };
-  o.log('sheet: cluster bank');
+  const common = { tiles: tileGrid(canvas, canvas, view).length, index: req.settings.knn.factory };
+  o.log(`sheet: cluster bank (${index})`);
   const client = cluster.client({ deadlineMs: DEADLINE_MS });
   const upload = sheets.train.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f) }));
   const sheetSpec: BuildSpec = {
@@ -477,6 +514,7 @@ async function benchSheet(
     resize: canvas,
     tile: s.tile,
     tileOverlap: s.overlap,
+    index,
   };
   const buildMs = await timeMs(() => client.createBank(sheetSpec, upload));
   const info = await client.getBank(bank);

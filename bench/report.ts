@@ -1,6 +1,8 @@
 /** The markdown report of `make bench` (bench/results.md), from the same object as results.json. */
 import type { ClusterBenchResult, Stages } from './cluster';
 import type { SearchBenchResult } from './search';
+import { SearchOptionsResult, searchOptionsMarkdown } from './search-options';
+import { CoarseToFineResult, coarseToFineMarkdown } from './coarse-to-fine';
 
 export interface Machine {
   cpu: string;
@@ -30,6 +32,9 @@ export interface BenchResults {
   search?: SectionRun<SearchBenchResult>;
   cluster?: SectionRun<ClusterBenchResult>;
   backbones?: SectionRun<Record<string, unknown>[]>;
+  /** Where a sheet's time goes, and faiss' search options on it (bench/search-options.ts). */
+  sheetOptions?: SectionRun<SearchOptionsResult>;
+  coarseToFine?: SectionRun<CoarseToFineResult>;
 }
 
 type Cell = string | number | null | undefined;
@@ -154,6 +159,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
   ]);
   const sheet = r.sheet.map((row) => [
     row.path,
+    row.index ?? 'Flat',
     row.shards,
     row.view,
     row.tiles,
@@ -208,6 +214,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
           table(
             [
               'path',
+              'index',
               'shards',
               'view',
               'tiles',
@@ -263,6 +270,14 @@ export function markdown(b: BenchResults): string {
   if (b.backbones) {
     out.push(...sectionHeader('Backbones (bench/backbones.ts)', b.backbones, m.cores));
     if (b.backbones.result) out.push(...recordsSection(b.backbones.result));
+  }
+  if (b.sheetOptions) {
+    out.push(...sectionHeader('Print sheet: where the time goes, search options', b.sheetOptions, m.cores));
+    if (b.sheetOptions.result) out.push(...searchOptionsMarkdown(b.sheetOptions.result), '');
+  }
+  if (b.coarseToFine) {
+    out.push(...sectionHeader('Print sheet: coarse-to-fine', b.coarseToFine, m.cores));
+    if (b.coarseToFine.result) out.push(...coarseToFineMarkdown(b.coarseToFine.result), '');
   }
   return out.join('\n');
 }

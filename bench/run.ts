@@ -1,7 +1,7 @@
 /**
  * `make bench`: speed figures on this machine's CPU, each with a baseline from the same run.
  *
- * node --import tsx bench/run.ts --out bench [--only search|cluster|backbones[,...]] [--quick]
+ * node --import tsx bench/run.ts --out bench [--only search|cluster|backbones|sheet-options|coarse-to-fine[,...]] [--quick]
  *
  * Writes <out>/results.json and <out>/results.md and prints the markdown. A failed section is
  * recorded and the others still run; the exit code is then 1. Every process the cluster section
@@ -14,8 +14,10 @@ import { parseArgs } from 'node:util';
 import { FULL_CLUSTER, QUICK_CLUSTER, benchCluster } from './cluster';
 import { BenchResults, Machine, SectionRun, markdown } from './report';
 import { FULL_SEARCH, QUICK_SEARCH, benchSearch } from './search';
+import { FULL_OPTIONS, QUICK_OPTIONS, benchSearchOptions } from './search-options';
+import { FULL_C2F, benchCoarseToFine } from './coarse-to-fine';
 
-const SECTIONS = ['search', 'cluster', 'backbones'] as const;
+const SECTIONS = ['search', 'cluster', 'backbones', 'sheet-options', 'coarse-to-fine'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const log = (message: string) => console.log(`[bench] ${message}`);
@@ -128,6 +130,16 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   if (only.includes('backbones')) results.backbones = await section('backbones', () => backbones(quick));
+  if (only.includes('sheet-options')) {
+    results.sheetOptions = await section('sheet-options', () =>
+      benchSearchOptions({ ...(quick ? QUICK_OPTIONS : FULL_OPTIONS), log }),
+    );
+  }
+  if (only.includes('coarse-to-fine')) {
+    results.coarseToFine = await section('coarse-to-fine', () =>
+      benchCoarseToFine({ ...FULL_C2F, ...(quick ? { synth: QUICK_OPTIONS.synth } : {}), log }),
+    );
+  }
   results.seconds = Math.round((performance.now() - t0) / 1000);
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -135,7 +147,13 @@ async function main(argv: string[]): Promise<number> {
   fs.writeFileSync(path.join(out, 'results.md'), `${md}\n`);
   console.log(md);
   log(`wrote ${path.join(out, 'results.json')} and results.md in ${results.seconds} s`);
-  const failed = [results.search, results.cluster, results.backbones].some((r) => r?.error);
+  const failed = [
+    results.search,
+    results.cluster,
+    results.backbones,
+    results.sheetOptions,
+    results.coarseToFine,
+  ].some((r) => r?.error);
   return failed ? 1 : 0;
 }
 

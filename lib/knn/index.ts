@@ -34,12 +34,15 @@ export const DEFAULT_KNN: KnnConfig = { factory: 'Flat', nprobe: 8 };
 
 /**
  * Short names for factory strings (`--index hnsw`), resolved when a bank is fitted so its metadata
- * holds the full string. `hnsw`: a 32-link graph over the raw vectors, searched with efSearch
- * candidates per query (bench/search-options.ts measures it against Flat; docs/sizing.md).
+ * holds the full string. `hnsw`: a 16-link graph over the raw vectors, 32 candidates per query,
+ * and the 2 % of queries farthest from the bank re-ranked exactly. On 2048 px synthetic print
+ * sheets (bench/search-options.ts, 17k-patch bank, width 96) it spent 2.1x less CPU than Flat per
+ * sheet with recall@1 0.998 and every image score equal to Flat's; without the re-rank, misses
+ * moved image scores by up to 77 % (docs/sizing.md).
  */
 export const INDEX_PRESETS: Readonly<Record<string, string>> = {
   flat: 'Flat',
-  hnsw: 'HNSW32,Flat,efSearch=64',
+  hnsw: 'HNSW16,Flat,efSearch=32,rerank=0.02',
 };
 
 /** A factory string split into what faiss' index_factory builds and the search parameters after it. */
@@ -206,12 +209,17 @@ export class KnnIndex {
     queries: Float32Array,
   ): { rows: Int32Array; queries: Float32Array } | null {
     const n = squared.length / k;
-    const count = Math.min(n, Math.ceil(this.exact!.fraction * n));
+    const count = Math.min(n, Math.max(RERANK_MIN_QUERIES, Math.ceil(this.exact!.fraction * n)));
     if (count === 0) return null;
-    const order = Int32Array.from({ length: n }, (_, i) => i).sort(
-      (a, b) => squared[b * k + k - 1] - squared[a * k + k - 1],
-    );
-    const rows = order.subarray(0, count);
+    // The count-th largest distance by a native numeric sort of a copy (a comparator sort of the
+    // row numbers took 80-250 ms for a sheet's 28k queries), then the rows at or above it.
+    const last = new Float32Array(n);
+    for (let i = 0; i < n; i++) last[i] = squared[i * k + k - 1];
+    const level = last.slice().sort()[n - count];
+    const rows = new Int32Array(count);
+    let found = 0;
+    for (let i = 0; i < n && found < count; i++) if (last[i] > level) rows[found++] = i;
+    for (let i = 0; i < n && found < count; i++) if (last[i] === level) rows[found++] = i;
     const out = new Float32Array(count * this.dim);
     for (let i = 0; i < count; i++)
       out.set(queries.subarray(rows[i] * this.dim, (rows[i] + 1) * this.dim), i * this.dim);
@@ -248,6 +256,13 @@ function mergeRows(
     into.labels.set(exact.labels.subarray(i * k, (i + 1) * k), rows[i] * k);
   }
 }
+
+/**
+ * faiss searches a Flat index with BLAS from 20 queries on (distance_compute_blas_threshold) and
+ * pair by pair below: 16 queries against 16k patches took 12 CPU ms, 20 took 2.9. So a re-rank
+ * takes at least 20 queries (a 224 px image's 2 % is 16).
+ */
+const RERANK_MIN_QUERIES = 20;
 
 const PAIR_MAGIC = Buffer.from('SPIKNN2\0');
 

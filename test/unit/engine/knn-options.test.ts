@@ -41,7 +41,8 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
       rerank: 0.02,
     });
     assert.deepEqual(parseFactory(' IVF64,Flat '), { factory: 'IVF64,Flat', params: [], rerank: 0 });
-    assert.equal(parseFactory('hnsw').factory, 'HNSW32,Flat');
+    assert.equal(parseFactory('hnsw').factory, 'HNSW16,Flat');
+    assert.equal(parseFactory('hnsw').rerank, 0.02);
     assert.equal(resolveKnn({ factory: 'HNSW', nprobe: 8 }).factory, INDEX_PRESETS.hnsw);
     assert.deepEqual(resolveKnn({ factory: 'IVF64,Flat', nprobe: 4 }), { factory: 'IVF64,Flat', nprobe: 4 });
     assert.throws(() => parseFactory('efSearch=4,HNSW32'), /after the factory string/);
