@@ -24,7 +24,7 @@ export function bankFormatOf(meta: Pick<BankMeta, 'reference' | 'view'>): number
   return meta.reference || (meta.view.pad ?? 0) > 0 ? 2 : 1;
 }
 
-export type ImageScoreMethod = 'map-max' | 'patch-max';
+export type ImageScoreMethod = 'map-max' | 'patch-max' | 'reweighted';
 
 export interface ScoreConfig {
   /** Nearest neighbours searched per patch; the patch score is the mean of the first k. */

@@ -88,6 +88,8 @@ export async function fitBank(
   // Checked before the (long) embedding: one mean per position only means something for one product.
   if (settings.score.reference === 'mean' && settings.categories.length > 1)
     throw invalid('a nominal reference is per product: not available in a unified multi-category bank');
+  if (settings.score.imageScore === 'reweighted' && settings.score.reference === 'mean')
+    throw invalid('the reweighted image score does not go with a nominal reference');
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const split = splitHoldout(images, settings, options.thresholdImages);
   const parts: Float32Array[] = [];

@@ -8,6 +8,7 @@ import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { subtractReference } from '../score/reference';
+import { REWEIGHT_NEIGHBOURS, reweightFactor } from '../score/reweight';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { SpiError } from '../errors';
 
@@ -59,9 +60,41 @@ export class Inspector {
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
     const { embedding, knn, embedMs, searchMs } = await this.search(image, deadline);
     const t2 = performance.now();
-    const result = scoreEmbedding(this.meta, embedding, knn, image, threshold ?? this.meta.threshold.value);
+    const limit = threshold ?? this.meta.threshold.value;
+    let result = scoreEmbedding(this.meta, embedding, knn, image, limit);
+    if (this.meta.score.imageScore === 'reweighted')
+      result = await this.reweighted(result, embedding, knn, image, limit);
     result.timingsMs = { decode: 0, embed: embedMs, search: searchMs, score: performance.now() - t2 };
     return result;
+  }
+
+  /** `--image-score reweighted` (score/reweight.ts): the top patch's score times its weight. */
+  private async reweighted(
+    result: Inspection,
+    embedding: ImageEmbedding,
+    knn: KnnResult,
+    image: { width: number; height: number },
+    threshold: number,
+  ): Promise<Inspection> {
+    const scores = patchScores(knn.distances, knn.k, this.meta.score.k);
+    const top = scores.indexOf(result.maxPatchScore);
+    const dim = embedding.dim;
+    const query = embedding.vectors.subarray(top * dim, (top + 1) * dim);
+    const around = await this.searcher.search(Float32Array.from(query), dim, REWEIGHT_NEIGHBOURS);
+    const weight = reweightFactor(around.distances.subarray(0, around.k));
+    // The map in the score's units, so its regions are cut at the same threshold.
+    const map = Float32Array.from(result.map, (v) => v * weight);
+    const { canvasWidth: w, canvasHeight: h } = result;
+    return verdict(
+      this.meta,
+      map,
+      w,
+      h,
+      weight * result.maxPatchScore,
+      result.maxPatchScore,
+      image,
+      threshold,
+    );
   }
 
   /** Embedding and nearest bank patches of an image, before any scoring (the fit's held-out pass). */

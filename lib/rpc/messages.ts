@@ -62,6 +62,8 @@ export interface BuildSpecMsg {
   addToActive?: boolean;
   /** With addToActive: also add the false alarms queued for the bank (ReportFalseAlarm). */
   includeFeedback?: boolean;
+  /** "map-max" (default), "patch-max" or "reweighted". */
+  imageScore?: string;
 }
 
 export interface FalseAlarmRequestMsg {

@@ -103,8 +103,9 @@ index and scores:
   --nprobe N          IVF cells searched per query (default ${D.nprobe.default})
   --k N               nearest neighbours per patch; its score is their mean distance (default ${D.k.default})
   --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
-  --image-score M     map-max (max of the smoothed map) | patch-max (max raw patch score)
-                      (default ${D['image-score'].default})
+  --image-score M     map-max (max of the smoothed map) | patch-max (max raw patch score) |
+                      reweighted (PatchCore: the top patch's score weighted by how sparse the bank
+                      is around it; not with --reference mean) (default ${D['image-score'].default})
   --reference M       none | mean: subtract the held-out good images' mean score at each position;
                       for products always framed the same way, not for varying layouts or unified
                       banks (default ${D.reference.default})
@@ -205,10 +206,12 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   if (!['greedy', 'random', 'none'].includes(method))
     throw invalid(`--coreset must be greedy, random or none, got "${method}"`);
   const imageScore = (v['image-score'] ?? 'map-max') as ImageScoreMethod;
-  if (!['map-max', 'patch-max'].includes(imageScore))
-    throw invalid(`--image-score must be map-max or patch-max`);
+  if (!['map-max', 'patch-max', 'reweighted'].includes(imageScore))
+    throw invalid(`--image-score must be map-max, patch-max or reweighted`);
   const reference = (v.reference ?? 'none') as ReferenceMethod;
   if (!['none', 'mean'].includes(reference)) throw invalid(`--reference must be none or mean`);
+  if (imageScore === 'reweighted' && reference === 'mean')
+    throw invalid('--image-score reweighted does not go with --reference mean');
   return {
     ...DEFAULT_FIT,
     name: v.name ?? name,

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { BankMeta } from '../../lib/bank/bank-meta';
+import { BankMeta, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { BankVersionRecord, checkBankName } from '../../lib/cluster/types';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { DEFAULT_CORESET, CoresetMethod } from '../../lib/coreset/coreset';
@@ -175,7 +175,7 @@ export function toBuildRequest(
       knn: resolveKnn({ factory: spec.index || 'Flat', nprobe: spec.nprobe || 8 }),
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
       holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
-      score: { ...DEFAULT_FIT.score, reference },
+      score: { ...DEFAULT_FIT.score, reference, imageScore: imageScoreOf(spec, reference) },
     },
   };
 }
@@ -208,6 +208,15 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
  * The automatic choice's settings, or undefined for a manual configuration: "off", any view or
  * reference field set, a unified bank, or too few images to validate on (then the defaults).
  */
+function imageScoreOf(spec: BuildSpecMsg, reference: ReferenceMethod): ImageScoreMethod {
+  const method = (spec.imageScore || DEFAULT_FIT.score.imageScore) as ImageScoreMethod;
+  if (!['map-max', 'patch-max', 'reweighted'].includes(method))
+    throw invalid(`image_score must be "map-max", "patch-max" or "reweighted", got "${spec.imageScore}"`);
+  if (method === 'reweighted' && reference !== 'none')
+    throw invalid('image_score "reweighted" does not go with reference "mean"');
+  return method;
+}
+
 function autoOf(spec: BuildSpecMsg, categories: string[], images: number): BuildRequest['auto'] {
   const mode = spec.auto || 'on';
   if (!['on', 'off'].includes(mode)) throw invalid(`auto must be "on" or "off", got "${spec.auto}"`);

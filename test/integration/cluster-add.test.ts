@@ -151,4 +151,33 @@ describe('cluster: RotateBank adding images to the active version', function () 
       (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no false alarms queued/.test(err.message),
     );
   });
+
+  it('scores a reweighted bank through the shards as the in-process engine does', async () => {
+    const train = data.train.slice(0, 6);
+    const spec = { ...SPEC, bank: 'rw', imageScore: 'reweighted' };
+    await client.createBank({ ...spec, partitions: 2, replicas: 1 }, upload(train));
+    const req = toBuildRequest('create', buildSpec(spec), fileSources(train, data.root), DEFAULT_ADMIN);
+    assert.equal(req.settings.score.imageScore, 'reweighted');
+    const extractor = await createExtractor(pool, {
+      model: req.model,
+      view: req.settings.view,
+      projectionDim: 0,
+      projectionSeed: 0,
+    });
+    const fitted = await fitBank(extractor, req.images, { ...req.settings, name: 'rw', version: 1 });
+    const local = new Inspector(
+      fittedInspector(fitted, extractor).meta,
+      extractor,
+      new WireSearcher(fitted.index, 'f16'),
+    );
+    for (const file of [data.testDefective[0], data.testGood[0]]) {
+      const want = await local.inspectBytes(fs.readFileSync(file));
+      const got = await client.inspect({ bank: 'rw', image: fs.readFileSync(file) });
+      assert.ok(want.score < want.maxPatchScore, 'weighted below the top patch score');
+      assert.ok(
+        Math.abs(got.score - want.score) < 1e-4 * want.score,
+        `${file}: ${got.score} vs ${want.score}`,
+      );
+    }
+  });
 });

@@ -10,6 +10,8 @@ import { run } from '../../services/cli/spi';
 import { loadBank } from '../../lib/bank/bank-store';
 import { BackbonePool, openBank } from '../../lib/patchcore/engine';
 import { TEST_TMP } from '../helpers/processes';
+import { decodeImage } from '../../lib/image/decode';
+import { patchScores } from '../../lib/score/anomaly-map';
 import { printDataset, PrintDataset } from '../helpers/fixtures';
 
 describe('plant folders: contaminated good folders and incremental banks', function () {
@@ -125,6 +127,36 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     assert.equal(added.images.length, 2);
     assert.deepEqual(added.heldOut, []);
     assert.equal(b.meta.threshold.value, a.meta.threshold.value);
+  });
+
+  it('--image-score reweighted: the top patch score times its weight from its 9 nearest bank patches', async () => {
+    const bank = path.join(out, 'reweighted');
+    const good = folder('rw-data', data.train.slice(0, 6));
+    const args = ['fit', '--data', good, '--out', bank, '--auto', 'off', '--image-score', 'reweighted'];
+    assert.equal(await run(args), 0);
+    const pool = new BackbonePool();
+    try {
+      const { inspector, index, meta } = await openBank(pool, bank);
+      assert.equal(meta.score.imageScore, 'reweighted');
+      const rgb = await decodeImage(fs.readFileSync(data.testDefective[0]));
+      const r = await inspector.inspectImage(rgb);
+      // The same by hand: the top patch's 9 nearest bank patches, softmax of their distances.
+      const { embedding, knn } = await inspector.search(rgb);
+      const scores = patchScores(knn.distances, knn.k, 1);
+      const top = scores.indexOf(r.maxPatchScore);
+      const q = embedding.vectors.slice(top * embedding.dim, (top + 1) * embedding.dim);
+      const d = Array.from(index.searchSync(q, 9).distances);
+      const w = 1 - Math.exp(d[0]) / d.reduce((s, x) => s + Math.exp(x), 0);
+      assert.ok(
+        Math.abs(r.score - w * r.maxPatchScore) < 1e-5 * r.maxPatchScore,
+        `${r.score} vs ${w * r.maxPatchScore}`,
+      );
+      assert.ok(r.score < r.maxPatchScore);
+      assert.equal(r.isDefective, r.score >= meta.threshold.value);
+    } finally {
+      await pool.close();
+    }
+    assert.notEqual(await run([...args, '--reference', 'mean']), 0, 'not with a nominal reference');
   });
 
   it('refuses to add to a bank with a nominal reference, naming why', async () => {
