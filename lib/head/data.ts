@@ -25,10 +25,18 @@ import { maskToGrid, metricGrid, resampleBilinear } from '../autoconfig/trial';
 import { pixelAuroc, rocAuc } from '../eval/metrics';
 import { maxOf } from '../score/anomaly-map';
 import { Rng } from '../synth/prng';
+import { sampleIndices } from '../util/random';
 import { HeadTrainData, RowScorer } from './train';
 
 /** A cell counts as anomalous when the defect covers this fraction of it. */
 export const LOCAL_COVERAGE = 0.25;
+
+/**
+ * Real patches kept per training image: all of a 224 px frame's 784, a sample of a tiled board's
+ * 50,000 (training draws batches at random anyway; this bounds memory: 73 DeepPCB boards in
+ * stride-4 tiles would otherwise hold 3.7M patches, 0.8 GB).
+ */
+export const REAL_PER_IMAGE = 8192;
 
 export interface HeadData extends HeadTrainData {
   realImages: number;
@@ -48,6 +56,8 @@ export async function headTrainingData(
     seed: number;
     /** Defective copies to make, spread over the training images (0 = none). */
     localImages: number;
+    /** Real patches kept per image, a seeded sample (default REAL_PER_IMAGE). */
+    realPerImage?: number;
     limits?: DecodeLimits;
     onProgress?: (done: number, total: number) => void;
   },
@@ -69,7 +79,7 @@ export async function headTrainingData(
     const image = await decodeImage(await source.read(), options.limits ?? DEFAULT_DECODE_LIMITS);
     const embedding = await extractor.embed(image);
     dim = embedding.dim;
-    real.push(embedding.vectors);
+    real.push(sampleRows(embedding.vectors, dim, options.realPerImage ?? REAL_PER_IMAGE, options.seed + i));
     if (picked.has(i)) {
       const donor =
         previous && previous.width === image.width && previous.height === image.height ? previous : undefined;
@@ -96,6 +106,17 @@ export async function headTrainingData(
     localImages: local.length,
     localByKind,
   };
+}
+
+/** `keep` rows of `vectors` (all when there are fewer), seeded, in their order. */
+function sampleRows(vectors: Float32Array, dim: number, keep: number, seed: number): Float32Array {
+  const rows = vectors.length / dim;
+  if (rows <= keep) return vectors;
+  const out = new Float32Array(keep * dim);
+  sampleIndices(rows, keep, seed).forEach((r, j) =>
+    out.set(vectors.subarray(r * dim, (r + 1) * dim), j * dim),
+  );
+  return out;
 }
 
 function injectAnyKind(image: RgbImage, turn: number, rng: Rng, donor?: RgbImage) {

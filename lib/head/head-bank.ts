@@ -64,6 +64,11 @@ export interface HeadMeta {
     float: { file: string; sha256: string; bytes: number };
     int8: { file: string; sha256: string; bytes: number };
   };
+  /**
+   * The models themselves, base64, where the bank has no folder: a cluster version's metadata in
+   * the registry, which every gateway reads (banks on disk keep the files instead).
+   */
+  inline?: { float: string; int8: string };
   dim: number;
   hidden: number;
   /** Mean and spread of the held-out good maps' pixels, per member: [bank, head]. */
@@ -276,13 +281,27 @@ export function headFiles(head: FittedHead): Record<string, Uint8Array> {
   return { [head.meta.files.float.file]: head.float, [head.meta.files.int8.file]: head.int8 };
 }
 
-/** The model bytes of a stored head, checked against their checksum. */
+/**
+ * The model bytes of a stored head (inline in its metadata, or a file in the bank folder `dir`),
+ * checked against their checksum.
+ */
 export function readHeadModel(
-  dir: string,
+  dir: string | undefined,
   head: HeadMeta,
   precision: HeadPrecision = head.precision,
 ): Uint8Array {
   const entry = head.files[precision];
+  if (head.inline) {
+    const bytes = Buffer.from(head.inline[precision], 'base64');
+    if (sha256(bytes) !== entry.sha256)
+      throw new SpiError(
+        'DATA_LOSS',
+        `the ${precision} head model in the bank's metadata does not match its checksum`,
+      );
+    return bytes;
+  }
+  if (dir === undefined)
+    throw new SpiError('FAILED_PRECONDITION', 'the bank records a head but carries no model');
   const file = path.join(dir, entry.file);
   if (!fs.existsSync(file))
     throw new SpiError(
@@ -408,7 +427,8 @@ export class HeadInspector {
  */
 export async function headInspectorFor(
   pool: BackbonePool,
-  dir: string,
+  /** The bank folder (absent for a cluster version: its head is inline). */
+  dir: string | undefined,
   bank: Inspector,
   options: { mode?: HeadMode; precision?: HeadPrecision } = {},
 ): Promise<HeadInspector | undefined> {
@@ -480,4 +500,31 @@ export class HeadModeMetrics {
       headMsPerImage: this.headMs / Math.max(1, this.labels.length),
     };
   }
+}
+
+/** What a cluster build asks for (structured-clone safe: it travels to the fit worker). */
+export type HeadRequest = Omit<HeadFitOptions, 'onProgress' | 'onEpoch' | 'limits'> & { mode: HeadMode };
+
+/**
+ * Trains a head beside a bank fitted in this process and records it, models inline, in the bank's
+ * metadata (the cluster's fit worker: a version's metadata is all a gateway reads).
+ */
+export async function inlineHead(
+  pool: BackbonePool,
+  fitted: FittedBank,
+  images: ImageSource[],
+  settings: FitSettings,
+  request: HeadRequest,
+  onProgress?: (stage: string, done: number, total: number) => void,
+): Promise<void> {
+  const extractor = await extractorForBank(pool, completeMeta(fitted.meta, fitted.dim, fitted.index.size));
+  const head = await fitHead(extractor, fitted, images, settings, { ...request, onProgress });
+  fitted.meta.head = {
+    ...head.meta,
+    mode: request.mode,
+    inline: {
+      float: Buffer.from(head.float).toString('base64'),
+      int8: Buffer.from(head.int8).toString('base64'),
+    },
+  };
 }

@@ -11,6 +11,7 @@ import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
 import { ErrorKind, SpiError } from '../errors';
+import { HeadRequest, inlineHead } from '../head/head-bank';
 
 export interface FitJob {
   model: string;
@@ -26,6 +27,8 @@ export interface FitJob {
    * images are embedded; `settings` give the version number, the rest comes from the bank.
    */
   add?: { meta: BankMeta; vectors: Float32Array; reason?: string };
+  /** Train a discriminator head beside the bank, inline in its metadata (lib/head/; not with `add`). */
+  head?: HeadRequest;
 }
 
 export type FitResult = Omit<FittedBank, 'index'>;
@@ -84,8 +87,10 @@ async function runJob(job: FitJob): Promise<void> {
             }),
             images,
             job.settings,
-            { onProgress },
+            { onProgress, keepHeldOutMaps: job.head !== undefined },
           );
+    if (job.head && !job.add)
+      await inlineHead(pool, fitted as FittedBank, images, job.settings, job.head, onProgress);
     const vectors = fitted.vectors.slice();
     post({ type: 'done', meta: fitted.meta, vectors, dim: fitted.dim }, [vectors.buffer as ArrayBuffer]);
   } catch (err) {

@@ -32,6 +32,8 @@ export interface BuildRequest {
   reason?: string;
   /** With addToActive: also add the false alarms queued for the bank (ReportFalseAlarm). */
   includeFeedback?: boolean;
+  /** A discriminator head beside the bank, inline in the version's metadata (lib/head/). */
+  head?: FitJob['head'];
 }
 
 export type BuildStage =
@@ -207,6 +209,7 @@ export class BankBuilder {
         images,
         auto: req.auto,
         ...(add ? { add: { ...add, reason: req.reason } } : {}),
+        ...(req.head && !add ? { head: req.head } : {}),
       },
       (stage, done, total) => progress(stage, done, total),
     );

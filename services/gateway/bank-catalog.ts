@@ -9,10 +9,12 @@ import { BackbonePool, extractorForBank } from '../../lib/patchcore/engine';
 import { Inspector } from '../../lib/patchcore/inspector';
 import { SpiError, notFound } from '../../lib/errors';
 import { ClusterSearcher, FanOutSettings, ShardDirectory } from './cluster-searcher';
+import { headInspectorFor } from '../../lib/head/head-bank';
 
 export interface ResolvedBank {
   record: BankVersionRecord;
-  inspector: Inspector;
+  /** The bank's Inspector, or with a discriminator head the HeadInspector over it (lib/head/). */
+  inspector: Pick<Inspector, 'meta' | 'inspectBytes'>;
 }
 
 export class BankCatalog {
@@ -63,9 +65,9 @@ export class BankCatalog {
   private async open(record: BankVersionRecord): Promise<ResolvedBank> {
     const meta = record.meta as unknown as BankMeta;
     const extractor = await extractorForBank(this.backbones, meta);
-    return {
-      record,
-      inspector: new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut)),
-    };
+    const inspector = new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut));
+    // A head runs here, on the embeddings this gateway computes; the shards still give the k-NN part.
+    const withHead = meta.head ? await headInspectorFor(this.backbones, undefined, inspector) : undefined;
+    return { record, inspector: withHead ?? inspector };
   }
 }

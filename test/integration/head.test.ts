@@ -17,7 +17,9 @@ import { fileSources } from '../../lib/data/mvtec';
 import { DEFAULT_HEAD_FIT, FittedHead, fitHead, headFiles, headInspectorFor } from '../../lib/head/head-bank';
 import { HeadSession } from '../../lib/head/onnx';
 import { foldWeights, scoreRowsReference } from '../../lib/head/weights';
-import { TEST_TMP } from '../helpers/processes';
+import { TEST_TMP, spawnNodeService } from '../helpers/processes';
+import { InspectionClient } from '../../lib/client/inspection-client';
+import { upload } from '../helpers/fixtures';
 import { printDataset, PrintDataset } from '../helpers/fixtures';
 
 /** A bank with the default view and a head of one epoch (behaviour, not accuracy). */
@@ -204,5 +206,40 @@ describe('discriminator head beside a bank (real backbone)', function () {
       await run(['fit', '--data', data.root, '--out', path.join(out, 'y'), '--head', 'simplenet']),
       0,
     );
+  });
+
+  it('a gateway builds a bank with a head and judges by it; the shards give the k-NN part', async () => {
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'head-embedded-'));
+    const proc = spawnNodeService('services/gateway/main.ts', {
+      name: 'embedded-head',
+      args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '2', '--metrics-port', '0'],
+    });
+    try {
+      const ready = await proc.waitForLine('gateway ready', 60_000);
+      const client = new InspectionClient(`127.0.0.1:${Number(ready.fields.port)}`, { deadlineMs: 120_000 });
+      const spec = { bank: 'headed', partitions: 2, replicas: 1, auto: 'off', holdoutFraction: 0.2 };
+      const info = await client.createBank({ ...spec, head: 'glass', headEpochs: 1 }, upload(data.train));
+      const version = info.versions.find((v) => v.version === info.activeVersion)!;
+      assert.match(version.thresholdMethod, /\(combined, glass head\)$/);
+      const files = [data.testGood[0], data.testDefective[0]];
+      const answers = [];
+      for (const f of files)
+        answers.push(await client.inspect({ bank: 'headed', image: fs.readFileSync(f) }));
+      for (const a of answers) assert.equal(a.threshold, version.threshold);
+      // The same images through a bank without a head answer at the bank's own threshold, another scale.
+      await client.createBank({ ...spec, bank: 'plain' }, upload(data.train)).then(async (plain) => {
+        const v = plain.versions.find((x) => x.version === plain.activeVersion)!;
+        assert.doesNotMatch(v.thresholdMethod, /head/);
+        const a = await client.inspect({ bank: plain.name, image: fs.readFileSync(files[1]) });
+        assert.notEqual(a.threshold, version.threshold);
+      }, assert.fail);
+      await assert.rejects(
+        client.createBank({ ...spec, bank: 'bad-head', head: 'simplenet' }, upload(data.train)),
+        /head must be one of glass/,
+      );
+      client.close();
+    } finally {
+      await proc.stop();
+    }
   });
 });
