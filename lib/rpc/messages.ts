@@ -62,6 +62,10 @@ export interface BuildSpecMsg {
   addToActive?: boolean;
   /** With addToActive: also add the false alarms queued for the bank (ReportFalseAlarm). */
   includeFeedback?: boolean;
+  /** A discriminator head beside the bank: "glass", or "" (lib/head/). */
+  head?: string;
+  /** With head: the most training epochs (0 = the default). */
+  headEpochs?: number;
   /** "map-max" (default), "patch-max" or "reweighted". */
   imageScore?: string;
 }

@@ -22,6 +22,7 @@ import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
+import { DEFAULT_HEAD_FIT, HEAD_KINDS, HeadRequest } from '../../lib/head/head-bank';
 import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from '../../lib/rpc/messages';
 
 export interface AdminDefaults {
@@ -149,6 +150,7 @@ export function toBuildRequest(
     auto: spec.addToActive ? undefined : autoOf(spec, categories, images.length),
     ...(spec.addToActive ? { addToActive: true } : {}),
     ...(spec.includeFeedback ? { includeFeedback: true } : {}),
+    ...(spec.head ? { head: headRequestOf(spec, categories) } : {}),
     model: spec.model || d.model,
     images,
     partitions: spec.partitions,
@@ -187,14 +189,17 @@ export async function bankInfo(registry: ClusterRegistry, bank: string): Promise
 
 function versionInfo(r: BankVersionRecord, active: number | null) {
   const meta = r.meta as unknown as Partial<BankMeta>;
+  // With a head, the verdict's threshold is its mode's (lib/head/): report that one.
+  const head = meta.head;
+  const verdictThreshold = head && head.mode !== 'bank' ? head.thresholds[head.mode] : meta.threshold;
   return {
     version: r.version,
     state: r.version === active ? 'active' : r.state,
     model: meta.model?.id ?? '',
     patches: meta.vectors?.rows ?? 0,
     dim: meta.vectors?.dim ?? 0,
-    threshold: meta.threshold?.value ?? 0,
-    thresholdMethod: meta.threshold?.method ?? '',
+    threshold: verdictThreshold?.value ?? 0,
+    thresholdMethod: (verdictThreshold?.method ?? '') + (head ? ` (${head.mode}, ${head.kind} head)` : ''),
     index: r.index,
     partitions: r.partitions.length,
     replicas: r.partitions[0]?.shards.length ?? 0,
@@ -241,4 +246,16 @@ function categoriesOf(spec: BuildSpecMsg): string[] {
   }
   if (new Set(categories).size !== categories.length) throw invalid('BuildSpec.categories has duplicates');
   return categories;
+}
+
+/** BuildSpec.head: the head's training settings (the defaults), or why it cannot have one. */
+function headRequestOf(spec: BuildSpecMsg, categories: string[]): HeadRequest {
+  if (!(HEAD_KINDS as readonly string[]).includes(spec.head ?? ''))
+    throw invalid(`head must be one of ${HEAD_KINDS.join(', ')} or empty, got "${spec.head}"`);
+  if (categories.length > 1) throw invalid('a head covers one product: not for a bank of several categories');
+  if (spec.addToActive)
+    throw invalid('head is not available with add_to_active (an incremental version carries no head)');
+  const { train, localImages, validationGoods, seed, precision } = DEFAULT_HEAD_FIT;
+  const epochs = spec.headEpochs || train.epochs;
+  return { train: { ...train, epochs }, localImages, validationGoods, seed, precision, mode: 'combined' };
 }
