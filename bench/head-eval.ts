@@ -43,6 +43,8 @@ const { values } = parseArgs({
     noisy: { type: 'string', default: '0' },
     // With --noisy N: leave the N images out of the test set only (the clean baseline on the same test set).
     'noisy-baseline': { type: 'boolean', default: false },
+    // Time the head and the search on every N-th test image (best of 5 each).
+    'time-every': { type: 'string', default: '4' },
   },
 });
 
@@ -141,7 +143,7 @@ async function main(): Promise<void> {
           : new Uint8Array(all.bank.map.length),
       );
       // Per-image cost on the same embeddings, best of 5 each (the machine is shared).
-      if (i % 4 === 0) {
+      if (i % Number(values['time-every']) === 0) {
         const time = async (f: () => Promise<unknown>) => {
           let best = Infinity;
           for (let k = 0; k < 5; k++) {
