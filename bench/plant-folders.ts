@@ -45,6 +45,10 @@ async function main(): Promise<void> {
       resize: { type: 'string', default: String(DEFAULT_VIEW.resize) },
       tile: { type: 'string', default: '0' },
       scale: { type: 'string', default: '1' },
+      overlap: { type: 'string', default: String(DEFAULT_VIEW.overlap) },
+      pad: { type: 'string', default: '0' },
+      stages: { type: 'string' },
+      ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
       skip: { type: 'string', default: '' },
       'min-ratio': { type: 'string', default: String(DEFAULT_OUTLIER_FILTER.minRatio) },
     },
@@ -57,13 +61,15 @@ async function main(): Promise<void> {
     resize: Number(values.resize),
     tile: Number(values.tile),
     scale: Number(values.scale),
+    overlap: Number(values.overlap),
+    pad: Number(values.pad),
   };
   const settings: FitSettings = {
     ...DEFAULT_FIT,
     name: category.name,
     categories: [category.name],
     view,
-    coreset: { ...DEFAULT_CORESET, perImage: Number(values['per-image']) },
+    coreset: { ...DEFAULT_CORESET, ratio: Number(values.ratio), perImage: Number(values['per-image']) },
   };
   const pool = new BackbonePool();
   const skip = new Set(values.skip!.split(',').filter(Boolean));
@@ -71,6 +77,7 @@ async function main(): Promise<void> {
     data: values.data,
     createdAt: new Date().toISOString(),
     view,
+    stages: values.stages ?? 'default',
     coreset: settings.coreset,
     note: 'timings on a shared 2-core machine (other sessions running): compare within one run only',
   };
@@ -81,6 +88,7 @@ async function main(): Promise<void> {
   try {
     const plain = await createExtractor(pool, {
       model: 'mobilenet_v2-imagenet',
+      stages: values.stages ? values.stages.split(',') : undefined,
       view,
       projectionDim: 0,
       projectionSeed: 7,
