@@ -123,8 +123,7 @@ async function main(): Promise<void> {
     for (const [i, item] of test.entries()) {
       const image = await decodeImage(await fs.promises.readFile(item.absPath));
       const all = await inspector.inspectAll(image);
-      const { embedding, knn } = await bankInspector.search(image);
-      void knn;
+      const embedding = all.embedding;
       const int8Scores = await int8Session.score(embedding.vectors);
       const int8 = scorePatches(meta, embedding, int8Scores, image, Infinity);
       for (const [m, r] of [

@@ -15,7 +15,7 @@ import { BankMeta } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../image/decode';
 import { encodeModel } from '../../models/onnx/io';
-import { FeatureExtractor } from '../patchcore/feature-extractor';
+import { FeatureExtractor, ImageEmbedding } from '../patchcore/feature-extractor';
 import { BackbonePool, extractorForBank } from '../patchcore/engine';
 import {
   FittedBank,
@@ -319,6 +319,8 @@ export interface HeadInspection {
   bank: Inspection;
   head: Inspection;
   combined: Inspection;
+  /** The one embedding all three came from. */
+  embedding: ImageEmbedding;
   timingsMs: { embed: number; search: number; head: number; score: number };
 }
 
@@ -412,6 +414,7 @@ export class HeadInspector {
       bank: bankR,
       head: headR,
       combined,
+      embedding,
       timingsMs: { embed: embedMs, search: searchMs, head: headMs, score: scoreMs },
     };
   }
