@@ -24,7 +24,7 @@ import {
 } from './candidates';
 import { listModels } from '../../models/registry';
 import { Registration, measureRegistration } from './registration';
-import { BaseRun, BaseTrial, calibrateSearch, maskToGrid, scoreConfiguration } from './trial';
+import { BaseRun, BaseTrial, calibrateSearch, maskToGrid, scoreConfiguration, startClock } from './trial';
 import { ValidationItem, buildValidationSet, validationSummary } from './validation-set';
 
 /**
@@ -298,9 +298,9 @@ async function screenBases(
     await extractor.embed(probe);
     let embedMs = Infinity;
     for (let i = 0; i < 2; i++) {
-      const t0 = performance.now();
+      const clock = startClock();
       await extractor.embed(probe);
-      embedMs = Math.min(embedMs, performance.now() - t0);
+      embedMs = Math.min(embedMs, clock());
     }
     if (embedMs > budgetMs) skipped.push({ key: base.key, embedMs: Math.round(embedMs) });
     else trials.set(base.key, new BaseTrial(base, extractor));

@@ -12,7 +12,13 @@ import {
 } from '../../../lib/autoconfig/candidates';
 import { measureRegistration } from '../../../lib/autoconfig/registration';
 import { AutoTableRow, halve, pick, rungs, spread } from '../../../lib/autoconfig/select';
-import { maskToGrid, metricGrid, resampleBilinear, rungCoreset } from '../../../lib/autoconfig/trial';
+import {
+  maskToGrid,
+  metricGrid,
+  resampleBilinear,
+  rungCoreset,
+  startClock,
+} from '../../../lib/autoconfig/trial';
 import { DEFAULT_CORESET } from '../../../lib/coreset/coreset';
 import { RgbImage } from '../../../lib/image/decode';
 import { tileGrid } from '../../../lib/image/views';
@@ -220,6 +226,22 @@ describe('autoconfig: successive halving and the cost rule', () => {
     assert.ok(!kept.includes(configs.at(-1)!), 'the best score, but over budget');
     assert.equal(kept[0], configs.at(-2));
     assert.equal(halve(configs.slice(0, 2), rows).length, 2);
+  });
+});
+
+describe('autoconfig: cost clock', () => {
+  it('counts work, not the time the process spent waiting (for another process, say)', async () => {
+    const idle = startClock();
+    await new Promise((r) => setTimeout(r, 120));
+    assert.ok(idle() < 60, `a 120 ms wait counted ${idle()} ms`);
+    const busy = startClock();
+    const t0 = performance.now();
+    let x = 0;
+    while (performance.now() - t0 < 80) x += Math.sqrt(x + 1);
+    assert.ok(x > 0);
+    const ms = busy();
+    // Never more than the elapsed time; as much as the CPU gave it (all of it on an idle machine).
+    assert.ok(ms > 0 && ms <= performance.now() - t0 + 1, `80 ms of work counted ${ms} ms`);
   });
 });
 
