@@ -3,7 +3,8 @@
  * resolution only the tiles whose coarse score is near or over the coarse threshold, costs in
  * recall and saves in time (lib/patchcore/coarse-to-fine.ts chooses the tiles).
  *
- * node --import tsx bench/coarse-to-fine.ts [--data <mvtec-category>] [--out file.json] [--quick]
+ * node --import tsx bench/coarse-to-fine.ts [--data <mvtec-category>] [--fine <view json>]
+ *   [--coarse <view json>] [--index F] [--ratio R] [--per-image R] [--max-test N] [--out file.json]
  *
  * Two banks are fitted on the same good images, one per scale, each with its threshold from its
  * held-out good images (as `spi fit` sets it). Every test image is inspected both ways in full; the
@@ -24,6 +25,7 @@ import { DEFAULT_FIT, fitBank, fittedInspector } from '../lib/patchcore/fit';
 import { Inspection } from '../lib/patchcore/inspector';
 import { scoreOfTiles, tilesToRescore } from '../lib/patchcore/coarse-to-fine';
 import { resolveKnn } from '../lib/knn/index';
+import { DEFAULT_CORESET } from '../lib/coreset/coreset';
 import { FULL_OPTIONS, SHEET_VIEW, categoryOf, spread } from './search-options';
 import { mean, round } from './stats';
 
@@ -37,6 +39,8 @@ export interface CoarseToFineOptions {
   maxTest: number;
   /** Index of both banks (a factory string or preset, e.g. hnsw). */
   index: string;
+  /** Coreset of both banks (DEFAULT_CORESET's ratio; per-image pre-reduction for many patches). */
+  coreset: { ratio: number; perImage: number };
   log: (message: string) => void;
 }
 
@@ -50,6 +54,7 @@ export const FULL_C2F: Omit<CoarseToFineOptions, 'log'> = {
   holdoutFraction: 0.2,
   maxTest: 0,
   index: 'Flat',
+  coreset: { ratio: DEFAULT_CORESET.ratio, perImage: 0 },
 };
 
 export interface MarginRow {
@@ -114,6 +119,7 @@ export async function benchCoarseToFine(
         view,
         holdoutFraction: o.holdoutFraction,
         knn: resolveKnn({ factory: o.index }),
+        coreset: { ...DEFAULT_CORESET, ...o.coreset },
       };
       return fittedInspector(await fitBank(extractor, train, settings), extractor);
     };
@@ -246,6 +252,8 @@ async function main(argv: string[]): Promise<number> {
       coarse: { type: 'string' },
       'max-test': { type: 'string' },
       index: { type: 'string', default: 'Flat' },
+      ratio: { type: 'string' },
+      'per-image': { type: 'string' },
     },
     strict: true,
   });
@@ -257,6 +265,10 @@ async function main(argv: string[]): Promise<number> {
     coarse: view(values.coarse, FULL_C2F.coarse),
     maxTest: Number(values['max-test'] ?? 0),
     index: values.index!,
+    coreset: {
+      ratio: Number(values.ratio ?? FULL_C2F.coreset.ratio),
+      perImage: Number(values['per-image'] ?? 0),
+    },
     log: (m) => console.log(`[bench] ${m}`),
   });
   if (values.out) fs.writeFileSync(values.out, `${JSON.stringify(result, null, 2)}\n`);
