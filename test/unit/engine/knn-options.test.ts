@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { sha256, vectorBytes } from '../../../lib/bank/bank-store';
 import { Logger } from '../../../lib/util/log';
 import { PartitionStore } from '../../../services/shard/partition-store';
+import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
+import { buildSpec } from '../../../lib/rpc/messages';
 import { INDEX_PRESETS, KnnIndex, parseFactory, resolveKnn } from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
@@ -130,6 +132,18 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a BuildSpec naming the preset gives the cluster build (and so its shards) the full factory string', () => {
+    const req = toBuildRequest(
+      'create',
+      buildSpec({ bank: 'b', index: 'hnsw', auto: 'off' }),
+      [],
+      DEFAULT_ADMIN,
+    );
+    assert.equal(req.settings.knn.factory, INDEX_PRESETS.hnsw);
+    const plain = toBuildRequest('create', buildSpec({ bank: 'b', auto: 'off' }), [], DEFAULT_ADMIN);
+    assert.equal(plain.settings.knn.factory, 'Flat');
   });
 
   it('refuses a parameter the index does not have, naming it', () => {
