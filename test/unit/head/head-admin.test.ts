@@ -1,0 +1,39 @@
+/** BuildSpec.head through the admin service's request builder (no cluster needed). */
+import { strict as assert } from 'node:assert';
+import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
+import { buildSpec } from '../../../lib/rpc/messages';
+import { DEFAULT_HEAD_FIT } from '../../../lib/head/head-bank';
+
+const images = Array.from({ length: 4 }, (_, i) => ({
+  path: `${i}.png`,
+  read: async () => new Uint8Array(),
+}));
+
+describe('BuildSpec.head (admin service)', () => {
+  it('asks for the default head, with head_epochs as its epoch ceiling', () => {
+    const plain = toBuildRequest('create', buildSpec({ bank: 'b' }), images, DEFAULT_ADMIN);
+    assert.equal(plain.head, undefined);
+    const req = toBuildRequest(
+      'create',
+      buildSpec({ bank: 'b', head: 'glass', headEpochs: 3 }),
+      images,
+      DEFAULT_ADMIN,
+    );
+    assert.equal(req.head?.mode, 'combined');
+    assert.equal(req.head?.train.epochs, 3);
+    assert.equal(req.head?.localImages, DEFAULT_HEAD_FIT.localImages);
+    const dflt = toBuildRequest('create', buildSpec({ bank: 'b', head: 'glass' }), images, DEFAULT_ADMIN);
+    assert.equal(dflt.head?.train.epochs, DEFAULT_HEAD_FIT.train.epochs);
+  });
+
+  it('refuses an unknown head, a unified bank and add_to_active', () => {
+    const bad = (spec: Parameters<typeof buildSpec>[0], files = images) =>
+      assert.throws(() => toBuildRequest('rotate', buildSpec(spec), files, DEFAULT_ADMIN), /head/);
+    bad({ bank: 'b', head: 'simplenet' });
+    bad(
+      { bank: 'b', head: 'glass', categories: ['x', 'y'] },
+      images.map((im, i) => ({ ...im, path: `${i % 2 ? 'x' : 'y'}/${im.path}` })),
+    );
+    bad({ bank: 'b', head: 'glass', addToActive: true });
+  });
+});
