@@ -37,6 +37,8 @@ export interface Configuration {
   reference: boolean;
   /** A cheaper variant of a finalist: a smaller bank ("bank50%") or an INT8 backbone ("int8"). */
   variant?: string;
+  /** The finalist a variant approximates. */
+  variantOf?: string;
 }
 
 /** Tiles overlap by this many pixels; the canvas is mirrored by TILE_PAD before the backbone. */
@@ -218,11 +220,18 @@ export function variantsOf(c: Configuration, int8Builds: string[]): Configuratio
       members,
       reference: c.reference,
       variant,
+      variantOf: c.id,
     });
   }
   for (const model of int8Builds) {
     const members = c.members.map((m) => onModel(m, model));
-    out.push({ id: configurationId(members, c.reference), members, reference: c.reference, variant: 'int8' });
+    out.push({
+      id: configurationId(members, c.reference),
+      members,
+      reference: c.reference,
+      variant: 'int8',
+      variantOf: c.id,
+    });
   }
   return out;
 }

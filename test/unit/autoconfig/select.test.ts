@@ -214,6 +214,29 @@ describe('autoconfig: successive halving and the cost rule', () => {
     assert.equal(pick([row('x', 0.9, 100), row('y', 0.898, 95)], 1000).chosen.id, 'x');
   });
 
+  it('credits a variant with no more than its finalist: a smaller bank makes a near-best one cheaper, no other', () => {
+    const variant = (id: string, of: string, score: number, ms: number): AutoTableRow => ({
+      ...row(id, score, ms),
+      variant: 'bank50%',
+      variantOf: of,
+    });
+    const fused = row('fused', 0.934, 2200);
+    const fine = row('fine', 0.922, 547);
+    // The half bank of a finalist 1.2 points down scored 0.93 by chance: not taken.
+    const lucky = variant('fine~bank50%', 'fine', 0.9298, 286);
+    assert.equal(pick([fused, fine, lucky], 3000).chosen.id, 'fused');
+    // The half bank of the best, within half a point of it, is.
+    const half = variant('fused~bank50%', 'fused', 0.931, 1100);
+    const { chosen, reason } = pick([fused, fine, lucky, half], 3000);
+    assert.equal(chosen, half, 'the row itself, its own score');
+    assert.match(reason, /within 0.5 points of the best \(fused/);
+    // A finalist over budget still bounds its variant, which competes at that score within budget.
+    const big = row('big', 0.95, 5000);
+    const bigQuarter = variant('big~bank25%', 'big', 0.97, 900);
+    assert.equal(pick([big, bigQuarter, row('other', 0.952, 400)], 3000).chosen.id, 'other');
+    assert.equal(pick([big, bigQuarter, fine], 3000).chosen.id, 'big~bank25%');
+  });
+
   it('halving keeps the better half, never fewer than two, within-budget first', () => {
     const bases = baseCandidates({ width: 640, height: 640, backbones: [MOBILENET] });
     const configs = configurationsOf(bases, false);
