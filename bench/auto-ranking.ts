@@ -69,7 +69,10 @@ async function main(): Promise<void> {
     };
     for (const [side, items] of Object.entries(sides) as [keyof typeof sides, ValidationItem[]][]) {
       const runs = new Map<string, BaseRun>();
+      // The bases of the configurations compared (not the finalists' cheaper variants).
+      const used = new Set(study.configurations.flatMap((c) => c.members.map((m) => m.key)));
       for (const [key, trial] of study.trials) {
+        if (!used.has(key)) continue;
         log(`${side}: ${key}`);
         runs.set(key, await trial.run(study.trainPool, items, study.finalImages));
       }
