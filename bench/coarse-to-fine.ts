@@ -28,6 +28,7 @@ import { resolveKnn } from '../lib/knn/index';
 import { DEFAULT_CORESET } from '../lib/coreset/coreset';
 import { FULL_OPTIONS, SHEET_VIEW, categoryOf, spread } from './search-options';
 import { mean, round } from './stats';
+import { runScript } from './lib/script';
 
 export interface CoarseToFineOptions {
   data: string | null;
@@ -276,12 +277,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      console.error(`[bench] FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runScript(() => main(process.argv.slice(2)));

@@ -16,6 +16,7 @@ import { BenchResults, Machine, SectionRun, markdown } from './report';
 import { FULL_SEARCH, QUICK_SEARCH, benchSearch } from './search';
 import { FULL_OPTIONS, QUICK_OPTIONS, benchSearchOptions } from './search-options';
 import { FULL_C2F, benchCoarseToFine } from './coarse-to-fine';
+import { runScript } from './lib/script';
 
 const SECTIONS = ['search', 'cluster', 'backbones', 'sheet-options', 'coarse-to-fine'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -157,12 +158,4 @@ async function main(argv: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      console.error(`[bench] FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runScript(() => main(process.argv.slice(2)));

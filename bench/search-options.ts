@@ -34,6 +34,7 @@ import { scoreEmbedding } from '../lib/patchcore/inspector';
 import { DEFECT_TYPES, generateDataset } from '../lib/synth';
 import { TEST_TMP } from '../services/local/processes';
 import { median, round, timeMs } from './stats';
+import { runScript } from './lib/script';
 
 export interface BankVariant {
   name: string;
@@ -510,12 +511,4 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: unknown) => {
-      console.error(`[bench] FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runScript(() => main(process.argv.slice(2)));
