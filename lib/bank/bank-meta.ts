@@ -71,6 +71,8 @@ export interface BankMeta {
   autoConfig?: AutoConfigRecord;
   /** What the patch-level outlier filter dropped before the coreset (absent when it was off). */
   outliers?: OutlierRecord;
+  /** The fit's memory budget and what it spilled to disk (`spi fit --max-memory`; absent without one). */
+  memory?: FitMemoryRecord;
   /** Images added by incremental versions (`spi fit --add`), oldest first; absent in a bank built at once. */
   additions?: BankAddition[];
   /**
@@ -92,6 +94,20 @@ export interface OutlierRecord extends OutlierFilterConfig {
    * (coreset/outliers.ts `suspectImages`), most affected first; worth a look by a person.
    */
   suspects: { path: string; dropped: number; candidates: number; share: number }[];
+}
+
+export interface FitMemoryRecord {
+  maxBytes: number;
+  /** Resident bytes besides the patches when the chunk size was planned (backbone, runtime). */
+  residentBytes: number;
+  /** Most candidate rows per chunk. */
+  chunkRows: number;
+  /** Rows after the per-image greedy (all patches without one). */
+  candidates: number;
+  chunks: number;
+  /** Whether the candidates went to disk (then the coreset was chosen in two stages). */
+  spilled: boolean;
+  spilledBytes: number;
 }
 
 export interface BankAddition {

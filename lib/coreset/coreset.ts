@@ -149,10 +149,19 @@ function reduce(
   dim: number,
   config: CoresetConfig,
 ): { reduced: Float32Array; d: number } {
+  const projector = coresetProjector(dim, config);
+  return { reduced: projector.project(vectors), d: projector.d };
+}
+
+/** The greedy's projection of rows of width `dim`, made once for many calls (one per image). */
+export function coresetProjector(dim: number, config: CoresetConfig) {
   const narrow = config.projectDim > 0 && config.projectDim < dim;
-  if (!narrow) return { reduced: vectors, d: dim };
+  if (!narrow) return { d: dim, project: (rows: Float32Array) => rows };
   const matrix = gaussianMatrix(dim, config.projectDim, config.seed + 1);
-  return { reduced: project(vectors, dim, matrix, config.projectDim), d: config.projectDim };
+  return {
+    d: config.projectDim,
+    project: (rows: Float32Array) => project(rows, dim, matrix, config.projectDim),
+  };
 }
 
 /** Candidates, filter, then the method; `fixed` = rows already in the bank (projected). */
@@ -234,14 +243,9 @@ function preReduce(
   let offset = 0;
   for (let g = 0; g < groups.length; g++) {
     const n = groups[g];
-    const want = Math.min(n, Math.max(floor, Math.ceil(n * fraction)));
-    if (want >= n) kept.push(Int32Array.from({ length: n }, (_, i) => offset + i));
-    else {
-      const rows = x.subarray(offset * dim, (offset + n) * dim);
-      // About 25 distance updates per image: a few hundred picks each, cheap next to the global pass.
-      const local = greedyKCenter(rows, dim, want, Math.max(1, Math.ceil(want / 25)), config.seed + g);
-      kept.push(local.map((i) => offset + i));
-    }
+    const rows = x.subarray(offset * dim, (offset + n) * dim);
+    const base = offset;
+    kept.push(preReduceImage(rows, dim, fraction, floor, config.seed + g).map((i) => base + i));
     offset += n;
   }
   const out = new Int32Array(kept.reduce((s, k) => s + k.length, 0));
@@ -253,7 +257,26 @@ function preReduce(
   return out;
 }
 
-function gather(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
+/**
+ * One image's rows (on the greedy's projection) that the per-image greedy keeps, ascending: `fraction`
+ * of them, at least `floor`. Exported for the bounded-memory fit, which reduces each image as it is
+ * embedded, with the same seed (`config.seed` + the image's position) as the in-memory fit.
+ */
+export function preReduceImage(
+  x: Float32Array,
+  dim: number,
+  fraction: number,
+  floor: number,
+  seed: number,
+): Int32Array {
+  const n = x.length / dim;
+  const want = Math.min(n, Math.max(floor, Math.ceil(n * fraction)));
+  if (want >= n) return Int32Array.from({ length: n }, (_, i) => i);
+  // About 25 distance updates per image: a few hundred picks each, cheap next to the global pass.
+  return greedyKCenter(x, dim, want, Math.max(1, Math.ceil(want / 25)), seed);
+}
+
+export function gather(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
   const out = new Float32Array(rows.length * dim);
   for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
   return out;

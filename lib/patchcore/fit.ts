@@ -4,17 +4,21 @@
  */
 import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
-import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, selectFiltered } from '../coreset/coreset';
+import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
 import { DEFAULT_VIEW, ViewConfig } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
-import { FeatureExtractor, concat } from './feature-extractor';
+import { FeatureExtractor, ImageEmbedding, concat } from './feature-extractor';
+import { BoundedChoice, chooseBounded } from './bounded-fit';
+import { MemoryBudget } from './memory-budget';
 import { Inspector, NeighbourSearcher, scorePatches } from './inspector';
 import { patchScores } from '../score/anomaly-map';
 import { NominalReference, leaveOneOut, referenceFrom } from '../score/reference';
 import { SpiError, invalid } from '../errors';
+
+export { gather } from '../coreset/coreset';
 
 export interface ImageSource {
   /** Name recorded in the bank (a relative path, an upload name). */
@@ -38,6 +42,8 @@ export interface FitSettings {
   threshold?: number;
   /** Patch-level outlier filter before the coreset (coreset/outliers.ts); absent or fraction 0 = off. */
   outliers?: OutlierFilterConfig;
+  /** A memory budget: candidates spill to disk beyond it (bounded-fit.ts); absent = all in memory. */
+  memory?: MemoryBudget;
 }
 
 export const DEFAULT_FIT: Omit<FitSettings, 'name'> = {
@@ -92,30 +98,20 @@ export async function fitBank(
     throw invalid('the reweighted image score does not go with a nominal reference');
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const split = splitHoldout(images, settings, options.thresholdImages);
-  const parts: Float32Array[] = [];
   const sources: { path: string; sha256: string }[] = [];
-  let dim = 0;
-  for (const [i, source] of split.train.entries()) {
-    const bytes = await source.read();
-    sources.push({ path: source.path, sha256: sha256(bytes) });
-    const embedding = await extractor.embed(await decodeNamed(source.path, bytes, limits));
-    dim = embedding.dim;
-    parts.push(embedding.vectors);
-    options.onProgress?.('embed', i + 1, split.train.length);
-  }
-  const all = concat(parts);
-  const groups = parts.map((p) => p.length / dim);
-  parts.length = 0;
-  const selection = selectFiltered(
-    all,
-    dim,
-    settings.coreset,
-    settings.outliers,
-    (d, t) => options.onProgress?.('coreset', d, t),
-    groups,
-  );
-  const keep = selection.rows;
-  const vectors = gather(all, dim, keep);
+  const embedded = embedSources(extractor, split.train, limits, sources, options.onProgress);
+  const onCoreset = (d: number, t: number) => options.onProgress?.('coreset', d, t);
+  const chosen = settings.memory
+    ? await chooseBounded(
+        embedded,
+        split.train.length,
+        settings.coreset,
+        settings.outliers,
+        settings.memory,
+        onCoreset,
+      )
+    : await chooseInMemory(embedded, settings, onCoreset);
+  const { vectors, dim } = chosen;
   const index = KnnIndex.build(vectors, dim, settings.knn);
   const meta: FittedBank['meta'] = {
     name: settings.name,
@@ -133,13 +129,14 @@ export async function fitBank(
         settings.projectionDim > 0 ? { dim: settings.projectionDim, seed: settings.projectionSeed } : null,
       cellPlacement: extractor.options.cellPlacement !== false,
     },
-    coreset: { ...settings.coreset, inputPatches: all.length / dim, keptPatches: keep.length },
+    coreset: { ...settings.coreset, inputPatches: chosen.inputPatches, keptPatches: vectors.length / dim },
     knn: resolveKnn(settings.knn),
     score: settings.score,
     threshold: { value: Infinity, method: 'manual' },
     categories: settings.categories,
     sources,
-    ...outlierMeta(selection, settings.outliers, sources),
+    ...outlierMeta(chosen, settings.outliers, sources),
+    ...(chosen.memory ? { memory: chosen.memory } : {}),
   };
   const heldOutMaps = options.keepHeldOutMaps ? [] : undefined;
   Object.assign(
@@ -158,9 +155,49 @@ export async function fitBank(
   return { meta, vectors, dim, index, ...(heldOutMaps ? { heldOutMaps } : {}) };
 }
 
+/** Each training image decoded and embedded in turn; `sources` gets its name and digest. */
+async function* embedSources(
+  extractor: FeatureExtractor,
+  train: ImageSource[],
+  limits: DecodeLimits,
+  sources: { path: string; sha256: string }[],
+  onProgress?: FitProgress,
+): AsyncGenerator<{ index: number; embedding: ImageEmbedding }> {
+  for (const [index, source] of train.entries()) {
+    const bytes = await source.read();
+    sources.push({ path: source.path, sha256: sha256(bytes) });
+    yield { index, embedding: await extractor.embed(await decodeNamed(source.path, bytes, limits)) };
+    onProgress?.('embed', index + 1, train.length);
+  }
+}
+
+/** Every image's patches in memory at once, then the coreset (the fit without a memory budget). */
+async function chooseInMemory(
+  embedded: AsyncIterable<{ embedding: ImageEmbedding }>,
+  settings: FitSettings,
+  onProgress: (done: number, total: number) => void,
+): Promise<Omit<BoundedChoice, 'memory'> & { memory?: undefined }> {
+  const parts: Float32Array[] = [];
+  let dim = 0;
+  for await (const { embedding } of embedded) {
+    dim = embedding.dim;
+    parts.push(embedding.vectors);
+  }
+  const all = concat(parts);
+  const groups = parts.map((p) => p.length / dim);
+  parts.length = 0;
+  const selection = selectFiltered(all, dim, settings.coreset, settings.outliers, onProgress, groups);
+  return {
+    vectors: gather(all, dim, selection.rows),
+    dim,
+    inputPatches: all.length / dim,
+    outliers: selection.outliers,
+  };
+}
+
 /** The outlier filter's record for the bank's metadata (nothing when it was off). */
 export function outlierMeta(
-  selection: CoresetSelection,
+  selection: Pick<CoresetSelection, 'outliers'>,
   config: OutlierFilterConfig | undefined,
   sources: { path: string }[],
 ): Pick<BankMeta, 'outliers'> {
@@ -308,11 +345,4 @@ export function fittedInspector(fitted: FittedBank, extractor: FeatureExtractor)
     extractor,
     new LocalSearcher(fitted.index),
   );
-}
-
-export function gather(vectors: Float32Array, dim: number, rows: Int32Array): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++)
-    out.set(vectors.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
-  return out;
 }

@@ -9,6 +9,7 @@ import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../../lib/coreset/outliers';
 import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
+import { MemoryBudget, defaultMaxMemory, parseBytes } from '../../lib/patchcore/memory-budget';
 import { INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
@@ -231,6 +232,15 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
   };
+}
+
+/** `--max-memory SIZE` (spi fit): the fit's memory budget; absent = the machine's default. */
+export function memoryFrom(v: { 'max-memory'?: string }): MemoryBudget {
+  const raw = v['max-memory'];
+  if (raw === undefined) return { maxBytes: defaultMaxMemory() };
+  const maxBytes = parseBytes(raw);
+  if (!maxBytes) throw invalid(`--max-memory must be a size such as 2GiB or 800MiB, got "${raw}"`);
+  return { maxBytes };
 }
 
 function outliersFrom(v: EngineFlagValues): OutlierFilterConfig {

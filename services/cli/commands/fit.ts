@@ -19,7 +19,10 @@ import {
   extractorFrom,
   fitFrom,
   fuseMembersFrom,
+  memoryFrom,
 } from '../options';
+import { defaultMaxMemory, formatBytes } from '../../../lib/patchcore/memory-budget';
+import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
 import { fitFused, saveFused } from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
 import { invalid, notFound } from '../../../lib/errors';
@@ -42,6 +45,7 @@ export const FIT_FLAGS = {
   add: { type: 'string' },
   bank: { type: 'string' },
   reason: { type: 'string' },
+  'max-memory': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
@@ -57,6 +61,11 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
   --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
   --f1-from DIR       labelled images in MVTec layout (test/good, test/<defect>): use the
                       F1-optimal threshold on them instead of the automatic one
+  --max-memory SIZE   memory budget of the fit, e.g. 2GiB or 800MiB: beyond it the patches (each
+                      image's reduced by --coreset-per-image as it comes) spill to a temporary file
+                      in $TMPDIR and the coreset is chosen chunk by chunk, so thousands of images
+                      fit in fixed memory; an error when not even the bank fits (default: half this
+                      machine's RAM, 1 to 16 GiB: ${formatBytes(defaultMaxMemory())} here)
 ${ENGINE_USAGE}
 ${HEAD_USAGE}`;
 
@@ -121,23 +130,31 @@ export async function fitCommand(argv: string[]): Promise<void> {
     );
     if (written.head) console.log(formatHead(written.head));
     printOutliers(written.outliers);
+    printMemory(written.memory);
   } finally {
     progress.stop();
     await pool.close();
   }
 }
 
+type FitValues = EngineFlagValues & { 'max-memory'?: string };
+
+/** A bank's fit settings from the flags, with the memory budget (`--max-memory`). */
+function fitSettings(values: FitValues, name: string) {
+  return { ...fitFrom(values, name, [name]), memory: memoryFrom(values) };
+}
+
 export async function fitFromFolder(
   pool: BackbonePool,
   files: string[],
   root: string,
-  values: EngineFlagValues,
+  values: FitValues,
   progress: Progress,
   thresholdDir?: string,
   keepHeldOutMaps = false,
 ): Promise<FittedBank> {
   const extractor = await createExtractor(pool, extractorFrom(values));
-  const settings = fitFrom(values, path.basename(path.resolve(root)), [path.basename(path.resolve(root))]);
+  const settings = fitSettings(values, path.basename(path.resolve(root)));
   return fitBank(extractor, fileSources(files, root), settings, {
     thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
@@ -177,14 +194,14 @@ async function headBeside(
 async function autoFitFolder(
   pool: BackbonePool,
   category: Category,
-  values: EngineFlagValues & { out?: string; 'threshold-dir'?: string },
+  values: EngineFlagValues & { out?: string; 'threshold-dir'?: string; 'max-memory'?: string },
   auto: AutoRequest,
   progress: Progress,
   head?: ReturnType<typeof headFitFrom>,
 ): Promise<void> {
   const name = path.basename(path.resolve(category.root));
   const dir = values['threshold-dir'];
-  const result = await autoFit(fileSources(category.train, category.root), fitFrom(values, name, [name]), {
+  const result = await autoFit(fileSources(category.train, category.root), fitSettings(values, name), {
     pool,
     ...auto,
     thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
@@ -206,6 +223,7 @@ async function autoFitFolder(
   );
   if (result.kind === 'single' && result.fitted.meta.head) console.log(formatHead(result.fitted.meta.head));
   if (result.kind === 'single') printOutliers(result.fitted.meta.outliers);
+  if (result.kind === 'single') printMemory(result.fitted.meta.memory);
 }
 
 /** `spi fit --add <folder> --bank <bank>`: the next version from the bank plus the new images. */
@@ -261,6 +279,17 @@ export function printOutliers(o: OutlierRecord | undefined): void {
     console.log(`  ${s.path}: ${s.dropped}/${s.candidates} patches (${(100 * s.share).toFixed(1)} %)`);
 }
 
+/** The memory line of the fit summary: the budget, and what went to disk. */
+export function printMemory(m: FitMemoryRecord | undefined): void {
+  if (!m) return;
+  const where = m.spilled
+    ? `spilled ${formatBytes(m.spilledBytes)} of candidates to disk in ${m.chunks} chunks (coreset in two stages)`
+    : 'nothing spilled';
+  console.log(
+    `memory: budget ${formatBytes(m.maxBytes)} (${formatBytes(m.residentBytes)} in use before the patches), ${m.candidates} candidate patches, ${where}`,
+  );
+}
+
 /** `spi fit --explain`: the automatic fit's record of a bank, or the flags it was built with. */
 export function explainBank(dir: string): string {
   const file = path.join(dir, 'bank.json');
@@ -275,7 +304,7 @@ async function fitFusedFromFolder(
   pool: BackbonePool,
   files: string[],
   root: string,
-  values: EngineFlagValues & { out?: string },
+  values: EngineFlagValues & { out?: string; 'max-memory'?: string },
   progress: Progress,
   thresholdDir?: string,
 ): Promise<void> {
@@ -284,7 +313,7 @@ async function fitFusedFromFolder(
   for (const v of [values, ...fuseMembersFrom(values)]) {
     members.push({
       extractor: await createExtractor(pool, extractorFrom(v)),
-      settings: fitFrom(v, name, [name]),
+      settings: fitSettings({ ...v, 'max-memory': values['max-memory'] }, name),
     });
   }
   const fitted = await fitFused(fileSources(files, root), members, members[0].settings, {
