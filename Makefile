@@ -12,7 +12,7 @@ TSX          := node --import tsx
 MOCHA        := node_modules/.bin/mocha --config .mocharc.json
 STATS        := build/test-stats
 
-.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench soak quantize docs clean
+.PHONY: help setup models build lint typecheck test test-unit test-integration demo eval bench bench-memory soak quantize docs clean
 
 help:
 	@echo "make demo   - bring up an embedded cluster, build a bank, inspect, rotate, write a report"
@@ -21,6 +21,7 @@ help:
 	@echo "make models - convert the ImageNet backbones to ONNX under build/models"
 	@echo "make eval   - full evaluation on ../shared/data (results in eval-results/)"
 	@echo "make bench  - speed figures (results in bench/results.json and bench/results.md)"
+	@echo "make bench-memory - fits of 500 and 5,000 synthetic 512 px prints under one --max-memory (bench/memory-results.json/.md; ~25 min on 2 cores)"
 	@echo "make soak   - fault drill on a local cluster under load, SOAK_MINUTES (default 10; soak-results.json/.md)"
 	@echo "make build  - compile TypeScript to dist/"
 	@echo "make docs   - regenerate docs/API.md from the proto"
@@ -86,6 +87,10 @@ eval: setup
 bench: setup
 	$(TSX) bench/run.ts --out bench
 
+# Peak RSS and time per image of bounded-memory fits (#18); makes the 5,000 prints once (build/bench-memory).
+bench-memory: setup
+	$(TSX) bench/fit-memory.ts --out bench
+
 # Bounded: SOAK_MINUTES of load and faults (default 10) plus about a minute of set-up.
 SOAK_MINUTES ?= 10
 soak: setup
@@ -100,4 +105,4 @@ docs: $(NODE_STAMP)
 	$(TSX) scripts/gen-api-docs.ts
 
 clean:
-	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md soak-results.json soak-results.md
+	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md bench/memory-results.json bench/memory-results.md soak-results.json soak-results.md

@@ -52,6 +52,14 @@ export async function chooseBounded(
   let dim = 0;
   let estimate = 0;
   let inputPatches = 0;
+  const reference = filter && filter.fraction > 0 ? filter.reference : 0;
+  let kept = 0;
+  const replan = (resident: number) => {
+    plan = planChunks(budget, resident, estimate, dim, projector!.d, kept, reference);
+    if (spill) spill.chunkRows = plan.chunkRows;
+  };
+  // What the process holds besides the candidates (the current image's embedding counts as held).
+  const beside = () => process.memoryUsage().rss - (spill?.pendingBytes ?? 0);
   try {
     for await (const { index, embedding } of embedded) {
       const rows = embedding.vectors.length / embedding.dim;
@@ -61,11 +69,10 @@ export async function chooseBounded(
         // The bank's size from the first image (prints of one job share their size); checked again at the end.
         estimate = coresetSize(rows * images, coreset);
         const floor = Math.ceil(estimate / images);
-        const kept = perImage ? Math.min(rows, Math.max(floor, Math.ceil(rows * fraction))) : rows;
-        const resident = budget.residentBytes ?? process.memoryUsage().rss;
-        plan = planChunks(budget, resident, estimate, dim, projector.d, kept);
+        kept = perImage ? Math.min(rows, Math.max(floor, Math.ceil(rows * fraction))) : rows;
+        replan(budget.residentBytes ?? beside());
         spill = new PatchSpill(dim, plan.chunkRows, budget.spillDir);
-      }
+      } else if (budget.residentBytes === undefined && beside() > plan.residentBytes) replan(beside());
       if (embedding.dim !== dim)
         throw new Error(`image ${index} embeds to width ${embedding.dim}, not ${dim}`);
       inputPatches += rows;
@@ -86,7 +93,7 @@ export async function chooseBounded(
     if (!spill) throw new Error('no images were embedded');
     const m = coresetSize(inputPatches, coreset);
     // Larger images than the first: the final bank must still fit.
-    if (m > estimate) planChunks(budget, plan.residentBytes, m, dim, projector!.d, 0);
+    if (m > estimate) planChunks(budget, plan.residentBytes, m, dim, projector!.d, 0, reference);
     const memory: MemoryRecord = {
       maxBytes: budget.maxBytes,
       residentBytes: plan.residentBytes,

@@ -2,8 +2,9 @@
  * The fit's memory budget (#18 "bounded memory"): how many candidate patches one chunk of the coreset
  * may hold so that the whole process stays under `maxBytes`. What the fit keeps beside the patches
  * (the backbone, onnxruntime's arenas, one image's embedding) is measured, not guessed: the process's
- * resident size once the first image is embedded. The rest, less a tenth for the collector's slack,
- * goes to the final stage (the bank and the chunk survivors it is chosen from) and to one chunk.
+ * resident size less the patches it holds, after every image (onnxruntime's arenas grow over the
+ * first few). The rest, less a tenth for the collector's slack, goes to the final stage (the bank and
+ * the chunk survivors it is chosen from, the searches) and to one chunk.
  */
 import * as os from 'node:os';
 import { invalid } from '../errors';
@@ -46,6 +47,15 @@ export function finalBytes(m: number, dim: number, coresetDim: number): number {
   return OVERSAMPLE * m * rowBytes(dim, coresetDim) + 2 * m * dim * 4;
 }
 
+/**
+ * Bytes of the searches beside the rows: faiss's blocked distance tables and BLAS buffers (about
+ * 30 MB measured on a 30k x 20k search) and the outlier filter's reference sample (`reference` rows,
+ * gathered and indexed).
+ */
+export function searchBytes(reference: number, coresetDim: number): number {
+  return 32 * MiB + 2 * reference * coresetDim * 4;
+}
+
 export interface ChunkPlan {
   /** Most candidate rows one chunk holds (in memory while embedding, then on disk when spilled). */
   chunkRows: number;
@@ -54,7 +64,8 @@ export interface ChunkPlan {
 
 /**
  * The chunk size for a bank of `m` rows of width `dim` (coreset on `coresetDim`), with `resident`
- * bytes already in use; an error when not even the bank and a chunk of two images fit.
+ * bytes already in use and an outlier filter searching `reference` rows; an error when not even the
+ * bank and a chunk of two images (of `imageRows` candidates) fit.
  */
 export function planChunks(
   budget: MemoryBudget,
@@ -63,9 +74,10 @@ export function planChunks(
   dim: number,
   coresetDim: number,
   imageRows: number,
+  reference = 0,
 ): ChunkPlan {
   const avail = budget.maxBytes * 0.9 - resident;
-  const final = finalBytes(m, dim, coresetDim);
+  const final = finalBytes(m, dim, coresetDim) + searchBytes(reference, coresetDim);
   const chunkRows = Math.floor((avail - final) / rowBytes(dim, coresetDim));
   if (chunkRows < 2 * imageRows) {
     const need = resident + final + 2 * imageRows * rowBytes(dim, coresetDim);

@@ -38,8 +38,11 @@ export class PatchSpill {
 
   constructor(
     readonly dim: number,
-    /** Most rows a chunk holds; a chunk is cut at an image boundary, so one large image may exceed it. */
-    readonly chunkRows: number,
+    /**
+     * Most rows a chunk holds; a chunk is cut at an image boundary, so one large image may exceed it.
+     * The fit lowers it when the memory beside the patches grows.
+     */
+    public chunkRows: number,
     private readonly parent = os.tmpdir(),
   ) {}
 
@@ -53,6 +56,11 @@ export class PatchSpill {
   /** Bytes written to the spill file. */
   get spilledBytes(): number {
     return this.written;
+  }
+
+  /** Bytes of the chunk still in memory. */
+  get pendingBytes(): number {
+    return this.pendingRows * this.dim * 4;
   }
 
   /** Chunks in all (the one still in memory included). */

@@ -24,7 +24,7 @@ import {
 } from '../../lib/patchcore/fit';
 import { DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_VIEW } from '../../lib/image/views';
-import { GiB, MiB } from '../../lib/patchcore/memory-budget';
+import { GiB, MiB, searchBytes } from '../../lib/patchcore/memory-budget';
 import { TEST_TMP } from '../helpers/processes';
 import { printDataset, PrintDataset } from '../helpers/fixtures';
 
@@ -43,6 +43,8 @@ describe('bounded-memory fit: spill to disk, two-stage coreset, --max-memory', f
     coreset: { ...DEFAULT_CORESET, perImage: 0.25 },
   };
   const leftovers = () => fs.readdirSync(spillDir);
+  /** The budget's share for faiss's buffers and the outlier filter's reference (memory-budget.ts). */
+  const searching = searchBytes(DEFAULT_FIT.outliers!.reference, 96) / 0.9;
 
   before(async () => {
     data = await printDataset('prints-plant', 20);
@@ -82,15 +84,15 @@ describe('bounded-memory fit: spill to disk, two-stage coreset, --max-memory', f
     assert.deepEqual(roomy.vectors, plain.vectors, 'within the budget: the in-memory fit, row for row');
     assert.equal(roomy.meta.memory!.spilled, false);
 
-    // 18 training prints of 784 patches, 196 each after the per-image greedy; 10 MB holds the bank
-    // of 1,411 rows and its candidates but only a few prints' candidates per chunk.
+    // 18 training prints of 784 patches, 196 each after the per-image greedy; 10 MB beside the
+    // searches hold the bank of 1,411 rows and its candidates but only a few prints' per chunk.
     let seen: string[] = [];
     const watched = images.map((im, i) =>
       i === images.length - 1 ? { ...im, read: () => ((seen = leftovers()), im.read()) } : im,
     );
     const small = await fitBank(extractor, watched, {
       ...settings,
-      memory: { maxBytes: 10 * MiB, residentBytes: 0, spillDir },
+      memory: { maxBytes: searching + 10 * MiB, residentBytes: 0, spillDir },
     });
     const m = small.meta.memory!;
     assert.ok(m.spilled && m.chunks >= 3, JSON.stringify(m));
@@ -112,7 +114,7 @@ describe('bounded-memory fit: spill to disk, two-stage coreset, --max-memory', f
     await assert.rejects(
       fitBank(extractor, [...images.slice(0, 12), bad], {
         ...settings,
-        memory: { maxBytes: 8 * MiB, residentBytes: 0, spillDir },
+        memory: { maxBytes: searching + 8 * MiB, residentBytes: 0, spillDir },
       }),
       /bad\.png/,
     );

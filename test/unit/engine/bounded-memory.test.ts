@@ -19,6 +19,7 @@ import {
   parseBytes,
   planChunks,
   rowBytes,
+  searchBytes,
 } from '../../../lib/patchcore/memory-budget';
 import { formatDuration, secondsLeft } from '../../../services/cli/progress';
 import { mulberry32 } from '../../../lib/util/random';
@@ -136,8 +137,8 @@ describe('bounded-memory fit', () => {
 
   it('plans a chunk from what is left of the budget, and refuses a budget that cannot hold the bank', () => {
     const budget = { maxBytes: 100 * MiB };
-    const plan = planChunks(budget, 20 * MiB, 1000, 96, 96, 700);
-    const left = 0.9 * 100 * MiB - 20 * MiB - finalBytes(1000, 96, 96);
+    const plan = planChunks(budget, 20 * MiB, 1000, 96, 96, 700, 5000);
+    const left = 0.9 * 100 * MiB - 20 * MiB - finalBytes(1000, 96, 96) - searchBytes(5000, 96);
     assert.equal(plan.chunkRows, Math.floor(left / rowBytes(96, 96)));
     assert.throws(
       () => planChunks({ maxBytes: 300 * MiB }, 280 * MiB, 100_000, 96, 96, 700),
