@@ -177,16 +177,16 @@ const FAULTS: Record<FaultKind, (ctx: SoakContext) => Promise<Record<string, unk
 
 /**
  * Runs the schedule: after `startAt`, fault i of each cycle starts at its slot (or right after the
- * previous one when that overran), `cycles` times through FAULT_ORDER; returns the windows.
+ * previous one when that overran), `cycles` times through `faults` (default FAULT_ORDER); returns the windows.
  */
 export async function runSchedule(
   ctx: SoakContext,
-  options: { startAt: number; slotMs: number; cycles: number },
+  options: { startAt: number; slotMs: number; cycles: number; faults?: FaultKind[] },
 ): Promise<FaultWindow[]> {
   const windows: FaultWindow[] = [];
   let slot = 0;
   for (let cycle = 0; cycle < options.cycles; cycle++)
-    for (const kind of FAULT_ORDER) {
+    for (const kind of options.faults ?? FAULT_ORDER) {
       await sleep(options.startAt + slot++ * options.slotMs - Date.now());
       const start = Date.now();
       ctx.log(`fault ${kind} (cycle ${cycle + 1})`);

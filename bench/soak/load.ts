@@ -28,6 +28,8 @@ export interface Sample {
   image: number;
   version?: number;
   score?: number;
+  /** The gateway's own time for the answer: waiting for admission, then the inspection. */
+  gatewayMs?: number;
 }
 
 export interface Probe {
@@ -202,6 +204,8 @@ function streamed(frame: { at: number; image: number }, code: string, res?: Insp
   };
 }
 
-function answer(res: InspectResponse | undefined): Pick<Sample, 'version' | 'score'> {
-  return res ? { version: res.version, score: res.score } : {};
+function answer(res: InspectResponse | undefined): Pick<Sample, 'version' | 'score' | 'gatewayMs'> {
+  if (!res) return {};
+  const t = res.timings;
+  return { version: res.version, score: res.score, ...(t ? { gatewayMs: t.queueMs + t.totalMs } : {}) };
 }

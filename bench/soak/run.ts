@@ -6,6 +6,7 @@
  * renews the servers' certificate, once per cycle. Writes soak-results.json and soak-results.md
  * (SOAK_OUT, default the current folder) and prints the table; every process it started is stopped,
  * whatever happens. SOAK_SAMPLES=<file> also writes every request's sample and the fault windows.
+ * SOAK_FAULTS=burst,rotation drills only those faults (a shorter run to look into one of them).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,7 +18,7 @@ import { DEFAULT_ADMISSION } from '../../services/gateway/admission';
 import { printDataset, upload } from '../../test/helpers/fixtures';
 import { imageCorpus } from '../../test/helpers/image-corpus';
 import { SpiError } from '../../lib/errors';
-import { FAULT_ORDER, runSchedule } from './faults';
+import { FAULT_ORDER, FaultKind, runSchedule } from './faults';
 import { Probe, Sample, streamLine, unaryLine } from './load';
 import { memorySampler } from './memory';
 import { CorpusResult, markdown, summarize } from './summary';
@@ -37,10 +38,11 @@ async function main(): Promise<void> {
   if (!(minutes > 0))
     throw new Error(`SOAK_MINUTES must be a positive number, got ${process.env.SOAK_MINUTES}`);
   const outDir = path.resolve(process.env.SOAK_OUT ?? '.');
+  const faults = faultsFrom(process.env.SOAK_FAULTS);
   const durationMs = minutes * 60_000;
   const warmupMs = Math.min(60_000, Math.max(20_000, durationMs / 10));
-  const cycles = Math.max(1, Math.floor((durationMs - warmupMs) / (FAULT_ORDER.length * MIN_SLOT_MS)));
-  const slotMs = (durationMs - warmupMs) / (cycles * FAULT_ORDER.length);
+  const cycles = Math.max(1, Math.floor((durationMs - warmupMs) / (faults.length * MIN_SLOT_MS)));
+  const slotMs = (durationMs - warmupMs) / (cycles * faults.length);
 
   const data = await printDataset('soak-prints', 12);
   fs.mkdirSync(TEST_TMP, { recursive: true });
@@ -138,12 +140,12 @@ async function main(): Promise<void> {
         record,
         log,
       },
-      { startAt: startedAt + warmupMs, slotMs, cycles },
+      { startAt: startedAt + warmupMs, slotMs, cycles, faults },
     );
     await new Promise((r) => setTimeout(r, warmupMs));
     const warmMemory = await memory.sample();
     log(
-      `warm-up done; ${cycles} cycle(s) of ${FAULT_ORDER.length} faults, a slot of ${Math.round(slotMs / 1000)} s each`,
+      `warm-up done; ${cycles} cycle(s) of ${faults.length} faults, a slot of ${Math.round(slotMs / 1000)} s each`,
     );
     const windows = await schedule;
     await new Promise((r) => setTimeout(r, Math.max(0, startedAt + durationMs - Date.now())));
@@ -167,6 +169,7 @@ async function main(): Promise<void> {
         warmupMs,
         cycles,
         slotMs: Math.round(slotMs),
+        faults,
         burst: burstSettings,
         admission: DEFAULT_ADMISSION,
       },
@@ -187,6 +190,16 @@ async function main(): Promise<void> {
     await cluster?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The faults to drill, in schedule order: all of them unless SOAK_FAULTS names some. */
+function faultsFrom(list: string | undefined): FaultKind[] {
+  if (!list) return FAULT_ORDER;
+  const named = list.split(',').map((f) => f.trim());
+  const unknown = named.filter((f) => !FAULT_ORDER.includes(f as FaultKind));
+  if (unknown.length > 0 || named.length === 0)
+    throw new Error(`SOAK_FAULTS: unknown fault(s) ${unknown.join(', ')}; known: ${FAULT_ORDER.join(', ')}`);
+  return FAULT_ORDER.filter((f) => named.includes(f));
 }
 
 main().then(

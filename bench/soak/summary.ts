@@ -43,6 +43,12 @@ const latency = (xs: Sample[], of: 'ms' | 'attemptMs' = 'ms'): Latency => {
   return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99) };
 };
 
+/** Of the answered ones: the gateway's own time, from the request's arrival there to the answer. */
+const onGateway = (xs: Sample[]): Latency => {
+  const ms = xs.filter((s) => s.code === 'OK' && s.gatewayMs !== undefined).map((s) => s.gatewayMs!);
+  return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99) };
+};
+
 const countBy = (xs: Sample[]) => {
   const out: Record<string, number> = {};
   for (const s of xs) out[s.code] = (out[s.code] ?? 0) + 1;
@@ -71,6 +77,18 @@ export function summarize(r: SoakRecord) {
   // client's (reported apart as retried).
   const burstAccepted = latency(inBurst, 'attemptMs');
   const burstWithRetries = latency(inBurst);
+  // The line controllers' calls in the burst, and the overloader's own: a client that opens 300
+  // calls at once waits for its own process and connection, which the gateway's time leaves out.
+  const burstLines = latency(
+    inBurst.filter((s) => s.source !== 'burst'),
+    'attemptMs',
+  );
+  const burstOverloader = latency(
+    inBurst.filter((s) => s.source === 'burst'),
+    'attemptMs',
+  );
+  const unloadedOnGateway = onGateway(outside);
+  const burstOnGateway = onGateway(inBurst);
   const byFault: Partial<Record<FaultKind, Latency & { failed: Record<string, number> }>> = {};
   for (const kind of new Set(r.windows.map((w) => w.kind))) {
     const xs = r.samples.filter((s) => windowOf(s)?.kind === kind);
@@ -103,6 +121,8 @@ export function summarize(r: SoakRecord) {
     noMixedVersions: mixed.length === 0,
     burstRefusalsAllResourceExhausted: burstRefusals.every((s) => s.code === 'RESOURCE_EXHAUSTED'),
     burstP99UnderTwiceUnloaded: burstAccepted.p99 < 2 * unloaded.p99,
+    burstLineControllersP99UnderTwiceUnloaded: burstLines.p99 < 2 * unloaded.p99,
+    burstP99OnGatewayUnderTwiceUnloaded: burstOnGateway.p99 < 2 * unloadedOnGateway.p99,
     memoryGrowthUnder10Pct: memory.every((m) => m.restarted || (m.growthPct ?? Infinity) < 10),
     corpusNonImagesRefused: corpusRefusals.every((c) => c.got === c.expect),
     corpusCameraFormatsScored: corpusImages.every((c) => c.got === 'OK'),
@@ -129,9 +149,13 @@ export function summarize(r: SoakRecord) {
     },
     latencyMs: {
       outsideFaults: unloaded,
+      outsideFaultsOnGateway: unloadedOnGateway,
       duringFaults: latency(during),
       duringBurst: {
         ...burstAccepted,
+        lineControllers: burstLines,
+        overloader: burstOverloader,
+        onGateway: burstOnGateway,
         withRetries: burstWithRetries,
         retried: inBurst.filter((s) => s.attempts > 1).length,
         refused: burstRefusals.length,
@@ -187,6 +211,10 @@ export function markdown(s: SoakResults): string {
     ...Object.entries(l.byFault).map(([k, v]) => `| &nbsp; ${k} | ${v.n} | ${fmt(v.p50)} | ${fmt(v.p99)} |`),
     `| during the burst, accepted attempt (refused: ${l.duringBurst.refused}, ${codes(l.duringBurst.refusedByCode)}) | ${l.duringBurst.n} | ${fmt(l.duringBurst.p50)} | ${fmt(l.duringBurst.p99)} |`,
     `| &nbsp; the same with the client's retry waits (${l.duringBurst.retried} retried) | ${l.duringBurst.withRetries.n} | ${fmt(l.duringBurst.withRetries.p50)} | ${fmt(l.duringBurst.withRetries.p99)} |`,
+    `| &nbsp; the line controllers' | ${l.duringBurst.lineControllers.n} | ${fmt(l.duringBurst.lineControllers.p50)} | ${fmt(l.duringBurst.lineControllers.p99)} |`,
+    `| &nbsp; the overloader's own (300 calls opened at once by one process) | ${l.duringBurst.overloader.n} | ${fmt(l.duringBurst.overloader.p50)} | ${fmt(l.duringBurst.overloader.p99)} |`,
+    `| on the gateway (arrival to answer), outside faults | ${l.outsideFaultsOnGateway.n} | ${fmt(l.outsideFaultsOnGateway.p50)} | ${fmt(l.outsideFaultsOnGateway.p99)} |`,
+    `| on the gateway, during the burst, accepted | ${l.duringBurst.onGateway.n} | ${fmt(l.duringBurst.onGateway.p50)} | ${fmt(l.duringBurst.onGateway.p99)} |`,
     '',
     '| process | RSS MiB at start | after warm-up | at end | peak | growth after warm-up |',
     '|---|---|---|---|---|---|',

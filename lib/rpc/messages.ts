@@ -31,7 +31,14 @@ export interface InspectResponseMsg {
   mapHeight: number;
   imageWidth: number;
   imageHeight: number;
-  timings: { decodeMs: number; embedMs: number; searchMs: number; scoreMs: number; totalMs: number } | null;
+  timings: {
+    decodeMs: number;
+    embedMs: number;
+    searchMs: number;
+    scoreMs: number;
+    totalMs: number;
+    queueMs: number;
+  } | null;
   errorCode: number;
   error: string;
 }

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { toServiceError } from '../../lib/rpc/status';
 import { stopUpload } from '../../lib/rpc/stop-upload';
 import { Admission } from './admission';
+import { markArrival } from './arrival';
 import { deadlineOf } from './inspector-service';
 
 const INSPECT = '/spi.v1.Inspector/Inspect';
@@ -21,9 +22,11 @@ export function admissionInterceptor(admission: Admission): grpc.ServerIntercept
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const refused = admission.refusal(deadlineOf(call), { early: true });
+            const client = call.getPeer();
+            const refused = admission.refusal(deadlineOf(call), { early: true, client });
             if (!refused) {
-              arrived = admission.arrive();
+              markArrival(metadata);
+              arrived = admission.arrive(client);
               return nextMetadata(metadata);
             }
             const status = toServiceError(refused);

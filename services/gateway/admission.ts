@@ -5,6 +5,12 @@
  * RESOURCE_EXHAUSTED and a retry hint, instead of queueing without bound (a burst of 300 once took
  * p50 to 16 s and the gateway's memory to 1.9 GiB). A request whose deadline cannot be met (a
  * running estimate of the service time, and its place in the queue) is dropped before any work.
+ *
+ * Shared fairly between clients (a client here is a connection, gRPC's peer): a request that finds
+ * the queue full takes the place of the newest queued request of the client holding the most,
+ * when that client holds at least two more than the newcomer's, and a freed slot goes to the
+ * queued request whose client has the fewest running. One client alone still gets every slot; in a
+ * burst from one client, the other line controllers are neither refused nor queued behind it.
  */
 import { SpiError } from '../../lib/errors';
 
@@ -19,9 +25,22 @@ export interface AdmissionSettings {
 export const DEFAULT_ADMISSION: AdmissionSettings = { maxInFlight: 4, maxQueue: 4 };
 
 /** Why a request was refused: the queue was full, or its deadline could not be met. */
-export type ShedReason = 'queue_full' | 'deadline';
+export type ShedReason = 'queue_full' | 'deadline' | 'fair_share';
+export const SHED_REASONS: ShedReason[] = ['queue_full', 'deadline', 'fair_share'];
+
+/** Who sent a request, for the fair share (the connection's peer address); one default client. */
+export type ClientKey = string;
+const ANY_CLIENT: ClientKey = '';
+
+/** A client's requests by state. */
+interface Holdings {
+  running: number;
+  queued: number;
+  arriving: number;
+}
 
 interface Waiter {
+  client: ClientKey;
   deadline?: number;
   admit: () => void;
   refuse: (err: SpiError) => void;
@@ -41,6 +60,7 @@ export class Admission {
   /** Calls whose metadata is in and whose image is still on its way (see arrive()). */
   private arriving = 0;
   private readonly queue: Waiter[] = [];
+  private readonly clients = new Map<ClientKey, Holdings>();
   private estimate: number | undefined;
   private readonly shedListeners = new Set<(reason: ShedReason) => void>();
 
@@ -73,8 +93,13 @@ export class Admission {
    * when the queue is full or the wait would miss `deadline` (epoch ms), DEADLINE_EXCEEDED when the
    * deadline is too short even without a queue. `signal` takes a cancelled caller out of the queue.
    */
-  async run<T>(deadline: number | undefined, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    await this.acquire(deadline, signal);
+  async run<T>(
+    deadline: number | undefined,
+    work: () => Promise<T>,
+    signal?: AbortSignal,
+    client: ClientKey = ANY_CLIENT,
+  ): Promise<T> {
+    await this.acquire(deadline, signal, client);
     const started = this.now();
     let ok = false;
     try {
@@ -82,7 +107,7 @@ export class Admission {
       ok = true;
       return result;
     } finally {
-      this.release(ok ? this.now() - started : undefined);
+      this.release(client, ok ? this.now() - started : undefined);
     }
   }
 
@@ -90,12 +115,15 @@ export class Admission {
    * Counts a call from the moment its metadata is in until `done` (its message arrived, or the call
    * ended without one): a burst's calls then see each other before any image is read.
    */
-  arrive(): () => void {
+  arrive(client: ClientKey = ANY_CLIENT): () => void {
     this.arriving++;
+    this.count(client, 'arriving', +1);
     let done = false;
     return () => {
-      if (!done) this.arriving--;
+      if (done) return;
       done = true;
+      this.arriving--;
+      this.count(client, 'arriving', -1);
     };
   }
 
@@ -104,7 +132,10 @@ export class Admission {
    * or queue. `early`: asked when its metadata is in, so the calls still arriving count as ahead
    * of it; once its message is in (run()), only those running and queued do.
    */
-  refusal(deadline: number | undefined, { early = false } = {}): SpiError | undefined {
+  refusal(
+    deadline: number | undefined,
+    { early = false, client = ANY_CLIENT }: { early?: boolean; client?: ClientKey } = {},
+  ): SpiError | undefined {
     if (deadline !== undefined && this.estimate !== undefined && this.now() + this.estimate > deadline)
       return this.shed(
         'deadline',
@@ -118,21 +149,65 @@ export class Admission {
     const busy = this.running + (early ? this.arriving : 0);
     if (busy < maxInFlight && this.queue.length === 0) return undefined;
     const waiting = this.queue.length + Math.max(0, busy - maxInFlight);
-    if (waiting >= maxQueue) return this.overloaded('queue_full');
-    if (deadline !== undefined && !this.canMeet(deadline, waiting + 1)) return this.overloaded('deadline');
+    const full = waiting >= maxQueue;
+    const place = full ? maxQueue : waiting + 1;
+    if (deadline !== undefined && !this.canMeet(deadline, place)) return this.overloaded('deadline');
+    if (full && !this.makeRoomFor(client, early)) return this.overloaded('queue_full');
     return undefined;
+  }
+
+  /**
+   * Refuses the newest queued request of the client holding the most (when it holds at least two
+   * more than `client`), so that `client` can queue; false when no client is that far ahead.
+   * `early`: when that client's requests are still arriving rather than queued, lets `client` in
+   * all the same; theirs are refused once their images are in and find the queue full.
+   */
+  private makeRoomFor(client: ClientKey, early: boolean): boolean {
+    const mine = this.held(client);
+    let heaviest: ClientKey | undefined;
+    let most = mine + 1;
+    for (const w of this.queue) {
+      const held = this.held(w.client);
+      if (held > most) [heaviest, most] = [w.client, held];
+    }
+    if (heaviest === undefined)
+      return early && [...this.clients.values()].some((h) => h.arriving > 0 && this.total(h) > mine + 1);
+    let newest = this.queue.length - 1;
+    while (this.queue[newest].client !== heaviest) newest--;
+    this.unqueue(newest).refuse(this.overloaded('fair_share'));
+    return true;
+  }
+
+  private held(client: ClientKey): number {
+    const h = this.clients.get(client);
+    return h ? this.total(h) : 0;
+  }
+
+  private total(h: Holdings): number {
+    return h.running + h.queued + h.arriving;
+  }
+
+  private count(client: ClientKey, state: keyof Holdings, delta: number): void {
+    const h = this.clients.get(client) ?? { running: 0, queued: 0, arriving: 0 };
+    h[state] += delta;
+    if (this.total(h) > 0) this.clients.set(client, h);
+    else this.clients.delete(client);
   }
 
   private canStart(): boolean {
     return this.running < this.settings.maxInFlight && this.queue.length === 0;
   }
 
-  private acquire(deadline: number | undefined, signal?: AbortSignal): Promise<void> {
+  private acquire(
+    deadline: number | undefined,
+    signal: AbortSignal | undefined,
+    client: ClientKey,
+  ): Promise<void> {
     if (signal?.aborted) throw new SpiError('UNAVAILABLE', 'the caller cancelled the request');
-    const refused = this.refusal(deadline);
+    const refused = this.refusal(deadline, { client });
     if (refused) throw refused;
     if (this.canStart()) {
-      this.running++;
+      this.start(client);
       return Promise.resolve();
     }
     return new Promise<void>((admit, refuse) => {
@@ -148,6 +223,7 @@ export class Admission {
         this.dropWaiter(waiter, new SpiError('UNAVAILABLE', 'the caller cancelled the request'));
       signal?.addEventListener('abort', onAbort, { once: true });
       const waiter: Waiter = {
+        client,
         deadline,
         admit,
         refuse,
@@ -157,33 +233,56 @@ export class Admission {
         },
       };
       this.queue.push(waiter);
+      this.count(client, 'queued', +1);
     });
   }
 
-  private release(serviceMs: number | undefined): void {
+  private start(client: ClientKey): void {
+    this.running++;
+    this.count(client, 'running', +1);
+  }
+
+  private release(client: ClientKey, serviceMs: number | undefined): void {
     this.running--;
+    this.count(client, 'running', -1);
     // Failures (a corrupt image refused in a millisecond) say nothing about the service time.
     if (serviceMs !== undefined)
       this.estimate =
         this.estimate === undefined ? serviceMs : this.estimate + EWMA * (serviceMs - this.estimate);
     while (this.running < this.settings.maxInFlight && this.queue.length > 0) {
-      const next = this.queue.shift()!;
-      next.done();
+      const next = this.takeNext();
       if (next.deadline !== undefined && !this.canMeet(next.deadline, 0)) {
         next.refuse(this.overloaded('deadline'));
         continue;
       }
-      this.running++;
+      this.start(next.client);
       next.admit();
     }
+  }
+
+  /** Out of the queue: the oldest request of the client with the fewest running. */
+  private takeNext(): Waiter {
+    let best = 0;
+    for (let i = 1; i < this.queue.length; i++)
+      if (this.runningOf(this.queue[i].client) < this.runningOf(this.queue[best].client)) best = i;
+    return this.unqueue(best);
+  }
+
+  private runningOf(client: ClientKey): number {
+    return this.clients.get(client)?.running ?? 0;
+  }
+
+  private unqueue(i: number): Waiter {
+    const [waiter] = this.queue.splice(i, 1);
+    this.count(waiter.client, 'queued', -1);
+    waiter.done();
+    return waiter;
   }
 
   private dropWaiter(waiter: Waiter, err: SpiError): void {
     const i = this.queue.indexOf(waiter);
     if (i < 0) return;
-    this.queue.splice(i, 1);
-    waiter.done();
-    waiter.refuse(err);
+    this.unqueue(i).refuse(err);
   }
 
   /** Whether a request `position` places behind the running ones can finish by `deadline`. */
@@ -197,7 +296,12 @@ export class Admission {
   private overloaded(reason: ShedReason): SpiError {
     const { maxInFlight, maxQueue } = this.settings;
     const retryAfterMs = this.retryHintMs();
-    const why = reason === 'queue_full' ? 'the queue is full' : 'its deadline cannot be met behind the queue';
+    const why = {
+      queue_full: 'the queue is full',
+      deadline: 'its deadline cannot be met behind the queue',
+      fair_share:
+        'its place in the queue went to a client with fewer requests (this connection holds the most)',
+    }[reason];
     return this.shed(
       reason,
       new SpiError(

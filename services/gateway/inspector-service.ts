@@ -21,6 +21,7 @@ import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { newRequestId, requestIdOf, withRequestId } from '../../lib/rpc/request-id';
 import { BankCatalog } from './bank-catalog';
 import { Admission } from './admission';
+import { arrivalOf } from './arrival';
 import {
   FalseAlarmRequestMsg,
   FalseAlarmResponseMsg,
@@ -44,14 +45,25 @@ export function inspectorHandlers(
     req: InspectRequestMsg,
     deadline: number | undefined,
     cancelled: AbortSignal,
-  ): Promise<InspectResponseMsg> =>
-    withRequestId(requestId, () =>
-      admission.run(deadline, () => inspectAdmitted(requestId, req, deadline), cancelled),
+    /** The connection it came on, for admission's fair share between clients. */
+    client: string,
+    /** When the request reached the gateway (performance.now()): its metadata, or a streamed frame. */
+    arrived = performance.now(),
+  ): Promise<InspectResponseMsg> => {
+    return withRequestId(requestId, () =>
+      admission.run(
+        deadline,
+        () => inspectAdmitted(requestId, req, performance.now() - arrived, deadline),
+        cancelled,
+        client,
+      ),
     );
+  };
 
   const inspectAdmitted = async (
     requestId: string,
     req: InspectRequestMsg,
+    queueMs: number,
     deadline?: number,
   ): Promise<InspectResponseMsg> => {
     const started = performance.now();
@@ -71,8 +83,9 @@ export function inspectorHandlers(
       score: r.score,
       defective: r.isDefective,
       ms: Math.round(ms * 10) / 10,
+      queueMs: Math.round(queueMs * 10) / 10,
     });
-    return toResponse(req, record.bank, record.version, r, ms);
+    return toResponse(req, record.bank, record.version, r, { totalMs: ms, queueMs });
   };
 
   return {
@@ -103,7 +116,14 @@ export function inspectorHandlers(
       // The request-id interceptor put the caller's id (or a new one) in the metadata.
       const requestId = requestIdOf(call.metadata) ?? newRequestId();
       const req = call.request;
-      inspect(requestId, req, deadlineOf(call), cancelSignal(call)).then(
+      inspect(
+        requestId,
+        req,
+        deadlineOf(call),
+        cancelSignal(call),
+        call.getPeer(),
+        arrivalOf(call.metadata),
+      ).then(
         (res) => callback(null, { ...res, requestId: req.requestId || requestId }),
         (err: unknown) => {
           const status = toServiceError(err, log.child({ requestId }));
@@ -120,7 +140,7 @@ export function inspectorHandlers(
           for await (const req of incoming<InspectRequestMsg>(call)) {
             let res: InspectResponseMsg;
             try {
-              res = await inspect(streamId, req, deadlineOf(call), cancelled);
+              res = await inspect(streamId, req, deadlineOf(call), cancelled, call.getPeer());
             } catch (err) {
               const status = toServiceError(err, log.child({ requestId: streamId }));
               res = {
@@ -160,7 +180,7 @@ function toResponse(
   bank: string,
   version: number,
   r: Inspection,
-  totalMs: number,
+  { totalMs, queueMs }: { totalMs: number; queueMs: number },
 ): InspectResponseMsg {
   return {
     ...emptyResponse(req),
@@ -190,6 +210,7 @@ function toResponse(
       searchMs: r.timingsMs.search,
       scoreMs: r.timingsMs.score,
       totalMs,
+      queueMs,
     },
   };
 }

@@ -8,7 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ClusterView, activeRecord, missingPartitions } from '../../lib/cluster/view';
 import { InspectResponseMsg } from '../../lib/rpc/messages';
 import { GrpcServerMetrics } from '../common/metrics';
-import { Admission } from './admission';
+import { Admission, SHED_REASONS } from './admission';
 
 const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STAGES = [
@@ -17,6 +17,7 @@ const STAGES = [
   ['search', 'searchMs'],
   ['score', 'scoreMs'],
   ['total', 'totalMs'],
+  ['queue', 'queueMs'],
 ] as const;
 
 /** Inspect / InspectStream answers: stage times, and each streamed frame's own status. */
@@ -24,7 +25,7 @@ export function registerInspectMetrics(grpcMetrics: GrpcServerMetrics): void {
   const registry = grpcMetrics.registry;
   const stages = new Histogram({
     name: 'spi_inspect_stage_seconds',
-    help: 'Time per inspection stage on the gateway (decode, embed, search, score; total).',
+    help: 'Time per inspection stage on the gateway (decode, embed, search, score; total; and the wait for a slot before them: queue).',
     labelNames: ['stage'],
     buckets: STAGE_BUCKETS,
     registers: [registry],
@@ -52,11 +53,13 @@ export function registerInspectMetrics(grpcMetrics: GrpcServerMetrics): void {
 export function registerAdmissionMetrics(registry: Registry, admission: Admission): void {
   const shed = new Counter({
     name: 'spi_inspect_shed_total',
-    help: 'Inspections refused before any work: queue_full (RESOURCE_EXHAUSTED) or deadline (could not be met).',
+    help:
+      'Inspections refused before any work, all RESOURCE_EXHAUSTED: queue_full, deadline (could not be met), ' +
+      'fair_share (a queued one of the busiest connection, to let another client in).',
     labelNames: ['reason'],
     registers: [registry],
   });
-  for (const reason of ['queue_full', 'deadline']) shed.inc({ reason }, 0);
+  for (const reason of SHED_REASONS) shed.inc({ reason }, 0);
   admission.onShed((reason) => shed.inc({ reason }));
   new Gauge({
     name: 'spi_inspect_in_flight',

@@ -233,4 +233,63 @@ describe('embedded gateway (no etcd)', function () {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('keeps a line controller answered while another connection floods it (fair share), and reports the queue wait', async () => {
+    const data = await printDataset();
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    const { proc, client, metricsPort } = await startEmbedded(dataDir, [
+      '--max-in-flight',
+      '1',
+      '--max-queue',
+      '2',
+    ]);
+    // Each on its own connection, as a separate machine's would be.
+    const own = { 'grpc.use_local_subchannel_pool': 1 };
+    const flood = new InspectionClient(client.address, {
+      deadlineMs: 30_000,
+      retries: 0,
+      channelOptions: own,
+    });
+    const line = new InspectionClient(client.address, {
+      deadlineMs: 30_000,
+      retries: 0,
+      channelOptions: own,
+    });
+    try {
+      await client.createBank({ bank: 'fair', partitions: 1, replicas: 1 }, upload(data.train.slice(0, 4)));
+      const image = fs.readFileSync(data.testGood[0]);
+      await client.inspect({ bank: 'fair', image });
+      // The flood keeps 6 calls outstanding (more than the 3 places) until the line controller is done.
+      let flooding = true;
+      const floodCodes: string[] = [];
+      const floodLoop = async () => {
+        while (flooding)
+          await flood.inspect({ bank: 'fair', image }).then(
+            () => floodCodes.push('OK'),
+            (err: SpiError) => floodCodes.push(err.kind),
+          );
+      };
+      const loops = Array.from({ length: 6 }, floodLoop);
+      await new Promise((r) => setTimeout(r, 300));
+      const answers = [];
+      try {
+        for (let i = 0; i < 4; i++) answers.push(await line.inspect({ bank: 'fair', image }));
+      } finally {
+        flooding = false;
+        await Promise.all(loops);
+      }
+      assert.equal(answers.length, 4, 'every frame of the line controller answered, none refused');
+      for (const res of answers) assert.ok(res.timings!.queueMs >= 0 && res.timings!.totalMs > 0);
+      assert.ok(floodCodes.includes('RESOURCE_EXHAUSTED'), 'the flood was shed');
+      assert.deepEqual([...new Set(floodCodes)].sort(), ['OK', 'RESOURCE_EXHAUSTED']);
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.ok(Number(/^spi_inspect_shed_total\{reason="fair_share"\} (\d+)$/m.exec(metrics)?.[1]) >= 1);
+    } finally {
+      flood.close();
+      line.close();
+      client.close();
+      await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

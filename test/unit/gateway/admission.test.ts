@@ -136,4 +136,82 @@ describe('gateway admission control', () => {
     assert.equal(admission.refusal(undefined, { early: true }), undefined);
     assert.deepEqual(shed, ['queue_full']);
   });
+
+  describe('fair share between clients (connections)', () => {
+    it('gives a second client the place of the busiest one in a full queue, and the next free slot', async () => {
+      const admission = new Admission({ maxInFlight: 2, maxQueue: 2 });
+      const shed: ShedReason[] = [];
+      admission.onShed((r) => shed.push(r));
+      const started: string[] = [];
+      const gates = new Map<string, ReturnType<typeof gate>>();
+      const send = (client: string, name: string) => {
+        const g = gate();
+        gates.set(name, g);
+        return admission.run(
+          undefined,
+          () => {
+            started.push(name);
+            return g.work();
+          },
+          undefined,
+          client,
+        );
+      };
+      // The overloader fills both slots and the queue.
+      const a = ['a1', 'a2', 'a3', 'a4'].map((n) => send('overloader', n));
+      await sleep(0);
+      assert.deepEqual(started, ['a1', 'a2']);
+      // Its fifth is refused as before: one client alone is not refused for fairness.
+      await assert.rejects(send('overloader', 'a5'), refusal('RESOURCE_EXHAUSTED', /queue is full/));
+      // A line controller arrives: the overloader's newest queued request gives up its place.
+      const b = send('line', 'b1');
+      await assert.rejects(a[3], refusal('RESOURCE_EXHAUSTED', /went to a client with fewer requests/));
+      assert.deepEqual([admission.inFlight, admission.queued], [2, 2]);
+      // The next free slot goes to the line controller (no running request) before the older a3.
+      gates.get('a1')!.open();
+      await a[0];
+      await sleep(0);
+      assert.deepEqual(started, ['a1', 'a2', 'b1']);
+      assert.deepEqual(shed, ['queue_full', 'fair_share']);
+      for (const g of gates.values()) g.open();
+      await Promise.all([a[1], a[2], b]);
+      assert.deepEqual([admission.inFlight, admission.queued], [0, 0]);
+    });
+
+    it('does not take a place from a client only one request ahead', async () => {
+      const admission = new Admission({ maxInFlight: 1, maxQueue: 2 });
+      const g = gate();
+      const runs = [
+        admission.run(undefined, g.work, undefined, 'x'),
+        admission.run(undefined, g.work, undefined, 'x'),
+        admission.run(undefined, g.work, undefined, 'y'),
+      ];
+      await sleep(0);
+      // x holds 2, y would hold 2 with this one: no displacement, a plain refusal.
+      await assert.rejects(
+        admission.run(undefined, g.work, undefined, 'y'),
+        refusal('RESOURCE_EXHAUSTED', /queue is full/),
+      );
+      g.open();
+      await Promise.all(runs);
+    });
+
+    it("counts a client's calls still arriving when it asks early", () => {
+      const admission = new Admission({ maxInFlight: 1, maxQueue: 1 });
+      const arrivals = ['x', 'y'].map((client) => {
+        assert.equal(admission.refusal(undefined, { early: true, client }), undefined);
+        return admission.arrive(client);
+      });
+      // Full of arriving calls, x no more than one ahead of y: y's next is refused.
+      assert.match(admission.refusal(undefined, { early: true, client: 'y' })!.message, /queue is full/);
+      // x two ahead (calls that came in together): y is let in; x's next is not, nor are x's
+      // arriving ones once their images are in and find the queue full.
+      arrivals.push(admission.arrive('x'), admission.arrive('x'));
+      assert.equal(admission.refusal(undefined, { early: true, client: 'y' }), undefined);
+      const y = admission.arrive('y');
+      assert.match(admission.refusal(undefined, { early: true, client: 'x' })!.message, /queue is full/);
+      for (const done of [...arrivals, y]) done();
+      assert.equal(admission.refusal(undefined, { early: true, client: 'y' }), undefined);
+    });
+  });
 });
