@@ -20,21 +20,25 @@ import {
 } from './types';
 import { ClusterView, KvChange, applyChanges, emptyView } from './view';
 import { FeedbackEntry, MAX_FEEDBACK_PER_BANK, queueFull } from './feedback';
+import { FeedbackFiles, StoredFeedback } from './feedback-files';
 
 export class MemoryRegistry implements ClusterRegistry {
   private readonly keys = keyLayout();
   private readonly kv = new Map<string, string>();
   private view: ClusterView = { ...emptyView(), connected: true, revision: 1 };
   private readonly listeners = new Set<(view: ClusterView) => void>();
-  /** Operator feedback by bank (memory only: not kept across a restart). */
-  private readonly feedback = new Map<string, FeedbackEntry[]>();
+  /** Operator feedback by bank, oldest first. */
+  private readonly feedback: Map<string, StoredFeedback[]>;
+  private readonly feedbackFiles?: FeedbackFiles;
 
-  /** `file`: where bank records persist (none = memory only). */
+  /** `file`: where bank records persist, and the feedback queue beside it (none = memory only). */
   constructor(private readonly file?: string) {
     if (file && fs.existsSync(file)) {
       const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, string>;
       this.apply(Object.entries(saved).map(([key, value]) => ({ type: 'put', key, value })));
     }
+    this.feedbackFiles = file ? new FeedbackFiles(path.join(path.dirname(file), 'feedback')) : undefined;
+    this.feedback = this.feedbackFiles?.load() ?? new Map();
   }
 
   addShard(info: ShardInfo): Announcer {
@@ -114,6 +118,7 @@ export class MemoryRegistry implements ClusterRegistry {
   async deleteBank(bank: string): Promise<number[]> {
     const versions = (await this.listVersions(bank)).map((r) => r.version);
     this.feedback.delete(bank);
+    this.feedbackFiles?.removeBank(bank);
     const prefix = this.keys.bank(bank);
     this.apply(
       [...this.kv.keys()]
@@ -140,21 +145,23 @@ export class MemoryRegistry implements ClusterRegistry {
   async queueFeedback(entry: FeedbackEntry): Promise<number> {
     const queue = this.feedback.get(checkBankName(entry.bank)) ?? [];
     if (queue.length >= MAX_FEEDBACK_PER_BANK) throw queueFull(entry.bank);
-    queue.push(entry);
+    const stored = { entry, seq: (queue.at(-1)?.seq ?? 0) + 1 };
+    // On disk first: a full disk refuses the report rather than losing it on the next restart.
+    this.feedbackFiles?.add(entry, stored.seq);
+    queue.push(stored);
     this.feedback.set(entry.bank, queue);
     return queue.length;
   }
 
   async listFeedback(bank: string): Promise<FeedbackEntry[]> {
-    return [...(this.feedback.get(bank) ?? [])];
+    return (this.feedback.get(bank) ?? []).map((s) => s.entry);
   }
 
   async deleteFeedback(bank: string, ids: string[]): Promise<void> {
     const gone = new Set(ids);
-    this.feedback.set(
-      bank,
-      (this.feedback.get(bank) ?? []).filter((e) => !gone.has(e.id)),
-    );
+    const [taken, kept] = partition(this.feedback.get(bank) ?? [], (s) => gone.has(s.entry.id));
+    for (const s of taken) this.feedbackFiles?.remove(bank, s.seq);
+    this.feedback.set(bank, kept);
   }
 
   async close(): Promise<void> {
@@ -195,4 +202,8 @@ export class MemoryRegistry implements ClusterRegistry {
     fs.writeFileSync(tmp, JSON.stringify(keep, null, 2));
     fs.renameSync(tmp, this.file);
   }
+}
+
+function partition<T>(xs: T[], pick: (x: T) => boolean): [T[], T[]] {
+  return [xs.filter(pick), xs.filter((x) => !pick(x))];
 }

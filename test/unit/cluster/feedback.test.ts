@@ -8,6 +8,9 @@ import {
   newFeedbackId,
 } from '../../../lib/cluster/feedback';
 import { SpiError } from '../../../lib/errors';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
 const entry = (bank: string, i: number): FeedbackEntry => ({
   id: newFeedbackId(1_700_000_000_000 + i),
@@ -43,6 +46,33 @@ describe('operator feedback queue (embedded registry)', () => {
     );
     await registry.deleteBank('b');
     assert.deepEqual(await registry.listFeedback('b'), []);
+  });
+
+  it('keeps the queue across a restart of the embedded registry, in order, without what was taken in', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spi-feedback-'));
+    try {
+      const file = path.join(dir, 'registry.json');
+      const first = new MemoryRegistry(file);
+      for (const i of [3, 1, 2]) await first.queueFeedback(entry('a', i));
+      await first.queueFeedback(entry('gone', 9));
+      await first.deleteFeedback('a', [(await first.listFeedback('a'))[1].id]);
+      await first.deleteBank('gone');
+      const again = new MemoryRegistry(file);
+      assert.deepEqual(
+        (await again.listFeedback('a')).map((e) => e.requestId),
+        ['r3', 'r2'],
+      );
+      assert.deepEqual(await again.listFeedback('gone'), []);
+      assert.deepEqual((await again.listFeedback('a'))[0], await first.listFeedback('a').then((q) => q[0]));
+      // New entries go after the ones kept.
+      assert.equal(await again.queueFeedback(entry('a', 4)), 3);
+      assert.deepEqual(
+        (await new MemoryRegistry(file).listFeedback('a')).map((e) => e.requestId),
+        ['r3', 'r2', 'r4'],
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('ids sort by time; images must be non-empty and at most 1 MiB', () => {
