@@ -19,6 +19,9 @@
 import { IndexFlatL2 } from '../knn/faiss';
 import { mulberry32, sampleIndices } from '../util/random';
 
+/** The least neighbourhood spread a patch is measured against, as a share of the mean k-distance. */
+export const DENSITY_FLOOR = 0.25;
+
 export interface OutlierFilterConfig {
   /** Most of the candidate patches dropped as outliers (a fraction); 0 = filter off. */
   fraction: number;
@@ -104,6 +107,11 @@ export function isolationScores(
     });
   }
   const scores = new Float32Array(n).fill(1);
+  const fallback = meanOf(kDist, compared);
+  // Exact duplicates (flat paper, a solid ink field) have neighbours at distance 0: a patch a hair
+  // away from them would be "infinitely" isolated. Their spread counts as at least this much of
+  // the typical one, so only a patch far from everything typical can score high.
+  const floor = DENSITY_FLOOR * fallback;
   for (let i = 0; i < n; i++) {
     if (!compared[i]) continue;
     let sum = 0;
@@ -117,10 +125,9 @@ export function isolationScores(
     }
     // Neighbours all in the fixed rows (an existing bank): their own spread is unknown; the row's
     // k-distance against the mean of the compared rows' stands in.
-    const local = count > 0 ? sum / count : NaN;
+    const local = count > 0 ? Math.max(sum / count, floor) : NaN;
     scores[i] = local > 0 ? kDist[i] / local : kDist[i] > 0 ? Number.POSITIVE_INFINITY : 1;
   }
-  const fallback = meanOf(kDist, compared);
   for (let i = 0; i < n; i++) {
     if (!compared[i]) continue;
     let anyLocal = false;

@@ -40,6 +40,24 @@ function prints(images: number, perImage: number, defective: number[] = [], spot
 describe('outlier filter', () => {
   const config = { ...DEFAULT_OUTLIER_FILTER, fraction: 0.05 };
 
+  it('does not call a patch next to exact duplicates (flat paper) isolated, and still finds a defect', () => {
+    const { x, groups } = prints(12, 64, [4]);
+    // Rows 0-15 of every image: the same blank patch exactly, but one of them a hair off.
+    const blank = Array.from({ length: DIM }, (_, k) => 20 + k);
+    for (let g = 0; g < 12; g++)
+      for (let j = 0; j < 16; j++) for (let k = 0; k < DIM; k++) x[(g * 64 + j) * DIM + k] = blank[k];
+    const hair = 7 * 64 + 3;
+    x[hair * DIM] += 0.05;
+    const scores = isolationScores(x, DIM, groups, config);
+    assert.ok(
+      Number.isFinite(scores[hair]) && scores[hair] < DEFAULT_OUTLIER_FILTER.minRatio,
+      `${scores[hair]}`,
+    );
+    const { keep } = filterOutliers(x, DIM, groups, config);
+    assert.ok([...keep].includes(hair), 'the near-duplicate is kept');
+    assert.ok(keep.length < x.length / DIM, 'the defect is still dropped');
+  });
+
   it('scores a defect far above the rare but genuine features, measured against other images', () => {
     const { x, groups } = prints(12, 64, [4]);
     const scores = isolationScores(x, DIM, groups, config);
