@@ -13,6 +13,8 @@ import type { BankMeta } from '../../lib/bank/bank-meta';
 import { parseArgs } from 'node:util';
 import { EVAL_FLAGS, evalCommand, planForCategory } from '../../services/cli/commands/eval';
 import { explainBank, fitCommand } from '../../services/cli/commands/fit';
+import { quantizeCommand } from '../../services/cli/commands/quantize';
+import { DEFAULT_MODELS_DIR, listModels } from '../../models/registry';
 import { autoFrom, givenFlags } from '../../services/cli/options';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 import { printDataset, upload } from '../helpers/fixtures';
@@ -76,6 +78,50 @@ describe('automatic fit (real backbone)', function () {
     const explained = explainBank(out);
     assert.match(explained, new RegExp(`chosen: ${auto.chosen.replace(/[+/]/g, '.')}`));
     assert.match(explained, /recall on the synthetic defects/);
+  });
+
+  it('scores an installed INT8 build of the backbone as a variant of the finalists, and prices it', async () => {
+    // A models folder with the float builds and an INT8 build of MobileNetV2 (what make quantize adds).
+    const models = path.join(tmp, 'models');
+    fs.mkdirSync(models);
+    for (const id of listModels()) fs.symlinkSync(path.join(DEFAULT_MODELS_DIR, id), path.join(models, id));
+    const int8 = `${MODEL}-int8-randn`;
+    await quietly(() =>
+      quantizeCommand([
+        '--model',
+        MODEL,
+        '--out',
+        path.join(models, int8),
+        '--calibration',
+        'randn',
+        '--id',
+        int8,
+      ]),
+    );
+    const saved = process.env.SPI_MODELS_DIR;
+    process.env.SPI_MODELS_DIR = models;
+    try {
+      const out = path.join(tmp, 'bank-int8');
+      await quietly(() =>
+        fitCommand(['--data', root, '--out', out, '--model', MODEL, '--auto-fusion', 'off']),
+      );
+      const auto = readMeta(out).autoConfig!;
+      const rows = auto.table.filter((r) => r.variant === 'int8');
+      assert.ok(rows.length >= 1, `INT8 variants scored: ${auto.table.map((r) => r.id).join(', ')}`);
+      for (const row of rows) {
+        assert.ok(row.id.includes(int8), row.id);
+        assert.ok(row.imageAuroc >= 0 && row.imageAuroc <= 1 && row.msPerImage > 0);
+        assert.ok(
+          auto.table.some((r) => r.id === row.variantOf),
+          `${row.id} names its finalist`,
+        );
+      }
+      // Whatever was chosen, the bank loads and its model is one of the two builds.
+      assert.ok([MODEL, int8].includes(readMeta(out).model.id), readMeta(out).model.id);
+    } finally {
+      if (saved === undefined) delete process.env.SPI_MODELS_DIR;
+      else process.env.SPI_MODELS_DIR = saved;
+    }
   });
 
   it('explicit view flags and --auto off win: no automatic choice, none recorded', async () => {
