@@ -1,4 +1,5 @@
 /** The markdown report of `make bench` (bench/results.md), from the same object as results.json. */
+import { HeadCostResult, headCostMarkdown } from './head-cost';
 import type { ClusterBenchResult, Stages } from './cluster';
 import type { SearchBenchResult } from './search';
 import { SearchOptionsResult, searchOptionsMarkdown } from './search-options';
@@ -35,6 +36,8 @@ export interface BenchResults {
   /** Where a sheet's time goes, and faiss' search options on it (bench/search-options.ts). */
   sheetOptions?: SectionRun<SearchOptionsResult>;
   coarseToFine?: SectionRun<CoarseToFineResult>;
+  /** The discriminator head's cost against the k-NN search (bench/head-cost.ts). */
+  head?: SectionRun<HeadCostResult>;
 }
 
 type Cell = string | number | null | undefined;
@@ -278,6 +281,10 @@ export function markdown(b: BenchResults): string {
   if (b.coarseToFine) {
     out.push(...sectionHeader('Print sheet: coarse-to-fine', b.coarseToFine, m.cores));
     if (b.coarseToFine.result) out.push(...coarseToFineMarkdown(b.coarseToFine.result), '');
+  }
+  if (b.head) {
+    out.push(...sectionHeader('Discriminator head against the k-NN search', b.head, m.cores));
+    if (b.head.result) out.push(...headCostMarkdown(b.head.result), '');
   }
   return out.join('\n');
 }

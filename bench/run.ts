@@ -1,7 +1,7 @@
 /**
  * `make bench`: speed figures on this machine's CPU, each with a baseline from the same run.
  *
- * node --import tsx bench/run.ts --out bench [--only search|cluster|backbones|sheet-options|coarse-to-fine[,...]] [--quick]
+ * node --import tsx bench/run.ts --out bench [--only search|cluster|backbones|sheet-options|coarse-to-fine|head[,...]] [--quick]
  *
  * Writes <out>/results.json and <out>/results.md and prints the markdown. A failed section is
  * recorded and the others still run; the exit code is then 1. Every process the cluster section
@@ -16,9 +16,10 @@ import { BenchResults, Machine, SectionRun, markdown } from './report';
 import { FULL_SEARCH, QUICK_SEARCH, benchSearch } from './search';
 import { FULL_OPTIONS, QUICK_OPTIONS, benchSearchOptions } from './search-options';
 import { FULL_C2F, benchCoarseToFine } from './coarse-to-fine';
+import { FULL_HEAD, QUICK_HEAD, benchHeadCost } from './head-cost';
 import { runScript } from './lib/script';
 
-const SECTIONS = ['search', 'cluster', 'backbones', 'sheet-options', 'coarse-to-fine'] as const;
+const SECTIONS = ['search', 'cluster', 'backbones', 'sheet-options', 'coarse-to-fine', 'head'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const log = (message: string) => console.log(`[bench] ${message}`);
@@ -141,6 +142,9 @@ async function main(argv: string[]): Promise<number> {
       benchCoarseToFine({ ...FULL_C2F, ...(quick ? { synth: QUICK_OPTIONS.synth } : {}), log }),
     );
   }
+  if (only.includes('head')) {
+    results.head = await section('head', () => benchHeadCost({ ...(quick ? QUICK_HEAD : FULL_HEAD), log }));
+  }
   results.seconds = Math.round((performance.now() - t0) / 1000);
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
@@ -154,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
     results.backbones,
     results.sheetOptions,
     results.coarseToFine,
+    results.head,
   ].some((r) => r?.error);
   return failed ? 1 : 0;
 }
