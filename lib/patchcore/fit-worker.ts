@@ -10,7 +10,9 @@ import type { BankMeta } from '../bank/bank-meta';
 import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
-import { ErrorKind, SpiError } from '../errors';
+import { ErrorKind, SpiError, invalid } from '../errors';
+import { ExtractorSettings } from './extractor-settings';
+import { FusedMeta, MemberFit, fitFused } from './fusion';
 import { HeadRequest, inlineHead } from '../head/head-bank';
 
 export interface FitJob {
@@ -18,10 +20,15 @@ export interface FitJob {
   settings: FitSettings;
   images: { path: string; data: Uint8Array }[];
   /**
-   * Let the automatic fit choose backbone, stages, view and reference (lib/autoconfig) among these
-   * models; single banks only, as the cluster serves them.
+   * Let the automatic fit choose backbone, stages, view, reference and fusion (lib/autoconfig)
+   * among these models; `fusion: false` leaves fused banks out (a head goes beside a single bank).
    */
-  auto?: { models: string[]; budgetMs: number; seed: number };
+  auto?: { models: string[]; budgetMs: number; seed: number; fusion?: boolean };
+  /**
+   * A fused bank by hand (patchcore/fusion.ts): a member with the model's default stages and one
+   * with these, on the same settings.
+   */
+  fuse?: { stages: string[] };
   /**
    * Build the next version of this bank from it plus `images` (patchcore/incremental.ts): only the
    * images are embedded; `settings` give the version number, the rest comes from the bank.
@@ -33,13 +40,21 @@ export interface FitJob {
 
 export type FitResult = Omit<FittedBank, 'index'>;
 
+/** What a job gives: one bank, or a fused bank's metadata and its members. */
+export type FitOutcome =
+  | ({ kind: 'single' } & FitResult)
+  | { kind: 'fused'; meta: FusedMeta; members: FitResult[] };
+
+type Done = { meta: FitResult['meta']; vectors: Float32Array; dim: number };
+
 type WorkerMessage =
   | { type: 'progress'; stage: Parameters<FitProgress>[0]; done: number; total: number }
-  | { type: 'done'; meta: FitResult['meta']; vectors: Float32Array; dim: number }
+  | ({ type: 'done' } & Done)
+  | { type: 'done-fused'; meta: FusedMeta; members: Done[] }
   | { type: 'error'; kind: ErrorKind | null; message: string };
 
-/** Runs fitBank for `job` on a new worker thread; resolves with the bank, rejects with its error. */
-export function fitInWorker(job: FitJob, onProgress?: FitProgress): Promise<FitResult> {
+/** Runs the job on a new worker thread; resolves with the bank(s), rejects with its error. */
+export function fitInWorker(job: FitJob, onProgress?: FitProgress): Promise<FitOutcome> {
   const worker = startWorker(__filename, 'fit-worker', job);
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -47,7 +62,10 @@ export function fitInWorker(job: FitJob, onProgress?: FitProgress): Promise<FitR
       if (msg.type === 'progress') onProgress?.(msg.stage, msg.done, msg.total);
       else if (msg.type === 'done') {
         settled = true;
-        resolve({ meta: msg.meta, vectors: msg.vectors, dim: msg.dim });
+        resolve({ kind: 'single', meta: msg.meta, vectors: msg.vectors, dim: msg.dim });
+      } else if (msg.type === 'done-fused') {
+        settled = true;
+        resolve({ kind: 'fused', meta: msg.meta, members: msg.members });
       } else {
         settled = true;
         reject(msg.kind ? new SpiError(msg.kind, msg.message) : new Error(msg.message));
@@ -67,32 +85,20 @@ async function runJob(job: FitJob): Promise<void> {
   const post = (msg: WorkerMessage, transfer: ArrayBuffer[] = []) => parentPort!.postMessage(msg, transfer);
   const pool = new BackbonePool();
   try {
-    const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
     const onProgress = (stage: string, done: number, total: number) =>
       post({ type: 'progress', stage: stage as Parameters<FitProgress>[0], done, total });
-    const fitted = job.add
-      ? await addToBank(await extractorForBank(pool, job.add.meta), job.add, images, {
-          onProgress,
-          reason: job.add.reason,
-          version: job.settings.version,
-        })
-      : job.auto
-        ? await autoFitSingle(pool, images, job.settings, job.auto, onProgress)
-        : await fitBank(
-            await createExtractor(pool, {
-              model: job.model,
-              view: job.settings.view,
-              projectionDim: job.settings.projectionDim,
-              projectionSeed: job.settings.projectionSeed,
-            }),
-            images,
-            job.settings,
-            { onProgress, keepHeldOutMaps: job.head !== undefined },
-          );
-    if (job.head && !job.add)
-      await inlineHead(pool, fitted as FittedBank, images, job.settings, job.head, onProgress);
-    const vectors = fitted.vectors.slice();
-    post({ type: 'done', meta: fitted.meta, vectors, dim: fitted.dim }, [vectors.buffer as ArrayBuffer]);
+    const fitted = await fitJob(pool, job, onProgress);
+    const done = (f: FitResult): Done => ({ meta: f.meta, vectors: f.vectors.slice(), dim: f.dim });
+    if (fitted.kind === 'single') {
+      const d = done(fitted);
+      post({ type: 'done', ...d }, [d.vectors.buffer as ArrayBuffer]);
+    } else {
+      const members = fitted.members.map(done);
+      post(
+        { type: 'done-fused', meta: fitted.meta, members },
+        members.map((m) => m.vectors.buffer as ArrayBuffer),
+      );
+    }
   } catch (err) {
     post({
       type: 'error',
@@ -104,16 +110,65 @@ async function runJob(job: FitJob): Promise<void> {
   }
 }
 
-async function autoFitSingle(
+/** The job's fit, on this thread (the worker runs it; exported for tests that need its banks). */
+export async function fitJob(
   pool: BackbonePool,
-  images: ImageSource[],
-  settings: FitSettings,
-  auto: NonNullable<FitJob['auto']>,
+  job: FitJob,
   onProgress: (stage: string, done: number, total: number) => void,
-): Promise<FittedBank> {
-  const result = await autoFit(images, settings, { pool, ...auto, fusion: false, onProgress });
-  if (result.kind !== 'single') throw new Error('the automatic fit chose a fused bank with fusion off');
-  return result.fitted;
+): Promise<FitOutcome> {
+  const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
+  if (job.auto && !job.add) {
+    const result = await autoFit(images, job.settings, { pool, ...job.auto, onProgress });
+    if (result.kind === 'fused') {
+      if (job.head) throw invalid('a head goes beside a single bank: the automatic fit chose a fused one');
+      return { kind: 'fused', meta: result.fitted.meta, members: result.fitted.members };
+    }
+    return single(pool, result.fitted, images, job, onProgress);
+  }
+  if (job.fuse && !job.add) {
+    if (job.head) throw invalid('a head goes beside a single bank, not beside a fused one');
+    const members: MemberFit[] = [];
+    for (const stages of [undefined, job.fuse.stages])
+      members.push({
+        extractor: await createExtractor(pool, extractorOf(job, stages)),
+        settings: job.settings,
+      });
+    const fitted = await fitFused(images, members, job.settings, { onProgress });
+    return { kind: 'fused', meta: fitted.meta, members: fitted.members };
+  }
+  const fitted = job.add
+    ? await addToBank(await extractorForBank(pool, job.add.meta), job.add, images, {
+        onProgress,
+        reason: job.add.reason,
+        version: job.settings.version,
+      })
+    : await fitBank(await createExtractor(pool, extractorOf(job)), images, job.settings, {
+        onProgress,
+        keepHeldOutMaps: job.head !== undefined,
+      });
+  return single(pool, fitted, images, job, onProgress);
+}
+
+/** A single bank, with its head trained beside it when the job asks for one. */
+async function single(
+  pool: BackbonePool,
+  fitted: FittedBank,
+  images: ImageSource[],
+  job: FitJob,
+  onProgress: (stage: string, done: number, total: number) => void,
+): Promise<FitOutcome> {
+  if (job.head && !job.add) await inlineHead(pool, fitted, images, job.settings, job.head, onProgress);
+  return { kind: 'single', meta: fitted.meta, vectors: fitted.vectors, dim: fitted.dim };
+}
+
+function extractorOf(job: FitJob, stages?: string[]): ExtractorSettings {
+  return {
+    model: job.model,
+    ...(stages ? { stages } : {}),
+    view: job.settings.view,
+    projectionDim: job.settings.projectionDim,
+    projectionSeed: job.settings.projectionSeed,
+  };
 }
 
 if (!isMainThread && parentPort && (workerData as FitJob | undefined)?.settings) {

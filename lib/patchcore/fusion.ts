@@ -32,7 +32,7 @@ import {
   completeMeta,
   fitBank,
 } from './fit';
-import { Inspection, Inspector, verdict } from './inspector';
+import { Inspection, Inspector, inspectDecoded, verdict } from './inspector';
 
 export const FUSED_BANK_FORMAT = 3;
 
@@ -91,7 +91,10 @@ export async function fitFused(
   }
   const standardised = fitted.map((f, i) => {
     const maps = f.heldOutMaps ?? [];
-    if (maps.length < 2) throw invalid('a fused bank needs at least 2 held-out good images (see --holdout)');
+    if (maps.length < 2)
+      throw invalid(
+        'a fused bank needs at least 2 held-out good images: raise the held-out fraction (spi fit --holdout, BuildSpec.holdout_fraction)',
+      );
     const { mean, std } = pixelStats(maps);
     return { dir: String(i), weight: members[i].weight ?? 1, mean, std, maps };
   });
@@ -166,9 +169,16 @@ export class FusedInspector {
     };
   }
 
-  async inspectImage(image: RgbImage, threshold?: number): Promise<Inspection> {
+  /** Decodes once (within the first member's limits), then inspects with every member. */
+  inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
+    return inspectDecoded(bytes, this.members[0].limits, (image) =>
+      this.inspectImage(image, threshold, deadline),
+    );
+  }
+
+  async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
     const results: Inspection[] = [];
-    for (const member of this.members) results.push(await member.inspectImage(image, Infinity));
+    for (const member of this.members) results.push(await member.inspectImage(image, Infinity, deadline));
     const map = fuseMaps(this.fused.members, (i) => results[i].map);
     const first = results[0];
     const r = verdict(

@@ -39,7 +39,7 @@ export class Inspector {
     readonly meta: BankMeta,
     private readonly extractor: FeatureExtractor,
     private readonly searcher: NeighbourSearcher,
-    private readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+    readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
   ) {
     if (extractor.backbone.id !== meta.model.id) {
       throw new SpiError(
@@ -49,12 +49,8 @@ export class Inspector {
     }
   }
 
-  async inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
-    const t0 = performance.now();
-    const image = await decodeImage(bytes, this.limits);
-    const result = await this.inspectImage(image, threshold, deadline);
-    result.timingsMs.decode = performance.now() - t0 - sumTimings(result.timingsMs);
-    return result;
+  inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
+    return inspectDecoded(bytes, this.limits, (image) => this.inspectImage(image, threshold, deadline));
   }
 
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
@@ -105,6 +101,22 @@ export class Inspector {
     const knn = await this.searcher.search(embedding.vectors, embedding.dim, this.meta.score.k, deadline);
     return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
   }
+}
+
+/**
+ * Decodes `bytes` within `limits`, then inspects the image with `inspect`; the answer's decode time
+ * is what the whole took beyond the inspection's own stages.
+ */
+export async function inspectDecoded(
+  bytes: Uint8Array,
+  limits: DecodeLimits,
+  inspect: (image: RgbImage) => Promise<Inspection>,
+): Promise<Inspection> {
+  const t0 = performance.now();
+  const image = await decodeImage(bytes, limits);
+  const result = await inspect(image);
+  result.timingsMs.decode = performance.now() - t0 - sumTimings(result.timingsMs);
+  return result;
 }
 
 /** Patch distances -> anomaly map, image score, regions and verdict. */

@@ -75,6 +75,8 @@ export interface BuildSpecMsg {
   headEpochs?: number;
   /** "map-max" (default), "patch-max" or "reweighted". */
   imageScore?: string;
+  /** A fused bank by hand: the second member's stages, comma separated ("" = a single bank). */
+  fuse?: string;
 }
 
 export interface FalseAlarmRequestMsg {
@@ -109,6 +111,8 @@ export interface BankVersionInfoMsg {
   createdAt: string;
   sourceImages: number;
   configuredBy: string;
+  /** A fused version: each member's stages, patches and dim; empty for a single bank. */
+  members: string[];
 }
 
 export interface BankInfoMsg {

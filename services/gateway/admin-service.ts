@@ -20,6 +20,7 @@ import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
 import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
+import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
 import { DEFAULT_HEAD_FIT, HEAD_KINDS, HeadRequest } from '../../lib/head/head-bank';
@@ -143,11 +144,13 @@ export function toBuildRequest(
         `image "${stray.path}" is not under a category folder (${categories.join(', ')}/...): name each image <category>/<file>`,
       );
   }
+  const fuse = spec.addToActive ? undefined : fuseOf(spec, categories);
   return {
     bank: checkBankName(spec.bank),
     mode,
     // Adding to the active version keeps its configuration: nothing to choose.
-    auto: spec.addToActive ? undefined : autoOf(spec, categories, images.length),
+    auto: spec.addToActive || fuse ? undefined : autoOf(spec, categories, images.length),
+    ...(fuse ? { fuse } : {}),
     ...(spec.addToActive ? { addToActive: true } : {}),
     ...(spec.includeFeedback ? { includeFeedback: true } : {}),
     ...(spec.head ? { head: headRequestOf(spec, categories) } : {}),
@@ -188,24 +191,39 @@ export async function bankInfo(registry: ClusterRegistry, bank: string): Promise
 }
 
 function versionInfo(r: BankVersionRecord, active: number | null) {
-  const meta = r.meta as unknown as Partial<BankMeta>;
+  const fused = fusedMetaOf(r);
+  // A fused version: model and dim are its first member's, patches all its members'.
+  const meta = (fused ? fused.memberBanks[0].meta : r.meta) as unknown as Partial<BankMeta>;
   // With a head, the verdict's threshold is its mode's (lib/head/): report that one.
   const head = meta.head;
-  const verdictThreshold = head && head.mode !== 'bank' ? head.thresholds[head.mode] : meta.threshold;
+  const verdictThreshold = fused
+    ? fused.threshold
+    : head && head.mode !== 'bank'
+      ? head.thresholds[head.mode]
+      : meta.threshold;
+  const autoConfig = fused ? fused.autoConfig : meta.autoConfig;
   return {
     version: r.version,
     state: r.version === active ? 'active' : r.state,
     model: meta.model?.id ?? '',
-    patches: meta.vectors?.rows ?? 0,
+    patches: fused
+      ? fused.memberBanks.reduce((n, m) => n + m.meta.vectors.rows, 0)
+      : (meta.vectors?.rows ?? 0),
     dim: meta.vectors?.dim ?? 0,
     threshold: verdictThreshold?.value ?? 0,
-    thresholdMethod: (verdictThreshold?.method ?? '') + (head ? ` (${head.mode}, ${head.kind} head)` : ''),
+    thresholdMethod:
+      (verdictThreshold?.method ?? '') +
+      (head ? ` (${head.mode}, ${head.kind} head)` : '') +
+      (fused ? ' (fused)' : ''),
     index: r.index,
     partitions: r.partitions.length,
     replicas: r.partitions[0]?.shards.length ?? 0,
     createdAt: r.createdAt,
     sourceImages: meta.sources?.length ?? 0,
-    configuredBy: meta.autoConfig ? `auto: ${meta.autoConfig.chosen} (${meta.autoConfig.reason})` : 'manual',
+    configuredBy: autoConfig ? `auto: ${autoConfig.chosen} (${autoConfig.reason})` : 'manual',
+    members: (fused?.memberBanks ?? []).map(
+      (m) => `${m.meta.model.stages.join('+')}: ${m.meta.vectors.rows} patches x ${m.meta.vectors.dim}`,
+    ),
   };
 }
 
@@ -231,7 +249,21 @@ function autoOf(spec: BuildSpecMsg, categories: string[], images: number): Build
     models: autoModels(spec.model || undefined),
     budgetMs: spec.budgetMs || DEFAULT_BUDGET_MS,
     seed: DEFAULT_AUTO_SEED,
+    // Fused banks are candidates, as for `spi fit`; a head goes beside a single bank only.
+    fusion: !spec.head,
   };
+}
+
+/** BuildSpec.fuse: a fused bank by hand, the second member's stages; undefined for a single bank. */
+function fuseOf(spec: BuildSpecMsg, categories: string[]): BuildRequest['fuse'] {
+  const stages = (spec.fuse ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (stages.length === 0) return undefined;
+  if (categories.length > 1) throw invalid('fuse: a fused bank covers one product, not several categories');
+  if (spec.head) throw invalid('fuse: a head goes beside a single bank, not beside a fused one');
+  return { stages };
 }
 
 /** A unified bank's categories (checked like bank names), or the bank's own name for one product. */

@@ -2,7 +2,8 @@
  * Building and rotating banks across the cluster: fit with the engine, split the bank into
  * partitions, assign replicas to live shards, stream each partition to its shards, mark the version
  * ready, flip the active pointer in one etcd transaction, and, after in-flight requests on the old
- * version had time to finish, drop the old version from the shards.
+ * version had time to finish, drop the old version from the shards. A fused bank's members are
+ * partitions of the one version, one run per member (fused-version.ts).
  */
 import { BankMeta } from '../../lib/bank/bank-meta';
 import { sha256, vectorBytes } from '../../lib/bank/bank-store';
@@ -14,6 +15,7 @@ import { notIncremental } from '../../lib/patchcore/incremental';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
+import { FusedVersionMeta, describeFused, fusedMetaOf } from './fused-version';
 
 export interface BuildRequest {
   bank: string;
@@ -26,6 +28,8 @@ export interface BuildRequest {
   activate: boolean;
   /** Let the automatic fit choose the configuration (lib/autoconfig), among these models. */
   auto?: FitJob['auto'];
+  /** A fused bank by hand: a second member with these stages (fused-version.ts). */
+  fuse?: FitJob['fuse'];
   /** RotateBank: the next version is the active one plus `images` (patchcore/incremental.ts). */
   addToActive?: boolean;
   /** Recorded with the added images. */
@@ -103,7 +107,8 @@ export class BankBuilder {
     if (req.addToActive && req.mode !== 'rotate') throw invalid('add_to_active is for RotateBank only');
     const add = req.addToActive ? await this.readActive(req.bank, progress) : undefined;
     // An added version keeps the active one's index; the other settings come from its metadata.
-    if (add) req = { ...req, settings: { ...req.settings, knn: add.meta.knn }, auto: undefined };
+    if (add)
+      req = { ...req, settings: { ...req.settings, knn: add.meta.knn }, auto: undefined, fuse: undefined };
     const version = existing.reduce((m, r) => Math.max(m, r.version), 0) + 1;
     const base: BankVersionRecord = {
       bank: req.bank,
@@ -145,6 +150,14 @@ export class BankBuilder {
     const active = await this.registry.getActive(bank);
     const record = active ? await this.registry.getVersion(bank, active) : undefined;
     if (!record) throw new SpiError('FAILED_PRECONDITION', `bank "${bank}" has no active version to add to`);
+    const fused = fusedMetaOf(record);
+    if (fused)
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `bank "${bank}" v${record.version} is a ${describeFused(fused)}: add_to_active does not apply to ` +
+          `fused banks (each member's standardisation was set on the held-out maps of the first fit); ` +
+          `rotate without add_to_active to rebuild it from all the images`,
+      );
     const meta = record.meta as unknown as BankMeta;
     const refused = notIncremental(meta);
     if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
@@ -208,34 +221,58 @@ export class BankBuilder {
         settings: { ...req.settings, name: req.bank, version: base.version },
         images,
         auto: req.auto,
+        fuse: req.fuse,
         ...(add ? { add: { ...add, reason: req.reason } } : {}),
         ...(req.head && !add ? { head: req.head } : {}),
       },
       (stage, done, total) => progress(stage, done, total),
     );
-    const rows = fitted.vectors.length / fitted.dim;
-    const meta: BankMeta = completeMeta(fitted.meta, fitted.dim, rows, sha256(vectorBytes(fitted.vectors)));
-    const partitions = assignPartitions(rows, req.partitions || liveShards.length, req.replicas, liveShards);
+    // One slab of partitions per bank: the bank itself, or each member of a fused one in turn.
+    const count = req.partitions || liveShards.length;
+    const slabs: { vectors: Float32Array; dim: number; partitions: PartitionAssignment[]; meta: BankMeta }[] =
+      [];
+    for (const f of fitted.kind === 'single' ? [fitted] : fitted.members) {
+      const rows = f.vectors.length / f.dim;
+      const first = slabs.reduce((n, s) => n + s.partitions.length, 0);
+      slabs.push({
+        vectors: f.vectors,
+        dim: f.dim,
+        partitions: assignPartitions(rows, count, req.replicas, liveShards, first),
+        meta: completeMeta(f.meta, f.dim, rows, sha256(vectorBytes(f.vectors))),
+      });
+    }
+    const meta =
+      fitted.kind === 'single'
+        ? slabs[0].meta
+        : ({
+            ...fitted.meta,
+            memberBanks: slabs.map((s) => ({
+              meta: s.meta,
+              partitions: { first: s.partitions[0].partition, count: s.partitions.length },
+            })),
+          } satisfies FusedVersionMeta);
     const record: BankVersionRecord = {
       ...base,
       state: 'loading',
       meta: meta as unknown as Record<string, unknown>,
-      partitions,
+      partitions: slabs.flatMap((s) => s.partitions),
     };
     await this.registry.putVersion(record);
 
-    const uploads = partitions.flatMap((p) => p.shards.map((shard) => ({ p, shard })));
+    const uploads = slabs.flatMap((slab) =>
+      slab.partitions.flatMap((p) => p.shards.map((shard) => ({ slab, p, shard }))),
+    );
     let loaded = 0;
     progress('load', 0, uploads.length);
     await Promise.all(
-      uploads.map(async ({ p, shard }) => {
+      uploads.map(async ({ slab: { vectors, dim }, p, shard }) => {
         const client = this.shards.client(shard);
         if (!client) throw new SpiError('UNAVAILABLE', `shard ${shard} left the cluster during the build`);
-        const slice = fitted.vectors.subarray(p.rowOffset * fitted.dim, (p.rowOffset + p.rows) * fitted.dim);
+        const slice = vectors.subarray(p.rowOffset * dim, (p.rowOffset + p.rows) * dim);
         await client.loadPartition(
           {
             ref: { bank: req.bank, version: base.version, partition: p.partition },
-            dim: fitted.dim,
+            dim,
             rowOffset: p.rowOffset,
             index: record.index,
             nprobe: record.nprobe,
@@ -342,12 +379,16 @@ export class BankBuilder {
   }
 }
 
-/** Contiguous row ranges; replica r of partition p goes to shard (p + r) mod n. */
+/**
+ * Contiguous row ranges, numbered from `first` (a fused version's later members); replica r of
+ * partition p goes to shard (p + r) mod n.
+ */
 export function assignPartitions(
   rows: number,
   count: number,
   replicas: number,
   shards: string[],
+  first = 0,
 ): PartitionAssignment[] {
   const parts = Math.max(1, Math.min(count, rows));
   const copies = Math.max(1, Math.min(replicas, shards.length));
@@ -356,10 +397,10 @@ export function assignPartitions(
     const start = Math.floor((p * rows) / parts);
     const end = Math.floor(((p + 1) * rows) / parts);
     out.push({
-      partition: p,
+      partition: first + p,
       rowOffset: start,
       rows: end - start,
-      shards: Array.from({ length: copies }, (_, r) => shards[(p + r) % shards.length]),
+      shards: Array.from({ length: copies }, (_, r) => shards[(first + p + r) % shards.length]),
     });
   }
   return out;

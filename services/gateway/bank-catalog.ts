@@ -10,10 +10,15 @@ import { Inspector } from '../../lib/patchcore/inspector';
 import { SpiError, notFound } from '../../lib/errors';
 import { ClusterSearcher, FanOutSettings, ShardDirectory } from './cluster-searcher';
 import { headInspectorFor } from '../../lib/head/head-bank';
+import { FusedInspector } from '../../lib/patchcore/fusion';
+import { FusedVersionMeta, describeFused, fusedMetaOf, memberRecord } from './fused-version';
 
 export interface ResolvedBank {
   record: BankVersionRecord;
-  /** The bank's Inspector, or with a discriminator head the HeadInspector over it (lib/head/). */
+  /**
+   * The bank's Inspector, with a discriminator head the HeadInspector over it (lib/head/), or for a
+   * fused version the FusedInspector over one Inspector per member (fused-version.ts).
+   */
   inspector: Pick<Inspector, 'meta' | 'inspectBytes'>;
 }
 
@@ -63,11 +68,33 @@ export class BankCatalog {
   }
 
   private async open(record: BankVersionRecord): Promise<ResolvedBank> {
-    const meta = record.meta as unknown as BankMeta;
-    const extractor = await extractorForBank(this.backbones, meta);
-    const inspector = new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut));
+    const fused = fusedMetaOf(record);
+    if (fused) return { record, inspector: await this.openFused(record, fused) };
+    const inspector = await this.inspectorOf(record);
+    const meta = inspector.meta;
     // A head runs here, on the embeddings this gateway computes; the shards still give the k-NN part.
     const withHead = meta.head ? await headInspectorFor(this.backbones, undefined, inspector) : undefined;
     return { record, inspector: withHead ?? inspector };
+  }
+
+  /** An Inspector over the version's partitions (a fused version's member: only its own). */
+  private async inspectorOf(record: BankVersionRecord): Promise<Inspector> {
+    const meta = record.meta as unknown as BankMeta;
+    const extractor = await extractorForBank(this.backbones, meta);
+    return new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut));
+  }
+
+  /** Each member searches its own partitions; their maps are standardised and averaged. */
+  private async openFused(record: BankVersionRecord, fused: FusedVersionMeta): Promise<FusedInspector> {
+    if (fused.memberBanks.some((m) => m.meta.head))
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `bank "${record.bank}" v${record.version} is a ${describeFused(fused)} with a discriminator head: ` +
+          `a head goes beside a single bank only; rebuild it without the head or without fusion`,
+      );
+    const members: Inspector[] = [];
+    for (let i = 0; i < fused.memberBanks.length; i++)
+      members.push(await this.inspectorOf(memberRecord(record, fused, i)));
+    return new FusedInspector(fused, members);
   }
 }

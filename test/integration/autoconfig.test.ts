@@ -17,9 +17,20 @@ import { quantizeCommand } from '../../services/cli/commands/quantize';
 import { DEFAULT_MODELS_DIR, listModels } from '../../models/registry';
 import { autoFrom, givenFlags } from '../../services/cli/options';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
-import { printDataset, upload } from '../helpers/fixtures';
+import { PrintDataset, printDataset, upload } from '../helpers/fixtures';
+import { SpiError } from '../../lib/errors';
+import { KnnIndex } from '../../lib/knn/index';
+import { extractorForBank } from '../../lib/patchcore/engine';
+import { LocalSearcher, completeMeta } from '../../lib/patchcore/fit';
+import { fitJob } from '../../lib/patchcore/fit-worker';
+import { FusedInspector } from '../../lib/patchcore/fusion';
+import { Inspector } from '../../lib/patchcore/inspector';
+import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
+import { buildSpec } from '../../lib/rpc/messages';
 
 const MODEL = 'mobilenet_v2-imagenet';
+/** MobileNetV2's stride-4 pair: the fine member of a fused bank (the default is block_5_add,block_9_add). */
+const FINE_STAGES = 'block_2_add,block_5_add';
 
 function readMeta(dir: string): BankMeta {
   return JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8')) as BankMeta;
@@ -43,9 +54,10 @@ describe('automatic fit (real backbone)', function () {
   let tmp: string;
   let root: string;
   let train: string[];
+  let data: PrintDataset;
 
   before(async () => {
-    const data = await printDataset('prints-auto', 12);
+    data = await printDataset('prints-auto', 12);
     root = data.root;
     train = data.train;
     fs.mkdirSync(TEST_TMP, { recursive: true });
@@ -208,10 +220,9 @@ describe('automatic fit (real backbone)', function () {
     });
 
     it('CreateBank with no view fields chooses what spi fit chooses for the same images', async () => {
-      const out = path.join(tmp, 'cli-single');
-      await quietly(() =>
-        fitCommand(['--data', root, '--out', out, '--model', MODEL, '--auto-fusion', 'off']),
-      );
+      // spi fit's default (fused banks among the candidates): the cluster builds and serves them too.
+      const out = path.join(tmp, 'cli-default');
+      await quietly(() => fitCommand(['--data', root, '--out', out, '--model', MODEL]));
       const cli = readMeta(out).autoConfig!;
       const info = await client.createBank(
         { bank: 'auto-job', model: MODEL, partitions: 1, replicas: 1 },
@@ -220,6 +231,10 @@ describe('automatic fit (real backbone)', function () {
       const configuredBy = info.versions[0].configuredBy;
       assert.match(configuredBy, /^auto: /);
       assert.equal(configuredBy.slice('auto: '.length).split(' ')[0], cli.chosen);
+      // A fused choice is served as one: a member per stage set, each in its own partitions.
+      const fused = cli.chosen.includes('/fused/');
+      assert.equal(info.versions[0].members.length, fused ? 2 : 0, info.versions[0].members.join('; '));
+      assert.equal(info.versions[0].partitions, fused ? 2 : 1);
       // The bank answers inspections with the chosen configuration.
       const answer = await client.inspect({ bank: 'auto-job', image: fs.readFileSync(train[0]) });
       assert.equal(answer.version, 1);
@@ -232,6 +247,77 @@ describe('automatic fit (real backbone)', function () {
       await assert.rejects(
         client.createBank({ bank: 'bad-auto', auto: 'sometimes' }, upload(train)),
         /auto must be "on" or "off"/,
+      );
+    });
+
+    it('serves a fused bank (BuildSpec.fuse) with the scores of the in-process FusedInspector; refuses add_to_active', async () => {
+      // A fused bank standardises each member on its held-out maps: hold back 3 of the 12.
+      const spec = {
+        bank: 'fused-job',
+        model: MODEL,
+        partitions: 2,
+        replicas: 1,
+        fuse: FINE_STAGES,
+        holdoutFraction: 0.25,
+      };
+      const info = await client.createBank(spec, upload(train));
+      const v = info.versions[0];
+      assert.equal(v.configuredBy, 'manual');
+      assert.equal(v.members.length, 2, 'two members');
+      assert.match(v.members[1], /^block_2_add\+block_5_add: \d+ patches x \d+$/);
+      assert.equal(v.partitions, 4, "each member's own 2 partitions");
+
+      // The same banks fitted here, as the gateway's fit worker fitted them, served in-process.
+      const req = toBuildRequest('create', buildSpec(spec), [], DEFAULT_ADMIN);
+      const pool = new BackbonePool();
+      try {
+        const fitted = await fitJob(
+          pool,
+          {
+            model: req.model,
+            settings: { ...req.settings, name: req.bank, version: 1 },
+            images: upload(train).map((u) => ({ path: u.name, data: u.data })),
+            fuse: req.fuse,
+          },
+          () => undefined,
+        );
+        assert.equal(fitted.kind, 'fused');
+        if (fitted.kind !== 'fused') return;
+        const local = new FusedInspector(
+          fitted.meta,
+          await Promise.all(
+            fitted.members.map(async (f) => {
+              const meta = completeMeta(f.meta, f.dim, f.vectors.length / f.dim);
+              const index = KnnIndex.build(f.vectors, f.dim, meta.knn);
+              return new Inspector(meta, await extractorForBank(pool, meta), new LocalSearcher(index));
+            }),
+          ),
+        );
+        assert.ok(Math.abs(v.threshold - fitted.meta.threshold.value) <= 1e-5 * Math.abs(v.threshold));
+        for (const file of [data.testGood[0], data.testDefective[0], data.testDefective[1]]) {
+          const image = fs.readFileSync(file);
+          const remote = await client.inspect({ bank: 'fused-job', image });
+          const here = await local.inspectBytes(image);
+          assert.ok(
+            Math.abs(remote.score - here.score) <= 1e-4 * Math.max(1, Math.abs(here.score)),
+            `${path.basename(file)}: gateway ${remote.score}, in-process ${here.score}`,
+          );
+          assert.equal(remote.isDefective, here.isDefective);
+        }
+      } finally {
+        await pool.close();
+      }
+
+      await assert.rejects(
+        client.rotateBank({ bank: 'fused-job', addToActive: true }, upload(train.slice(0, 2))),
+        (err: SpiError) =>
+          err.kind === 'FAILED_PRECONDITION' && /fused bank .*add_to_active does not apply/.test(err.message),
+      );
+      assert.equal((await client.getBank('fused-job')).activeVersion, 1);
+      await assert.rejects(
+        client.createBank({ ...spec, bank: 'fused-head', head: 'glass' }, upload(train)),
+        (err: SpiError) =>
+          err.kind === 'INVALID_ARGUMENT' && /head goes beside a single bank/.test(err.message),
       );
     });
   });
