@@ -319,6 +319,12 @@ describe('automatic fit (real backbone)', function () {
         (err: SpiError) =>
           err.kind === 'INVALID_ARGUMENT' && /head goes beside a single bank/.test(err.message),
       );
+      // A stage the model does not have: refused by name, and no version left behind.
+      await assert.rejects(
+        client.createBank({ ...spec, bank: 'fused-bad', fuse: 'block_2_add,nope' }, upload(train)),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /has no stage "nope"/.test(err.message),
+      );
+      await assert.rejects(client.getBank('fused-bad'), /does not exist/);
     });
   });
 });
