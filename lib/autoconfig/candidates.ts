@@ -28,6 +28,8 @@ export interface BaseCandidate {
   coreset: CoresetConfig;
   /** Patch positions per image at the finest stage (what the coreset and search scale with). */
   patchesPerImage: number;
+  /** A smaller-bank variant: the key of the base whose embeddings it shares (same model, view, stages). */
+  sharesEmbeddingsOf?: string;
 }
 
 export interface Configuration {
@@ -198,12 +200,18 @@ export function withBankFraction(base: BaseCandidate, factor: number): BaseCandi
   const c = base.coreset;
   const coreset =
     c.size > 0 ? { ...c, size: Math.max(1, Math.round(c.size * factor)) } : { ...c, ratio: c.ratio * factor };
-  return { ...base, key: `${base.key}~bank${Math.round(factor * 100)}%`, coreset };
+  return {
+    ...base,
+    key: `${base.key}~bank${Math.round(factor * 100)}%`,
+    coreset,
+    sharesEmbeddingsOf: base.sharesEmbeddingsOf ?? base.key,
+  };
 }
 
 /** The base on another build of its backbone (same stages and view): an INT8 one. */
 export function onModel(base: BaseCandidate, model: string): BaseCandidate {
-  return { ...base, key: `${model}/${base.stageSet}/${base.viewLabel}`, model };
+  const { sharesEmbeddingsOf: _embeddedElsewhere, ...own } = base;
+  return { ...own, key: `${model}/${base.stageSet}/${base.viewLabel}`, model };
 }
 
 /**

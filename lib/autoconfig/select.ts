@@ -227,9 +227,8 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   );
   for (const v of variants) {
     for (const m of v.members) {
-      if (trials.has(m.key)) continue;
-      const same = [...trials.values()].find((t) => t.base.key === m.key.split('~')[0]);
-      if (same && m.model === same.base.model) trials.set(m.key, same.sharing(m));
+      const same = m.sharesEmbeddingsOf ? trials.get(m.sharesEmbeddingsOf) : undefined;
+      if (same && !trials.has(m.key)) trials.set(m.key, same.sharing(m));
     }
   }
   const int8Bases = variants.flatMap((v) => v.members).filter((m) => !trials.has(m.key));

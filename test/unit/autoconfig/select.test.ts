@@ -145,6 +145,10 @@ describe('autoconfig: cheaper variants of the finalists', () => {
       assert.equal(quarter.members[i].coreset.ratio, original.coreset.ratio / 4);
       assert.deepEqual([m.model, m.stages, m.view], [original.model, original.stages, original.view]);
       assert.notEqual(m.key, original.key);
+      // A smaller bank reuses its finalist's embeddings; an INT8 build embeds anew.
+      assert.equal(m.sharesEmbeddingsOf, original.key);
+      assert.equal(quarter.members[i].sharesEmbeddingsOf, original.key);
+      assert.equal(int8.members[i].sharesEmbeddingsOf, undefined);
       assert.equal(int8.members[i].model, 'mobilenet_v2-imagenet-int8-randn');
       assert.deepEqual(int8.members[i].coreset, original.coreset);
     }
