@@ -1,13 +1,17 @@
 /**
  * Candidate patches of a bounded-memory fit, in chunks of whole images: held in memory until a chunk
  * is full, then appended to a temporary file (raw Float32, one file, chunks back to back) and read back
- * one chunk at a time. `close()` removes the file and its folder; the fit calls it in a `finally`, and
- * an exit hook does it if the process ends without getting there.
+ * one chunk at a time. `close()` removes the file and its folder; the fit calls it in a `finally`, an
+ * exit hook does it if the process ends without getting there, and so does Ctrl-C or a kill
+ * (SIGINT, SIGTERM): when nothing else in the process listens for the signal, it is raised again
+ * after the clean-up, so the process still ends as it would have.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { concat } from './feature-extractor';
+
+const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
 export interface PatchChunk {
   /** Rows of the chunk's images, image after image. */
@@ -35,6 +39,10 @@ export class PatchSpill {
   private fd?: number;
   private written = 0;
   private readonly onExit = () => this.close();
+  private readonly onSignal = (signal: NodeJS.Signals) => {
+    this.close();
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
 
   constructor(
     readonly dim: number,
@@ -108,6 +116,7 @@ export class PatchSpill {
   /** Removes the spill file and its folder (safe to call twice). */
   close(): void {
     process.removeListener('exit', this.onExit);
+    for (const signal of SIGNALS) process.removeListener(signal, this.onSignal);
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
@@ -121,6 +130,7 @@ export class PatchSpill {
       this.dir = fs.mkdtempSync(path.join(this.parent, 'spi-fit-'));
       this.fd = fs.openSync(this.file!, 'w+');
       process.on('exit', this.onExit);
+      for (const signal of SIGNALS) process.on(signal, this.onSignal);
     }
     const offset = this.written;
     for (const part of this.pending) {

@@ -4,6 +4,7 @@
  * budget's arithmetic and its error, and the sizes of `--max-memory`.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_CORESET, gather, selectCoreset } from '../../../lib/coreset/coreset';
@@ -77,6 +78,36 @@ describe('bounded-memory fit', () => {
     spill.close();
     spill.close();
     assert.deepEqual(fs.readdirSync(dir), [], 'the spill folder is gone');
+  });
+
+  it('removes the spill file when the process is interrupted (Ctrl-C), and still ends by the signal', async function () {
+    this.timeout(30_000);
+    const script = path.join(dir, 'interrupted.ts');
+    const module = path.resolve(__dirname, '../../../lib/patchcore/patch-spill');
+    fs.writeFileSync(
+      script,
+      `import { PatchSpill } from ${JSON.stringify(module)};
+const spill = new PatchSpill(2, 2, process.argv[2]);
+spill.add(new Float32Array(4), 0);
+spill.add(new Float32Array(4), 1);
+console.log(spill.file);
+setInterval(() => {}, 1000);
+`,
+    );
+    const spillDir = path.join(dir, 'spill');
+    const child = spawn(process.execPath, ['--import', 'tsx', script, spillDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const file = await new Promise<string>((resolve) =>
+      child.stdout.once('data', (d) => resolve(String(d).trim())),
+    );
+    assert.ok(fs.existsSync(file), 'spilled before the interrupt');
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.once('exit', (_code, signal) => resolve(signal)),
+    );
+    child.kill('SIGINT');
+    assert.equal(await exited, 'SIGINT');
+    assert.deepEqual(fs.readdirSync(spillDir), []);
   });
 
   it('keeps everything in memory while it fits in one chunk (no file at all)', () => {
