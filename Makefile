@@ -105,4 +105,4 @@ docs: $(NODE_STAMP)
 	$(TSX) scripts/gen-api-docs.ts
 
 clean:
-	rm -rf dist build/models build/test-stats demo-out eval-results bench/results.json bench/results.md bench/memory-results.json bench/memory-results.md soak-results.json soak-results.md
+	rm -rf dist build/models build/test-stats build/bench-memory demo-out eval-results bench/results.json bench/results.md bench/memory-results.json bench/memory-results.md soak-results.json soak-results.md
