@@ -12,6 +12,7 @@
  * queued request whose client has the fewest running. One client alone still gets every slot; in a
  * burst from one client, the other line controllers are neither refused nor queued behind it.
  */
+import * as os from 'node:os';
 import { SpiError } from '../../lib/errors';
 
 export interface AdmissionSettings {
@@ -21,8 +22,19 @@ export interface AdmissionSettings {
   maxQueue: number;
 }
 
-/** Sized from `make bench` on 2 cores: 4 in flight reach the best throughput; a queue as deep again. */
-export const DEFAULT_ADMISSION: AdmissionSettings = { maxInFlight: 4, maxQueue: 4 };
+/**
+ * One inspection in flight per core, and a queue as deep again. Measured on 2 cores (the cluster
+ * section of `make bench`, 1 shard, 2026-12-07): images/s at 1, 2, 3, 4, 6 in flight were 33, 43,
+ * 38, 29, 29 through the cluster and 94, 111, 108, 84, 78 in-process; more in flight only share the
+ * same cores, and in the soak's overload burst 4 in flight took the line controllers' p99 to 2.4x
+ * the unloaded one, 2 in flight to 1.8x. A pod's CPU limit is not what Node counts: k8s/base sets it.
+ */
+export function defaultAdmission(cores = os.availableParallelism()): AdmissionSettings {
+  const n = Math.max(1, cores);
+  return { maxInFlight: n, maxQueue: n };
+}
+
+export const DEFAULT_ADMISSION: AdmissionSettings = defaultAdmission();
 
 /** Why a request was refused: the queue was full, or its deadline could not be met. */
 export type ShedReason = 'queue_full' | 'deadline' | 'fair_share';
