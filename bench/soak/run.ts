@@ -80,18 +80,18 @@ async function main(): Promise<void> {
     const memory = memorySampler(roles, gatewayMetrics, 5000);
     const startMemory = await memory.sample();
 
-    const admin = client({ deadlineMs: 180_000 });
+    const admin = client({ deadlineMs: 180_000, retries: 20 });
     const probeFiles = [...data.testGood.slice(0, 2), ...data.testDefective.slice(0, 2)];
     const probe: Probe = { bank: BANK, files: probeFiles, images: probeFiles.map((f) => fs.readFileSync(f)) };
-    // Each version's answers to the probe images, asked for that version explicitly once it is active.
+    // Each version's answers to the probe images, asked for that version explicitly once it is active
+    // (one at a time, retried past refusals: bookkeeping, not load).
     const expected = new Map<number, number[]>();
-    const learn = async (version: number) =>
-      expected.set(
-        version,
-        await Promise.all(
-          probe.images.map(async (image) => (await admin.inspect({ bank: BANK, image, version })).score),
-        ),
-      );
+    const learn = async (version: number) => {
+      const scores: number[] = [];
+      for (const image of probe.images)
+        scores.push((await admin.inspect({ bank: BANK, image, version })).score);
+      expected.set(version, scores);
+    };
     let versions = 1;
     const spec = { bank: BANK, partitions: 3, replicas: 2 };
     log('building the bank (3 partitions x 2 replicas)');

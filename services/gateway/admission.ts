@@ -12,7 +12,6 @@
  * queued request whose client has the fewest running. One client alone still gets every slot; in a
  * burst from one client, the other line controllers are neither refused nor queued behind it.
  */
-import * as os from 'node:os';
 import { SpiError } from '../../lib/errors';
 
 export interface AdmissionSettings {
@@ -23,15 +22,16 @@ export interface AdmissionSettings {
 }
 
 /**
- * One inspection in flight per core, and a queue as deep again. Measured on 2 cores (the cluster
- * section of `make bench`, 1 shard, 2026-12-07): images/s at 1, 2, 3, 4, 6 in flight were 33, 43,
- * 38, 29, 29 through the cluster and 94, 111, 108, 84, 78 in-process; more in flight only share the
- * same cores, and in the soak's overload burst 4 in flight took the line controllers' p99 to 2.4x
- * the unloaded one, 2 in flight to 1.8x. A pod's CPU limit is not what Node counts: k8s/base sets it.
+ * Four inspections in flight and four waiting, on the 2 cores this was measured on. Part of an
+ * inspection's time is spent waiting for shards, so the bound is above the core count: with 2 in
+ * flight a frozen shard held both slots and the soak's p99 during the freeze went from 0.3 s (4) to
+ * 2.0 s, and a queue of 2 refused a 4-image batch during a rotation. More than 4 only share the same
+ * cores (the cluster section of `make bench`, 1 shard, 2026-12-07: 33, 43, 38, 29, 29 images/s at
+ * 1, 2, 3, 4, 6 in flight, in one noisy run). A pod's CPU limit is not what Node counts, so the
+ * default is not derived from the core count: k8s/base sets both for its pods.
  */
-export function defaultAdmission(cores = os.availableParallelism()): AdmissionSettings {
-  const n = Math.max(1, cores);
-  return { maxInFlight: n, maxQueue: n };
+export function defaultAdmission(): AdmissionSettings {
+  return { maxInFlight: 4, maxQueue: 4 };
 }
 
 export const DEFAULT_ADMISSION: AdmissionSettings = defaultAdmission();
