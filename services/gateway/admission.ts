@@ -1,7 +1,7 @@
 /**
  * Admission control for inspections. At most `maxInFlight` run at once (more only share the same
- * cores and memory: the bench's throughput stops growing at two per core), at most `maxQueue` wait
- * for a slot, first come first served. Past that a request is refused at once with
+ * cores and memory; see defaultAdmission), at most `maxQueue` wait for a slot (in the order below).
+ * Past that a request is refused at once with
  * RESOURCE_EXHAUSTED and a retry hint, instead of queueing without bound (a burst of 300 once took
  * p50 to 16 s and the gateway's memory to 1.9 GiB). A request whose deadline cannot be met (a
  * running estimate of the service time, and its place in the queue) is dropped before any work.
