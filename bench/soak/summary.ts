@@ -37,15 +37,12 @@ interface Latency {
   p99: number;
 }
 
-/** Of the answered ones: from sending to the answer, retries included (or the accepted attempt alone). */
-const latency = (xs: Sample[], of: 'ms' | 'attemptMs' = 'ms'): Latency => {
-  const ms = xs.filter((s) => s.code === 'OK').map((s) => s[of]);
-  return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99) };
-};
-
-/** Of the answered ones: the gateway's own time, from the request's arrival there to the answer. */
-const onGateway = (xs: Sample[]): Latency => {
-  const ms = xs.filter((s) => s.code === 'OK' && s.gatewayMs !== undefined).map((s) => s.gatewayMs!);
+/**
+ * Of the answered ones: from sending to the answer, retries included (or the accepted attempt
+ * alone), or the gateway's own time, from the request's arrival there to the answer.
+ */
+const latency = (xs: Sample[], of: 'ms' | 'attemptMs' | 'gatewayMs' = 'ms'): Latency => {
+  const ms = xs.filter((s) => s.code === 'OK' && s[of] !== undefined).map((s) => s[of]!);
   return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99) };
 };
 
@@ -87,8 +84,8 @@ export function summarize(r: SoakRecord) {
     inBurst.filter((s) => s.source === 'burst'),
     'attemptMs',
   );
-  const unloadedOnGateway = onGateway(outside);
-  const burstOnGateway = onGateway(inBurst);
+  const unloadedOnGateway = latency(outside, 'gatewayMs');
+  const burstOnGateway = latency(inBurst, 'gatewayMs');
   const byFault: Partial<Record<FaultKind, Latency & { failed: Record<string, number> }>> = {};
   for (const kind of new Set(r.windows.map((w) => w.kind))) {
     const xs = r.samples.filter((s) => windowOf(s)?.kind === kind);

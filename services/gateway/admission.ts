@@ -182,8 +182,11 @@ export class Admission {
       const held = this.held(w.client);
       if (held > most) [heaviest, most] = [w.client, held];
     }
-    if (heaviest === undefined)
-      return early && [...this.clients.values()].some((h) => h.arriving > 0 && this.total(h) > mine + 1);
+    if (heaviest === undefined) {
+      if (!early) return false;
+      for (const h of this.clients.values()) if (h.arriving > 0 && this.total(h) > mine + 1) return true;
+      return false;
+    }
     let newest = this.queue.length - 1;
     while (this.queue[newest].client !== heaviest) newest--;
     this.unqueue(newest).refuse(this.overloaded('fair_share'));
