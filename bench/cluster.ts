@@ -137,7 +137,8 @@ export interface E2eRow {
 }
 
 export interface SheetRow {
-  path: 'in-process' | 'cluster';
+  /** "every copy searched": overlapping tiles' shared positions searched in each tile and averaged. */
+  path: 'in-process' | 'in-process, every copy searched' | 'cluster';
   /** The bank's index (factory string). */
   index: string;
   shards: number | null;
@@ -519,22 +520,33 @@ async function sheetWithIndex(
   const buildMs = await timeMs(() => client.createBank(sheetSpec, upload));
   const info = await client.getBank(bank);
   o.log('sheet: measuring, interleaved');
-  const [localTimes, remote] = await measurePaired(
-    [localInspectFn(local.value), clusterInspectFn(client, bank)],
+  const everyCopy = local.value.withScore({ sharedCells: 'average' });
+  const [localTimes, remote, everyCopyTimes] = await measurePaired(
+    [localInspectFn(local.value), clusterInspectFn(client, bank), localInspectFn(everyCopy)],
     sheets.test,
     { requests: s.runs, concurrency: 1, throughputRequests: 0, warmup: 1 },
   );
+  const inProcess = {
+    shards: null,
+    view: `resize 0, scale ${s.scale} (canvas ${canvas}), tile ${s.tile}, overlap ${s.overlap}`,
+    ...common,
+    bankPatches: local.value.meta.vectors.rows,
+    buildS: round(local.ms / 1000, 1),
+  };
   return [
     {
       path: 'in-process',
-      shards: null,
-      view: `resize 0, scale ${s.scale} (canvas ${canvas}), tile ${s.tile}, overlap ${s.overlap}`,
-      ...common,
-      bankPatches: local.value.meta.vectors.rows,
-      buildS: round(local.ms / 1000, 1),
+      ...inProcess,
       msPerSheet: localTimes.p50Ms,
       stages: localTimes.stages,
       vsInProcess: 1,
+    },
+    {
+      path: 'in-process, every copy searched',
+      ...inProcess,
+      msPerSheet: everyCopyTimes.p50Ms,
+      stages: everyCopyTimes.stages,
+      vsInProcess: round(everyCopyTimes.p50Ms / localTimes.p50Ms, 3),
     },
     {
       path: 'cluster',

@@ -26,6 +26,10 @@ export function bankFormatOf(meta: Pick<BankMeta, 'reference' | 'view'>): number
 
 export type ImageScoreMethod = 'map-max' | 'patch-max' | 'reweighted';
 
+/** How a canvas position seen by several tiles is scored (ScoreConfig.sharedCells). */
+export type SharedCellRule = 'interior' | 'average';
+export const SHARED_CELL_RULES: readonly SharedCellRule[] = ['interior', 'average'];
+
 export interface ScoreConfig {
   /** Nearest neighbours searched per patch; the patch score is the mean of the first k. */
   k: number;
@@ -35,9 +39,21 @@ export interface ScoreConfig {
   imageScore: ImageScoreMethod;
   /** Subtract the held-out good images' mean patch score per position (score/reference.ts). */
   reference?: ReferenceMethod;
+  /**
+   * A canvas position two overlapping tiles both see: searched once, from the tile that sees it
+   * farthest from its edge (interior), or in both tiles and averaged (average: banks built before
+   * 2026-12-07 have no field and keep it). See patchcore/shared-cells.ts.
+   */
+  sharedCells?: SharedCellRule;
 }
 
-export const DEFAULT_SCORE: ScoreConfig = { k: 1, sigma: 4, imageScore: 'map-max', reference: 'none' };
+export const DEFAULT_SCORE: ScoreConfig = {
+  k: 1,
+  sigma: 4,
+  imageScore: 'map-max',
+  reference: 'none',
+  sharedCells: 'interior',
+};
 
 export interface BankMeta {
   format: number;

@@ -10,6 +10,7 @@ import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { subtractReference } from '../score/reference';
 import { REWEIGHT_NEIGHBOURS, reweightFactor } from '../score/reweight';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
+import { DistinctCellCache, cellCentres, expandToCells, gatherRows } from './shared-cells';
 import { SpiError } from '../errors';
 
 /** Where the nearest bank patches come from: a local faiss index or the shard cluster. */
@@ -35,6 +36,8 @@ export interface Inspection {
 }
 
 export class Inspector {
+  private readonly distinct = new DistinctCellCache();
+
   constructor(
     readonly meta: BankMeta,
     private readonly extractor: FeatureExtractor,
@@ -47,6 +50,12 @@ export class Inspector {
         `bank ${meta.name} v${meta.version} was built with backbone ${meta.model.id}, not ${extractor.backbone.id}`,
       );
     }
+  }
+
+  /** The same bank, backbone and search, scored with other settings (benches, comparisons). */
+  withScore(score: Partial<BankMeta['score']>): Inspector {
+    const meta = { ...this.meta, score: { ...this.meta.score, ...score } };
+    return new Inspector(meta, this.extractor, this.searcher, this.limits);
   }
 
   inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
@@ -98,8 +107,23 @@ export class Inspector {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
-    const knn = await this.searcher.search(embedding.vectors, embedding.dim, this.meta.score.k, deadline);
+    const knn = await this.searchCells(embedding, deadline);
     return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
+  }
+
+  /** Every cell's neighbours; a position overlapping tiles share is searched once (shared-cells.ts). */
+  private async searchCells(embedding: ImageEmbedding, deadline?: number): Promise<KnnResult> {
+    const { dim } = embedding;
+    const { k, sharedCells } = this.meta.score;
+    const plan = sharedCells === 'interior' ? this.distinct.get(embedding) : undefined;
+    if (!plan) return this.searcher.search(embedding.vectors, dim, k, deadline);
+    const knn = await this.searcher.search(
+      gatherRows(embedding.vectors, dim, plan.searched),
+      dim,
+      k,
+      deadline,
+    );
+    return expandToCells(knn, plan.rowOf);
   }
 }
 
@@ -206,13 +230,10 @@ function maxInsideBorder(
   h: number,
 ): number {
   const { gridWidth: gw, gridHeight: gh, placement } = embedding;
-  // Cell centres along one axis of a tile, in tile pixels (continuous: pixel p spans [p, p + 1)).
-  const centres = (n: number, size: number, axis?: { scale: number; offset: number }) =>
-    Array.from({ length: n }, (_, i) => (axis ? axis.scale * i + axis.offset : ((i + 0.5) * size) / n));
   let best = -Infinity;
   embedding.tiles.forEach((tile, t) => {
-    const xs = centres(gw, tile.width, placement?.x).map((c) => c + tile.left);
-    const ys = centres(gh, tile.height, placement?.y).map((c) => c + tile.top);
+    const xs = cellCentres(gw, tile.width, placement?.x).map((c) => c + tile.left);
+    const ys = cellCentres(gh, tile.height, placement?.y).map((c) => c + tile.top);
     for (let y = 0; y < gh; y++) {
       if (!(ys[y] > pad && ys[y] < pad + h)) continue;
       for (let x = 0; x < gw; x++)

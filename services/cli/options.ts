@@ -7,7 +7,7 @@ import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib
 import { autoModels } from '../../lib/autoconfig/plan';
 import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../../lib/coreset/outliers';
-import { DEFAULT_SCORE, ImageScoreMethod } from '../../lib/bank/bank-meta';
+import { DEFAULT_SCORE, ImageScoreMethod, SHARED_CELL_RULES, SharedCellRule } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
 import { MemoryBudget, defaultMaxMemory, parseBytes } from '../../lib/patchcore/memory-budget';
 import { INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
@@ -37,6 +37,7 @@ export const ENGINE_FLAGS = {
   k: { type: 'string', default: String(DEFAULT_SCORE.k) },
   sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
   'image-score': { type: 'string', default: DEFAULT_SCORE.imageScore },
+  'shared-cells': { type: 'string', default: DEFAULT_SCORE.sharedCells },
   reference: { type: 'string', default: DEFAULT_SCORE.reference },
   fuse: { type: 'string' },
   'fuse-ratio': { type: 'string' },
@@ -110,6 +111,9 @@ index and scores:
   --reference M       none | mean: subtract the held-out good images' mean score at each position;
                       for products always framed the same way, not for varying layouts or unified
                       banks (default ${D.reference.default})
+  --shared-cells M    interior | average: a place two overlapping tiles both see is searched once,
+                      in the tile that sees it farthest from its edge, or in both and averaged
+                      (banks before 2026-12-07) (default ${D['shared-cells'].default})
 fused bank (a second member with other stages; maps standardised on held-out good images, averaged):
   --fuse A,B          the second member's stages, e.g. block_2_add,block_5_add; empty = no fusion
   --fuse-ratio R      its coreset ratio (default: --ratio)
@@ -213,6 +217,9 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   if (!['none', 'mean'].includes(reference)) throw invalid(`--reference must be none or mean`);
   if (imageScore === 'reweighted' && reference === 'mean')
     throw invalid('--image-score reweighted does not go with --reference mean');
+  const sharedCells = (v['shared-cells'] ?? DEFAULT_SCORE.sharedCells) as SharedCellRule;
+  if (!SHARED_CELL_RULES.includes(sharedCells))
+    throw invalid(`--shared-cells must be ${SHARED_CELL_RULES.join(' or ')}, got "${sharedCells}"`);
   return {
     ...DEFAULT_FIT,
     name: v.name ?? name,
@@ -227,7 +234,7 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       perImage: num(v, 'coreset-per-image'),
     },
     knn: resolveKnn({ factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') }),
-    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference },
+    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference, sharedCells },
     outliers: outliersFrom(v),
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,
