@@ -4,7 +4,7 @@
  * other partitions meanwhile. The worker builds and serialises; the caller restores the bytes.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { KnnConfig, KnnIndex, parseFactory } from './index';
+import { KnnConfig, KnnIndex, parseFactory, resolveKnn } from './index';
 import { ErrorKind, SpiError } from '../errors';
 import { startWorker } from '../util/worker';
 
@@ -24,6 +24,7 @@ const OFF_THREAD_MIN_VALUES = 4 * 1024 * 1024;
  * vector) and large banks.
  */
 export async function buildIndex(vectors: Float32Array, dim: number, config: KnnConfig): Promise<KnnIndex> {
+  config = resolveKnn(config, vectors.length / dim);
   const slow = /^(IVF|HNSW)/.test(parseFactory(config.factory).factory);
   if (!slow && vectors.length < OFF_THREAD_MIN_VALUES) return KnnIndex.build(vectors, dim, config);
   const bytes = await new Promise<Uint8Array>((resolve, reject) => {

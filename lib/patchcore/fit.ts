@@ -112,7 +112,8 @@ export async function fitBank(
       )
     : await chooseInMemory(embedded, settings, onCoreset);
   const { vectors, dim } = chosen;
-  const index = KnnIndex.build(vectors, dim, settings.knn);
+  const knn = resolveKnn(settings.knn, vectors.length / dim);
+  const index = KnnIndex.build(vectors, dim, knn);
   const meta: FittedBank['meta'] = {
     name: settings.name,
     version: settings.version,
@@ -130,7 +131,7 @@ export async function fitBank(
       cellPlacement: extractor.options.cellPlacement !== false,
     },
     coreset: { ...settings.coreset, inputPatches: chosen.inputPatches, keptPatches: vectors.length / dim },
-    knn: resolveKnn(settings.knn),
+    knn,
     score: settings.score,
     threshold: { value: Infinity, method: 'manual' },
     categories: settings.categories,

@@ -10,7 +10,7 @@ import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../../lib/coreset/o
 import { DEFAULT_SCORE, ImageScoreMethod, SHARED_CELL_RULES, SharedCellRule } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
 import { MemoryBudget, defaultMaxMemory, parseBytes } from '../../lib/patchcore/memory-budget';
-import { INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
+import { AUTO_HNSW_MIN_ROWS, DEFAULT_KNN, INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
 import { ReferenceMethod } from '../../lib/score/reference';
@@ -32,7 +32,7 @@ export const ENGINE_FLAGS = {
   'coreset-size': { type: 'string', default: '0' },
   'coreset-per-image': { type: 'string', default: String(DEFAULT_CORESET.perImage ?? 0) },
   'outlier-filter': { type: 'string', default: String(DEFAULT_FIT.outliers?.fraction ?? 0) },
-  index: { type: 'string', default: 'Flat' },
+  index: { type: 'string', default: DEFAULT_KNN.factory },
   nprobe: { type: 'string', default: '8' },
   k: { type: 'string', default: String(DEFAULT_SCORE.k) },
   sigma: { type: 'string', default: String(DEFAULT_SCORE.sigma) },
@@ -101,7 +101,9 @@ coreset (which patches the bank keeps):
                       defective sheets in the good folder stay out of the bank; 0 = off (default ${D['outlier-filter'].default})
 index and scores:
   --index F           faiss factory string, search parameters after it: Flat (exact), hnsw (=
-                      ${INDEX_PRESETS.hnsw}, approximate, for sheets), e.g. IVF1024,Flat (default ${D.index.default})
+                      ${INDEX_PRESETS.hnsw}: approximate, the 2 % farthest queries
+                      searched again exactly), e.g. IVF1024,Flat; auto = Flat below ${AUTO_HNSW_MIN_ROWS} bank rows,
+                      hnsw from there (default ${D.index.default})
   --nprobe N          IVF cells searched per query (default ${D.nprobe.default})
   --k N               nearest neighbours per patch; its score is their mean distance (default ${D.k.default})
   --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
@@ -233,7 +235,7 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       size: num(v, 'coreset-size'),
       perImage: num(v, 'coreset-per-image'),
     },
-    knn: resolveKnn({ factory: v.index ?? 'Flat', nprobe: num(v, 'nprobe') }),
+    knn: resolveKnn({ factory: v.index ?? DEFAULT_KNN.factory, nprobe: num(v, 'nprobe') }),
     score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference, sharedCells },
     outliers: outliersFrom(v),
     holdoutFraction: num(v, 'holdout'),

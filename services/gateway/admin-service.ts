@@ -11,7 +11,7 @@ import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { DEFAULT_CORESET, CoresetMethod } from '../../lib/coreset/coreset';
 import { readCategory, fileSources } from '../../lib/data/mvtec';
 import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
-import { resolveKnn } from '../../lib/knn/index';
+import { DEFAULT_KNN, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
 import { SpiError, invalid } from '../../lib/errors';
 import { categoryOfSource } from '../../lib/bank/bank-meta';
@@ -177,7 +177,7 @@ export function toBuildRequest(
         ratio: spec.coresetRatio || DEFAULT_CORESET.ratio,
         size: spec.coresetSize,
       },
-      knn: resolveKnn({ factory: spec.index || 'Flat', nprobe: spec.nprobe || 8 }),
+      knn: resolveKnn({ factory: spec.index || DEFAULT_KNN.factory, nprobe: spec.nprobe || 8 }),
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
       holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
       score: { ...DEFAULT_FIT.score, reference, imageScore: imageScoreOf(spec, reference) },

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { createHash, Hash } from 'node:crypto';
 import { buildIndex } from '../../lib/knn/build-worker';
-import { KnnIndex } from '../../lib/knn/index';
+import { KnnIndex, resolveKnn } from '../../lib/knn/index';
 import { SpiError, invalid } from '../../lib/errors';
 import { sha256 } from '../../lib/bank/bank-store';
 import { Announcer, PartitionRef, checkRef, refString } from '../../lib/cluster/types';
@@ -244,7 +244,8 @@ export class PartitionStore {
     }
     const sha = h.sha256.toLowerCase();
     if (!SHA256_HEX.test(sha)) throw invalid('header sha256 must be 64 hex characters');
-    const factory = h.index.trim() || 'Flat';
+    // `auto` becomes Flat or HNSW by this partition's rows, and is recorded as what was built.
+    const factory = resolveKnn({ factory: h.index.trim() || 'Flat', nprobe: 0 }, h.rows).factory;
     const cells = /^IVF(\d+)/.exec(factory);
     if (cells && h.rows < Number(cells[1])) {
       throw new SpiError(

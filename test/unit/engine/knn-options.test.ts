@@ -6,7 +6,14 @@ import { Logger } from '../../../lib/util/log';
 import { PartitionStore } from '../../../services/shard/partition-store';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
 import { buildSpec } from '../../../lib/rpc/messages';
-import { INDEX_PRESETS, KnnIndex, parseFactory, resolveKnn } from '../../../lib/knn/index';
+import {
+  AUTO_HNSW_MIN_ROWS,
+  DEFAULT_KNN,
+  INDEX_PRESETS,
+  KnnIndex,
+  parseFactory,
+  resolveKnn,
+} from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 
@@ -143,7 +150,27 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
     );
     assert.equal(req.settings.knn.factory, INDEX_PRESETS.hnsw);
     const plain = toBuildRequest('create', buildSpec({ bank: 'b', auto: 'off' }), [], DEFAULT_ADMIN);
-    assert.equal(plain.settings.knn.factory, 'Flat');
+    assert.equal(plain.settings.knn.factory, 'auto', 'each shard resolves it by its partition rows');
+  });
+
+  it('auto, the default: exact below the row bound, the hnsw preset from it, on every build path', async function () {
+    this.timeout(30_000);
+    assert.equal(DEFAULT_KNN.factory, 'auto');
+    assert.equal(resolveKnn({ factory: 'auto' }).factory, 'auto', 'unresolved until the rows are known');
+    assert.equal(resolveKnn({ factory: 'Auto' }, AUTO_HNSW_MIN_ROWS - 1).factory, 'Flat');
+    assert.equal(resolveKnn({ factory: 'auto' }, AUTO_HNSW_MIN_ROWS).factory, INDEX_PRESETS.hnsw);
+    assert.equal(KnnIndex.build(bank, dim, { factory: 'auto' }).config.factory, 'Flat');
+    const large = clustered(AUTO_HNSW_MIN_ROWS, 4, 3);
+    const built = await buildIndex(large, 4, { factory: 'auto' });
+    assert.equal(built.config.factory, INDEX_PRESETS.hnsw);
+    // A shard records what it built, so its file reloads the same index.
+    const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
+    const store = PartitionStore.open({ log: quiet });
+    const ref = { bank: 'b', version: 1, partition: 0 };
+    const rows = bank.length / dim;
+    const sha = sha256(vectorBytes(bank));
+    const info = await store.load({ ref, dim, rows, rowOffset: 0, index: 'auto', nprobe: 0, sha256: sha }, bank);
+    assert.equal(info.index, 'Flat');
   });
 
   it('refuses a parameter the index does not have, naming it', () => {
