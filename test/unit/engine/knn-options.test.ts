@@ -169,7 +169,10 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
     const ref = { bank: 'b', version: 1, partition: 0 };
     const rows = bank.length / dim;
     const sha = sha256(vectorBytes(bank));
-    const info = await store.load({ ref, dim, rows, rowOffset: 0, index: 'auto', nprobe: 0, sha256: sha }, bank);
+    const info = await store.load(
+      { ref, dim, rows, rowOffset: 0, index: 'auto', nprobe: 0, sha256: sha },
+      bank,
+    );
     assert.equal(info.index, 'Flat');
   });
 
