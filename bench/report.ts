@@ -204,9 +204,14 @@ function clusterSection(r: ClusterBenchResult): string[] {
     ...(r.hop
       ? [
           `One gRPC hop on this machine (p50 of ${r.hop.runs}): a trivial unary call ${r.hop.trivialCallMs} ms; ` +
-            `one image's Search (${r.hop.queries} x ${r.hop.dim} float32 = ${r.hop.queryKiB} KiB, ${r.hop.bankRows} bank rows) ` +
+            `one image's Search (${r.hop.queries} x ${r.hop.dim} = ${r.hop.queryKiB} KiB as float32, ${r.hop.bankRows} bank rows) ` +
             `${r.hop.searchRemoteMs} ms to a shard process vs ${r.hop.searchLocalMs} ms in-process: the hop adds ` +
-            `${r.hop.hopMs} ms. Inspect through the cluster takes two hops (client -> gateway, gateway -> shard).`,
+            `${r.hop.hopMs} ms` +
+            (r.hop.bareCallMs !== undefined
+              ? `; a bare grpc-js call of the same bytes (${r.hop.requestBytes} B in float16, ${r.hop.replyBytes} B back) ` +
+                `between the same two processes ${r.hop.bareCallMs} ms: the Search's hop is ${r.hop.hopVsBare}x it (target at most 1.3x)`
+              : '') +
+            '. Inspect through the cluster takes two hops (client -> gateway, gateway -> shard).',
           '',
         ]
       : []),

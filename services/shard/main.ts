@@ -33,6 +33,7 @@ export const SHARD_USAGE = `usage: spi shard [options]
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default 9465)
   --shutdown-grace-ms N  how long in-flight calls may run on after SIGTERM (default 10000)
+  --bench-echo        also serve a bare bytes-in, bytes-out method, for \`make bench\`'s hop figure (off)
 ${SERVER_TLS_USAGE}
 ${PEER_AUTH_USAGE}
 ${ETCD_SECURITY_USAGE}`;
@@ -51,6 +52,7 @@ export const SHARD_FLAGS = {
   'max-message-mb': { type: 'string' },
   'metrics-port': { type: 'string' },
   'shutdown-grace-ms': { type: 'string' },
+  'bench-echo': { type: 'boolean' },
   ...SERVER_TLS_FLAGS,
   ...PEER_AUTH_FLAGS,
   ...ETCD_SECURITY_FLAGS,
@@ -92,6 +94,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     tls,
     peerIdentities,
     etcdConnection,
+    benchEcho: values['bench-echo'] === true,
     log,
   });
   const ops = await startOpsServerIfEnabled(

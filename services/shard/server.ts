@@ -31,6 +31,7 @@ import { ServerTlsSettings, peerVerifier } from '../../lib/rpc/tls';
 import { authInterceptor } from '../common/auth';
 import { requestIdOf } from '../../lib/rpc/request-id';
 import { EtcdConnection } from '../../lib/cluster/etcd-client';
+import { BARE_ECHO_SERVICE, bareEchoHandlers } from '../../lib/rpc/bare-echo';
 
 function refOf(msg: PartitionRefMsg | null | undefined): PartitionRef {
   if (!msg) throw invalid('partition (bank, version, partition) is required');
@@ -147,6 +148,8 @@ export interface ShardOptions {
   peerIdentities?: string[] | null;
   /** etcd TLS and user (see etcd-client.ts). */
   etcdConnection?: EtcdConnection;
+  /** Also serve lib/rpc/bare-echo.ts (`make bench` times the hop against it). */
+  benchEcho?: boolean;
   log?: Logger;
 }
 
@@ -190,6 +193,7 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSha
       { definition: serviceDefinition('BankShard'), implementation: handlers },
       health.binding(),
       ...reflectionBindings(['spi.v1.BankShard', HEALTH_SERVICE]),
+      ...(options.benchEcho ? [{ definition: BARE_ECHO_SERVICE, implementation: bareEchoHandlers() }] : []),
     ],
   });
   const id = options.id ?? `${os.hostname()}-${server.port}`;
