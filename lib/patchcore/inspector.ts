@@ -107,25 +107,36 @@ export class Inspector {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
-    const knn = await this.searchCells(embedding, deadline);
+    const knn = await searchCells(this.searcher, embedding, this.meta.score, deadline, this.distinct);
     return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
   }
-
-  /** Every cell's neighbours; a position overlapping tiles share is searched once (shared-cells.ts). */
-  private async searchCells(embedding: ImageEmbedding, deadline?: number): Promise<KnnResult> {
-    const { dim } = embedding;
-    const { k, sharedCells } = this.meta.score;
-    const plan = sharedCells === 'interior' ? this.distinct.get(embedding) : undefined;
-    if (!plan) return this.searcher.search(embedding.vectors, dim, k, deadline);
-    const knn = await this.searcher.search(
-      gatherRows(embedding.vectors, dim, plan.searched),
-      dim,
-      k,
-      deadline,
-    );
-    return expandToCells(knn, plan.rowOf);
-  }
 }
+
+/**
+ * Every cell's nearest bank patches, as the bank's score settings want them: with `sharedCells`
+ * interior (shared-cells.ts), a place overlapping tiles share is searched once and its answer
+ * copied to the other cells. For whoever scores an embedding outside an Inspector.
+ */
+export async function searchCells(
+  searcher: NeighbourSearcher,
+  embedding: ImageEmbedding,
+  score: Pick<BankMeta['score'], 'k' | 'sharedCells'>,
+  deadline?: number,
+  plans: DistinctCellCache = SHARED_PLANS,
+): Promise<KnnResult> {
+  const { dim } = embedding;
+  const plan = score.sharedCells === 'interior' ? plans.get(embedding) : undefined;
+  if (!plan) return searcher.search(embedding.vectors, dim, score.k, deadline);
+  const knn = await searcher.search(
+    gatherRows(embedding.vectors, dim, plan.searched),
+    dim,
+    score.k,
+    deadline,
+  );
+  return expandToCells(knn, plan.rowOf);
+}
+
+const SHARED_PLANS = new DistinctCellCache();
 
 /**
  * Decodes `bytes` within `limits`, then inspects the image with `inspect`; the answer's decode time
