@@ -12,9 +12,9 @@ import { KnnIndex } from '../knn/index';
 import { rocAuc, pixelAuroc } from '../eval/metrics';
 import { maxOf, patchScores } from '../score/anomaly-map';
 import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-extractor';
-import { gather } from '../patchcore/fit';
+import { LocalSearcher, gather } from '../patchcore/fit';
 import { fuseMaps, pixelStats } from '../patchcore/fusion';
-import { scorePatches } from '../patchcore/inspector';
+import { scorePatches, searchCells } from '../patchcore/inspector';
 import { BaseCandidate, Configuration } from './candidates';
 import type { ValidationItem } from './validation-set';
 
@@ -78,8 +78,10 @@ export class BaseTrial {
     );
     const index = KnnIndex.build(gather(all, dim, keep), dim, { factory: 'Flat' });
     const grids: Float32Array[] = [];
+    // Searched as the fitted bank's inspections will search (each place of a tiled view once).
+    const searcher = new LocalSearcher(index);
     for (const e of queries) {
-      const knn = await index.search(e.vectors, 1);
+      const knn = await searchCells(searcher, e, { ...DEFAULT_SCORE, k: 1 });
       grids.push(patchScores(knn.distances, knn.k, 1));
     }
     return {
