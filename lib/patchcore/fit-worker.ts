@@ -5,8 +5,9 @@
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BackbonePool, createExtractor, extractorForBank } from './engine';
-import { addToBank } from './incremental';
-import type { BankMeta } from '../bank/bank-meta';
+import { AddOptions, addToBank } from './incremental';
+import { FusedBase, addToFused } from './incremental-fused';
+import type { StoredBank } from '../bank/bank-store';
 import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
@@ -30,13 +31,17 @@ export interface FitJob {
    */
   fuse?: { stages: string[] };
   /**
-   * Build the next version of this bank from it plus `images` (patchcore/incremental.ts): only the
-   * images are embedded; `settings` give the version number, the rest comes from the bank.
+   * Build the next version of this bank from it plus `images` (patchcore/incremental.ts, a fused
+   * bank's every member: incremental-fused.ts): only the images are embedded; `settings` give the
+   * version number, the rest comes from the bank.
    */
-  add?: { meta: BankMeta; vectors: Float32Array; reason?: string };
+  add?: AddBase & { reason?: string };
   /** Train a discriminator head beside the bank, inline in its metadata (lib/head/; not with `add`). */
   head?: HeadRequest;
 }
+
+/** The bank an added version grows: a single one, or a fused one's metadata and members. */
+export type AddBase = ({ kind: 'single' } & StoredBank) | ({ kind: 'fused' } & FusedBase);
 
 export type FitResult = Omit<FittedBank, 'index'>;
 
@@ -136,17 +141,28 @@ export async function fitJob(
     const fitted = await fitFused(images, members, job.settings, { onProgress });
     return { kind: 'fused', meta: fitted.meta, members: fitted.members };
   }
+  if (job.add?.kind === 'fused') {
+    const extractors = [];
+    for (const m of job.add.members) extractors.push(await extractorForBank(pool, m.meta));
+    const fitted = await addToFused(extractors, job.add, images, addOptions(job, onProgress));
+    return { kind: 'fused', meta: fitted.meta, members: fitted.members };
+  }
   const fitted = job.add
-    ? await addToBank(await extractorForBank(pool, job.add.meta), job.add, images, {
-        onProgress,
-        reason: job.add.reason,
-        version: job.settings.version,
-      })
+    ? await addToBank(
+        await extractorForBank(pool, job.add.meta),
+        job.add,
+        images,
+        addOptions(job, onProgress),
+      )
     : await fitBank(await createExtractor(pool, extractorOf(job)), images, job.settings, {
         onProgress,
         keepHeldOutMaps: job.head !== undefined,
       });
   return single(pool, fitted, images, job, onProgress);
+}
+
+function addOptions(job: FitJob, onProgress: FitProgress): AddOptions {
+  return { onProgress, reason: job.add?.reason, version: job.settings.version };
 }
 
 /** A single bank, with its head trained beside it when the job asks for one. */

@@ -273,13 +273,15 @@ async function chooseThreshold(
 /**
  * The held-out images' mean patch scores (the reference) and their image scores, each against the
  * reference of the others (leave-one-out), so the threshold sees them as it will see new images.
+ * `prior`: an earlier reference pooled in (score/reference.ts `referenceFrom`; incremental banks).
  */
-async function referenceAndScores(
+export async function referenceAndScores(
   inspector: Inspector,
   holdout: ImageSource[],
   limits: DecodeLimits,
   onProgress?: FitProgress,
   maps?: Float32Array[],
+  prior?: NominalReference,
 ): Promise<{ reference: NominalReference; scores: number[] }> {
   const meta = inspector.meta;
   const measured = [];
@@ -295,9 +297,9 @@ async function referenceAndScores(
     });
     onProgress?.('threshold', i + 1, holdout.length);
   }
-  const reference = referenceFrom(grids);
+  const reference = referenceFrom(grids, prior);
   const scores = measured.map((m, j) => {
-    const r = scorePatches(meta, m.embedding, leaveOneOut(grids, j), m.size, Infinity);
+    const r = scorePatches(meta, m.embedding, leaveOneOut(grids, j, prior), m.size, Infinity);
     maps?.push(r.map);
     return r.score;
   });

@@ -13,9 +13,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BankMeta } from '../bank/bank-meta';
+import { BankAddition, BankMeta } from '../bank/bank-meta';
 import type { AutoConfigRecord } from '../autoconfig/select';
-import { loadBank, saveBank } from '../bank/bank-store';
+import { StoredBank, loadBank, saveBank } from '../bank/bank-store';
 import { RgbImage } from '../image/decode';
 import { KnnIndex } from '../knn/index';
 import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
@@ -43,6 +43,8 @@ export interface FusionMember {
   /** Mean and standard deviation of the member's held-out good map pixels. */
   mean: number;
   std: number;
+  /** How many held-out maps they are of (absent in banks fitted before; an addition pools by it). */
+  count?: number;
 }
 
 export interface FusedMeta {
@@ -57,7 +59,11 @@ export interface FusedMeta {
   threshold: Threshold;
   /** How the automatic fit chose this configuration (absent when flags set it). */
   autoConfig?: AutoConfigRecord;
+  /** Images added by incremental versions (incremental-fused.ts); each member's own record has its patches. */
+  additions?: FusedAddition[];
 }
+
+export type FusedAddition = Pick<BankAddition, 'version' | 'createdAt' | 'images' | 'heldOut' | 'reason'>;
 
 /** One member to fit: its extractor (stages) and its settings (coreset, reference). */
 export interface MemberFit {
@@ -96,7 +102,7 @@ export async function fitFused(
         'a fused bank needs at least 2 held-out good images: raise the held-out fraction (spi fit --holdout, BuildSpec.holdout_fraction)',
       );
     const { mean, std } = pixelStats(maps);
-    return { dir: String(i), weight: members[i].weight ?? 1, mean, std, maps };
+    return { dir: String(i), weight: members[i].weight ?? 1, mean, std, count: maps.length, maps };
   });
   const scores = standardised[0].maps.map((_, j) =>
     maxOf(fuseMaps(standardised, (i) => standardised[i].maps[j])),
@@ -110,7 +116,7 @@ export async function fitFused(
     version: settings.version,
     createdAt: new Date().toISOString(),
     categories: settings.categories,
-    members: standardised.map(({ dir, weight, mean, std }) => ({ dir, weight, mean, std })),
+    members: standardised.map(({ dir, weight, mean, std, count }) => ({ dir, weight, mean, std, count })),
     threshold,
   };
   for (const f of fitted) delete f.heldOutMaps;
@@ -228,16 +234,21 @@ export function isFusedBank(dir: string): boolean {
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { format?: number }).format === FUSED_BANK_FORMAT;
 }
 
-export async function openFused(pool: BackbonePool, dir: string): Promise<FusedInspector> {
+/** A fused bank's metadata and its members as stored (refused when `dir` holds no fused bank). */
+export function loadFused(dir: string): { meta: FusedMeta; members: StoredBank[] } {
   const meta = JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8')) as FusedMeta;
   if (meta.format !== FUSED_BANK_FORMAT || meta.kind !== 'fused')
     throw new SpiError('FAILED_PRECONDITION', `bank ${dir} is not a fused bank`);
+  return { meta, members: meta.members.map((m) => loadBank(path.join(dir, 'members', m.dir))) };
+}
+
+export async function openFused(pool: BackbonePool, dir: string): Promise<FusedInspector> {
+  const { meta, members: stored } = loadFused(dir);
   const members: Inspector[] = [];
-  for (const m of meta.members) {
-    const stored = loadBank(path.join(dir, 'members', m.dir));
-    const index = KnnIndex.build(stored.vectors, stored.meta.vectors.dim, stored.meta.knn);
-    const extractor = await extractorForBank(pool, stored.meta);
-    members.push(new Inspector(stored.meta, extractor, new LocalSearcher(index)));
+  for (const m of stored) {
+    const index = KnnIndex.build(m.vectors, m.meta.vectors.dim, m.meta.knn);
+    const extractor = await extractorForBank(pool, m.meta);
+    members.push(new Inspector(m.meta, extractor, new LocalSearcher(index)));
   }
   return new FusedInspector(meta, members);
 }

@@ -4,10 +4,16 @@
  * go through the outlier filter (against the other new images and the bank) and a streaming greedy
  * update of the coreset (coreset.ts `extendCoreset`): each new pick is the new patch farthest from the
  * bank and the picks so far, the bank growing by its own kept/input ratio of the new patches. The
- * threshold is recalibrated: the new images' held-out part is scored against the new bank and pooled
- * with the held-out scores recorded in the old bank (those can only fall as the bank grows, so the
- * pooled threshold errs on the side of fewer false alarms); a threshold folder rescored from scratch
- * replaces both. The version's metadata lists what was added (`additions`).
+ * version's metadata lists what was added (`additions`).
+ *
+ * Recalibration. A bank keeps no held-out image (only their scores, and a reference's mean and
+ * count), so the held-out images that are rescored against the grown bank are the new images' held-out
+ * part, or a threshold folder given for the purpose. The threshold: the held-out scores pooled with the
+ * old bank's recorded ones (those can only fall as the bank grows, so the pooled threshold errs on the
+ * side of fewer false alarms). A nominal reference: the new held-out images' patch scores pooled with
+ * the old reference weighted by its count (score/reference.ts `referenceFrom`, the old part likewise
+ * an upper bound), and their image scores taken against it leave-one-out, as a full fit does. A
+ * threshold folder replaces both from scratch. With no held-out image (a few sheets), both are kept.
  */
 import { BankMeta } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
@@ -28,6 +34,7 @@ import {
   decodeNamed,
   gather,
   outlierMeta,
+  referenceAndScores,
   splitHoldout,
 } from './fit';
 import { Inspector } from './inspector';
@@ -50,13 +57,66 @@ export interface AddOptions {
   onProgress?: FitProgress;
 }
 
+/** The new images: those that grow the bank, and those that recalibrate it (a fused bank's members share one). */
+export interface AdditionSplit {
+  train: ImageSource[];
+  holdout: ImageSource[];
+  /** The held-out images are a threshold folder: recalibrate from them alone, not pooled. */
+  fromScratch: boolean;
+}
+
 /** Why a bank cannot grow incrementally (undefined when it can). */
-export function notIncremental(meta: Pick<BankMeta, 'reference' | 'score' | 'categories' | 'name'>) {
-  if (meta.reference || meta.score.reference === 'mean')
-    return `bank ${meta.name} has a nominal reference (per-position mean of held-out scores): rebuild it to add images`;
+export function notIncremental(meta: Pick<BankMeta, 'categories' | 'name' | 'head'>) {
   if (meta.categories.length > 1)
     return `bank ${meta.name} is a unified multi-category bank: adding images to it is not supported yet, rebuild it`;
+  // The head was trained and weighed against this bank's maps: it does not follow the bank's growth.
+  if (meta.head)
+    return `bank ${meta.name} has a discriminator head: adding images to it is not supported yet, rebuild it`;
   return undefined;
+}
+
+/** Refuses, naming why, banks that cannot grow (a fused bank's own metadata and its members'). */
+export function checkIncremental(metas: Pick<BankMeta, 'categories' | 'name' | 'head'>[]): void {
+  for (const meta of metas) {
+    const refused = notIncremental(meta);
+    if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
+  }
+}
+
+/** Before anything is embedded: the banks can grow, and there is something to grow them by. */
+export function checkAddition(
+  metas: Pick<BankMeta, 'categories' | 'name' | 'head'>[],
+  images: ImageSource[],
+) {
+  checkIncremental(metas);
+  if (images.length === 0) throw invalid('no new good images to add');
+}
+
+/**
+ * Which new images are held back: part of them when the bank recalibrates anything (an automatic
+ * threshold, a reference, a fused bank's standardisation) and there are enough, or a threshold folder.
+ */
+export function splitAddition(
+  images: ImageSource[],
+  options: AddOptions,
+  recalibrates: boolean,
+): AdditionSplit {
+  const fromScratch = (options.thresholdImages?.length ?? 0) > 0;
+  // A few sheets (an operator's false alarms) all go into the bank: holding one back would leave
+  // out the very sheet the bank must learn, and one score recalibrates nothing.
+  const holdBack = recalibrates && (images.length >= MIN_HOLDOUT_IMAGES || fromScratch);
+  const split = splitHoldout(
+    images,
+    {
+      ...DEFAULT_FIT,
+      name: '',
+      holdoutFraction: options.holdoutFraction ?? DEFAULT_FIT.holdoutFraction,
+      // Any manual value: splitHoldout then holds nothing back.
+      threshold: holdBack ? undefined : 0,
+    },
+    options.thresholdImages,
+  );
+  return { ...split, fromScratch };
 }
 
 export async function addToBank(
@@ -65,28 +125,38 @@ export async function addToBank(
   images: ImageSource[],
   options: AddOptions = {},
 ): Promise<FittedBank> {
-  const refused = notIncremental(base.meta);
-  if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
-  if (images.length === 0) throw invalid('no new good images to add');
+  checkAddition([base.meta], images);
+  const recalibrates = base.meta.threshold.method === 'nominal' || !!base.meta.reference;
+  return growBank(extractor, base, splitAddition(images, options, recalibrates), options);
+}
+
+/**
+ * The bank grown by the split's training images and recalibrated on its held-out ones. `maps` gets
+ * the held-out maps as the new threshold saw them (a fused bank standardises its members by them);
+ * with it, the held-out images are scored even under a manual threshold.
+ */
+export async function growBank(
+  extractor: FeatureExtractor,
+  base: { meta: BankMeta; vectors: Float32Array },
+  split: AdditionSplit,
+  options: AddOptions = {},
+  maps?: Float32Array[],
+): Promise<FittedBank> {
+  const grown = await extendBank(extractor, base, split, options);
+  Object.assign(grown.meta, await recalibrate(grown, base.meta, extractor, split, options, maps));
+  return grown;
+}
+
+/** The bank's rows plus the new images' picks, its index, and its metadata with the addition. */
+async function extendBank(
+  extractor: FeatureExtractor,
+  base: { meta: BankMeta; vectors: Float32Array },
+  split: AdditionSplit,
+  options: AddOptions,
+): Promise<FittedBank> {
   const { meta: old } = base;
   const dim = old.vectors.dim;
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
-  const manual = old.threshold.method !== 'nominal';
-  // A few sheets (an operator's false alarms) all go into the bank: holding one back would leave
-  // out the very sheet the bank must learn, and one score recalibrates nothing.
-  const holdBack = !manual && (images.length >= MIN_HOLDOUT_IMAGES || !!options.thresholdImages);
-  const split = splitHoldout(
-    images,
-    {
-      ...DEFAULT_FIT,
-      name: old.name,
-      score: old.score,
-      holdoutFraction: options.holdoutFraction ?? DEFAULT_FIT.holdoutFraction,
-      // A hand-set (or labelled) threshold stays: no image needs holding back for it.
-      threshold: holdBack ? undefined : old.threshold.value,
-    },
-    options.thresholdImages,
-  );
   const parts: Float32Array[] = [];
   const sources: { path: string; sha256: string }[] = [];
   for (const [i, source] of split.train.entries()) {
@@ -137,7 +207,7 @@ export async function addToBank(
         version,
         createdAt,
         images: sources.map((s) => s.path),
-        heldOut: options.thresholdImages ? [] : split.holdout.map((s) => s.path),
+        heldOut: split.fromScratch ? [] : split.holdout.map((s) => s.path),
         inputPatches: freshRows,
         keptPatches: selection.rows.length,
         ...(options.reason ? { reason: options.reason } : {}),
@@ -145,21 +215,51 @@ export async function addToBank(
       },
     ],
   };
-  if (!manual) {
-    const inspector = new Inspector(
-      completeMeta(meta, dim, index.size),
-      extractor,
-      new LocalSearcher(index),
+  return { meta, vectors, dim, index };
+}
+
+/**
+ * The grown bank's threshold and reference from the held-out images scored against it (the module
+ * comment says what is pooled with what); a manual threshold stays.
+ */
+async function recalibrate(
+  grown: FittedBank,
+  old: BankMeta,
+  extractor: FeatureExtractor,
+  split: AdditionSplit,
+  options: AddOptions,
+  maps?: Float32Array[],
+): Promise<Pick<BankMeta, 'threshold' | 'reference'>> {
+  const manual = old.threshold.method !== 'nominal';
+  const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
+  const inspector = new Inspector(
+    completeMeta(grown.meta, grown.dim, grown.index.size),
+    extractor,
+    new LocalSearcher(grown.index),
+    limits,
+  );
+  let scores: number[] = [];
+  let reference = old.reference;
+  if (old.reference && split.holdout.length > 0) {
+    const prior = split.fromScratch ? undefined : old.reference;
+    ({ reference, scores } = await referenceAndScores(
+      inspector,
+      split.holdout,
       limits,
-    );
-    const scores: number[] = [];
+      options.onProgress,
+      maps,
+      prior,
+    ));
+  } else if (!old.reference && (!manual || maps)) {
     for (const [i, source] of split.holdout.entries()) {
-      scores.push((await inspector.inspectBytes(await source.read())).score);
+      const { score, map } = await inspector.inspectBytes(await source.read());
+      scores.push(score);
+      maps?.push(map);
       options.onProgress?.('threshold', i + 1, split.holdout.length);
     }
-    meta.threshold = recalibrated(old.threshold, scores, !!options.thresholdImages);
   }
-  return { meta, vectors, dim, index };
+  const threshold = manual ? old.threshold : recalibrated(old.threshold, scores, split.fromScratch);
+  return { threshold, ...(reference ? { reference } : {}) };
 }
 
 /**

@@ -19,35 +19,55 @@ export interface NominalReference {
   values: number[];
 }
 
-/** Per-cell mean of the held-out images' raw patch scores (all of one grid size). */
-export function referenceFrom(grids: readonly Float32Array[]): NominalReference {
-  if (grids.length < 2)
-    throw invalid('a nominal reference needs at least 2 held-out good images (see --holdout)');
-  const n = grids[0].length;
+/**
+ * Per-cell mean of the held-out images' raw patch scores (all of one grid size). `prior` is an
+ * earlier reference whose images are no longer at hand (an incremental bank, patchcore/incremental.ts):
+ * it counts as `prior.count` grids equal to its values.
+ */
+export function referenceFrom(grids: readonly Float32Array[], prior?: NominalReference): NominalReference {
+  const sum = summed(grids, prior);
+  const count = grids.length + (prior?.count ?? 0);
+  if (count < 2) throw invalid('a nominal reference needs at least 2 held-out good images (see --holdout)');
+  // Five significant digits: the bank's JSON stays small and the scores do not notice.
+  return { count, values: Array.from(sum, (s) => Number((s / count).toPrecision(5))) };
+}
+
+/** Per-cell sum of the grids and of the prior's values times its count. */
+function summed(grids: readonly Float32Array[], prior?: NominalReference): Float64Array {
+  const n = grids[0]?.length ?? prior?.values.length ?? 0;
   const sum = new Float64Array(n);
+  if (prior) {
+    if (prior.values.length !== n)
+      throw invalid(
+        `held-out images give ${n} patches, the bank's nominal reference has ${prior.values.length}: a reference needs a fixed canvas`,
+      );
+    for (let i = 0; i < n; i++) sum[i] = prior.values[i] * prior.count;
+  }
   for (const g of grids) {
     if (g.length !== n)
       throw invalid('held-out images give different patch grids: a reference needs a fixed canvas');
     for (let i = 0; i < n; i++) sum[i] += g[i];
   }
-  // Five significant digits: the bank's JSON stays small and the scores do not notice.
-  return { count: grids.length, values: Array.from(sum, (s) => Number((s / grids.length).toPrecision(5))) };
+  return sum;
 }
 
 /**
  * Held-out image j's scores minus the mean of the *other* held-out images: the threshold is set on
  * scores from a reference they did not shape, as a new good image's will be (the in-sample mean
- * pulls each held-out image towards zero and the threshold too low).
+ * pulls each held-out image towards zero and the threshold too low). A `prior` counts as in
+ * referenceFrom.
  */
-export function leaveOneOut(grids: readonly Float32Array[], j: number): Float32Array {
-  const n = grids.length;
-  if (n < 2) throw invalid('leave-one-out needs at least 2 held-out images');
-  const out = new Float32Array(grids[j].length);
-  for (let i = 0; i < out.length; i++) {
-    let others = 0;
-    for (let k = 0; k < n; k++) if (k !== j) others += grids[k][i];
-    out[i] = grids[j][i] - others / (n - 1);
-  }
+export function leaveOneOut(
+  grids: readonly Float32Array[],
+  j: number,
+  prior?: NominalReference,
+): Float32Array {
+  const others = grids.length - 1 + (prior?.count ?? 0);
+  if (others < 1) throw invalid('leave-one-out needs at least 2 held-out images');
+  const sum = summed(grids, prior);
+  const own = grids[j];
+  const out = new Float32Array(own.length);
+  for (let i = 0; i < out.length; i++) out[i] = own[i] - (sum[i] - own[i]) / others;
   return out;
 }
 

@@ -6,16 +6,16 @@
  * partitions of the one version, one run per member (fused-version.ts).
  */
 import { BankMeta } from '../../lib/bank/bank-meta';
-import { sha256, vectorBytes } from '../../lib/bank/bank-store';
+import { StoredBank, sha256, vectorBytes } from '../../lib/bank/bank-store';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
-import { FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
-import { notIncremental } from '../../lib/patchcore/incremental';
+import { AddBase, FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
+import { checkIncremental } from '../../lib/patchcore/incremental';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
-import { FusedVersionMeta, describeFused, fusedMetaOf } from './fused-version';
+import { FusedVersionMeta, fusedMetaOf, memberRecord } from './fused-version';
 
 export interface BuildRequest {
   bank: string;
@@ -108,7 +108,12 @@ export class BankBuilder {
     const add = req.addToActive ? await this.readActive(req.bank, progress) : undefined;
     // An added version keeps the active one's index; the other settings come from its metadata.
     if (add)
-      req = { ...req, settings: { ...req.settings, knn: add.meta.knn }, auto: undefined, fuse: undefined };
+      req = {
+        ...req,
+        settings: { ...req.settings, knn: primaryOf(add).knn },
+        auto: undefined,
+        fuse: undefined,
+      };
     const version = existing.reduce((m, r) => Math.max(m, r.version), 0) + 1;
     const base: BankVersionRecord = {
       bank: req.bank,
@@ -141,33 +146,43 @@ export class BankBuilder {
 
   /**
    * The active version's metadata and vectors, read back from its shards (one replica of each
-   * partition, the next one when a replica fails) and checked against the recorded sha256.
+   * partition, the next one when a replica fails) and checked against the recorded sha256; a fused
+   * version's members each from their own partitions.
    */
-  private async readActive(
-    bank: string,
-    progress: BuildProgress,
-  ): Promise<{ meta: BankMeta; vectors: Float32Array }> {
+  private async readActive(bank: string, progress: BuildProgress): Promise<AddBase> {
     const active = await this.registry.getActive(bank);
     const record = active ? await this.registry.getVersion(bank, active) : undefined;
     if (!record) throw new SpiError('FAILED_PRECONDITION', `bank "${bank}" has no active version to add to`);
     const fused = fusedMetaOf(record);
-    if (fused)
-      throw new SpiError(
-        'FAILED_PRECONDITION',
-        `bank "${bank}" v${record.version} is a ${describeFused(fused)}: add_to_active does not apply to ` +
-          `fused banks (each member's standardisation was set on the held-out maps of the first fit); ` +
-          `rotate without add_to_active to rebuild it from all the images`,
-      );
-    const meta = record.meta as unknown as BankMeta;
-    const refused = notIncremental(meta);
-    if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
+    const members = fused ? fused.memberBanks.map((_, i) => memberRecord(record, fused, i)) : [record];
+    const metas = members.map((m) => m.meta as unknown as BankMeta);
+    checkIncremental(fused ? [fused, ...metas] : metas);
+    const total = record.partitions.length;
+    progress('read', 0, total);
+    let done = 0;
+    const stored: StoredBank[] = [];
+    for (const [i, member] of members.entries())
+      stored.push({
+        meta: metas[i],
+        vectors: await this.readVectors(member, metas[i], () => progress('read', ++done, total)),
+      });
+    if (!fused) return { kind: 'single', ...stored[0] };
+    const { memberBanks: _m, ...meta } = fused;
+    return { kind: 'fused', meta, members: stored };
+  }
+
+  /** One bank's rows (a version, or a fused version's member) from its partitions' replicas. */
+  private async readVectors(
+    record: BankVersionRecord,
+    meta: BankMeta,
+    onPartition: () => void,
+  ): Promise<Float32Array> {
+    const { bank, version } = record;
     const dim = meta.vectors.dim;
     const vectors = new Float32Array(meta.vectors.rows * dim);
     const view = this.shards.view();
-    progress('read', 0, record.partitions.length);
-    let done = 0;
     for (const p of record.partitions) {
-      const key = `${bank}/${record.version}/${p.partition}`;
+      const key = `${bank}/${version}/${p.partition}`;
       const holders = [...new Set([...p.shards, ...(view.loaded.get(key) ?? [])])];
       let got: Float32Array | undefined;
       const errors: string[] = [];
@@ -176,7 +191,7 @@ export class BankBuilder {
         if (!client) continue;
         try {
           got = await client.readPartition(
-            { bank, version: record.version, partition: p.partition },
+            { bank, version, partition: p.partition },
             { timeoutMs: this.settings.loadTimeoutMs },
           );
           break;
@@ -193,14 +208,14 @@ export class BankBuilder {
       if (got.length !== p.rows * dim)
         throw new SpiError('DATA_LOSS', `${key}: read ${got.length / dim} rows, the record says ${p.rows}`);
       vectors.set(got, p.rowOffset * dim);
-      progress('read', ++done, record.partitions.length);
+      onPartition();
     }
     if (sha256(vectorBytes(vectors)) !== meta.vectors.sha256)
       throw new SpiError(
         'DATA_LOSS',
-        `bank "${bank}" v${record.version}: the shards' vectors do not match its sha256`,
+        `bank "${bank}" v${version}: the shards' vectors do not match its sha256`,
       );
-    return { meta, vectors };
+    return vectors;
   }
 
   private async buildVersion(
@@ -209,7 +224,7 @@ export class BankBuilder {
     liveShards: string[],
     progress: BuildProgress,
     /** The active version this one adds to (RotateBank with add_to_active). */
-    add?: { meta: BankMeta; vectors: Float32Array },
+    add?: AddBase,
   ): Promise<BankVersionRecord> {
     // Fitting runs on a worker thread: this process keeps answering inspections meanwhile.
     const images = await Promise.all(
@@ -217,7 +232,7 @@ export class BankBuilder {
     );
     const fitted = await fitInWorker(
       {
-        model: add ? add.meta.model.id : req.model,
+        model: add ? primaryOf(add).model.id : req.model,
         settings: { ...req.settings, name: req.bank, version: base.version },
         images,
         auto: req.auto,
@@ -404,6 +419,11 @@ export function assignPartitions(
     });
   }
   return out;
+}
+
+/** The bank whose settings an added version keeps: the bank itself, or a fused one's first member. */
+function primaryOf(add: AddBase): BankMeta {
+  return add.kind === 'single' ? add.meta : add.members[0].meta;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

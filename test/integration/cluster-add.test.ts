@@ -1,15 +1,20 @@
 /**
  * RotateBank with add_to_active (#18) on a real cluster (etcd, two shards with data dirs, gateway):
  * the next version is the active one, read back from its shards, plus the new images, and answers
- * exactly as the in-process incremental bank (patchcore/incremental.ts) built the same way.
+ * exactly as the in-process incremental bank (patchcore/incremental.ts) built the same way; a fused
+ * version grows every member (incremental-fused.ts).
  */
 import { strict as assert } from 'node:assert';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { startLocalCluster, LocalCluster } from '../../services/local/cluster';
 import { InspectionClient } from '../../lib/client/inspection-client';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../services/gateway/admin-service';
 import { BuildSpecMsg, buildSpec } from '../../lib/rpc/messages';
-import { BackbonePool, createExtractor } from '../../lib/patchcore/engine';
+import { BackbonePool, createExtractor, extractorForBank } from '../../lib/patchcore/engine';
+import { fitJob } from '../../lib/patchcore/fit-worker';
+import { fusedInspector } from '../../lib/patchcore/fusion';
+import { KnnIndex } from '../../lib/knn/index';
 import { completeMeta, fitBank, fittedInspector } from '../../lib/patchcore/fit';
 import { addToBank } from '../../lib/patchcore/incremental';
 import { Inspector } from '../../lib/patchcore/inspector';
@@ -19,6 +24,8 @@ import { PrintDataset, printDataset, upload } from '../helpers/fixtures';
 import { WireSearcher } from '../../bench/wire-encoding';
 
 const SPEC: Partial<BuildSpecMsg> = { coresetRatio: 0.1, auto: 'off' };
+/** MobileNetV2's stride-4 pair: a fused bank's second member. */
+const FINE_STAGES = 'block_2_add,block_5_add';
 
 describe('cluster: RotateBank adding images to the active version', function () {
   this.timeout(180_000);
@@ -95,20 +102,84 @@ describe('cluster: RotateBank adding images to the active version', function () 
     }
   });
 
-  it('refuses add_to_active on CreateBank and on a bank with a nominal reference', async () => {
+  it('refuses add_to_active on CreateBank; adds to a bank with a nominal reference', async () => {
     await assert.rejects(
       client.createBank({ ...SPEC, bank: 'fresh', addToActive: true }, upload(data.train.slice(0, 4))),
       (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /RotateBank only/.test(err.message),
     );
-    await client.createBank(
+    const created = await client.createBank(
       { ...SPEC, bank: 'framed', reference: 'mean', holdoutFraction: 0.34, replicas: 1 },
       upload(data.train.slice(0, 6)),
     );
-    await assert.rejects(
-      client.rotateBank({ bank: 'framed', addToActive: true }, upload(data.train.slice(6, 8))),
-      (err: SpiError) => err.kind === 'FAILED_PRECONDITION' && /nominal reference/.test(err.message),
+    const info = await client.rotateBank(
+      { bank: 'framed', addToActive: true },
+      upload(data.train.slice(6, 8)),
     );
-    assert.equal((await client.getBank('framed')).activeVersion, 1);
+    assert.equal(info.activeVersion, 2);
+    // Two sheets all go in: the reference and the threshold stay (patchcore/incremental.ts).
+    const v2 = info.versions.find((v) => v.version === 2)!;
+    assert.equal(v2.threshold, created.versions[0].threshold);
+    assert.equal(v2.sourceImages, created.versions[0].sourceImages + 2);
+    const answer = await client.inspect({ bank: 'framed', image: fs.readFileSync(data.testDefective[0]) });
+    assert.equal(answer.version, 2);
+  });
+
+  it('grows a fused bank with references, each member from its own partitions, as the engine does', async () => {
+    const plant = await printDataset('prints-plant', 20);
+    const [first, later] = [plant.train.slice(0, 8), plant.train.slice(8, 20)];
+    const spec = { ...SPEC, bank: 'fused-grow', fuse: FINE_STAGES, reference: 'mean', holdoutFraction: 0.25 };
+    const v1 = await client.createBank({ ...spec, partitions: 2, replicas: 1 }, upload(first));
+    const info = await client.rotateBank({ bank: 'fused-grow', addToActive: true }, upload(later));
+    assert.equal(info.activeVersion, 2);
+    const v2 = info.versions.find((v) => v.version === 2)!;
+    assert.equal(v2.members.length, 2);
+    assert.equal(v2.partitions, 4, "each member's own 2 partitions");
+    assert.ok(v2.patches > v1.versions[0].patches);
+    assert.equal(v2.sourceImages, v1.versions[0].sourceImages + 11, 'one of the 12 held back');
+
+    // The same in process: v1 as the gateway's fit worker fitted it, then grown by the same job.
+    const req = toBuildRequest('create', buildSpec(spec), [], DEFAULT_ADMIN);
+    const job = (version: number, files: string[]) => ({
+      model: req.model,
+      settings: { ...req.settings, name: 'fused-grow', version },
+      images: upload(files).map((u) => ({ path: u.name, data: u.data })),
+    });
+    const base = await fitJob(pool, { ...job(1, first), fuse: req.fuse }, () => undefined);
+    assert.equal(base.kind, 'fused');
+    if (base.kind !== 'fused') return;
+    const members = base.members.map((f) => ({
+      meta: completeMeta(f.meta, f.dim, f.vectors.length / f.dim),
+      vectors: f.vectors,
+    }));
+    const grown = await fitJob(
+      pool,
+      { ...job(2, later), add: { kind: 'fused', meta: base.meta, members } },
+      () => undefined,
+    );
+    if (grown.kind !== 'fused') throw new Error('a fused bank grows into a fused bank');
+    assert.ok(Math.abs(v2.threshold - grown.meta.threshold.value) <= 1e-5 * Math.abs(v2.threshold));
+    const extractors = await Promise.all(members.map((m) => extractorForBank(pool, m.meta)));
+    const local = fusedInspector(
+      {
+        meta: grown.meta,
+        members: grown.members.map((f) => ({ ...f, index: KnnIndex.build(f.vectors, f.dim, f.meta.knn) })),
+      },
+      extractors,
+    );
+    const scores: number[] = [];
+    for (const file of [plant.testGood[0], plant.testDefective[0]]) {
+      const image = fs.readFileSync(file);
+      const remote = await client.inspect({ bank: 'fused-grow', image });
+      const here = await local.inspectBytes(image);
+      assert.equal(remote.version, 2);
+      // The gateway sends float16 embeddings to the shards: a reference map moves by up to ~1e-3.
+      assert.ok(
+        Math.abs(remote.score - here.score) <= 2e-3 * Math.max(1, Math.abs(here.score)),
+        `${path.basename(file)}: gateway ${remote.score}, in-process ${here.score}`,
+      );
+      scores.push(remote.score);
+    }
+    assert.ok(scores[1] > scores[0], `defect ${scores[1]}, good ${scores[0]}`);
   });
 
   it('queues a false alarm sent back as good, and the next added version takes it in and off the queue', async () => {

@@ -158,27 +158,4 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     }
     assert.notEqual(await run([...args, '--reference', 'mean']), 0, 'not with a nominal reference');
   });
-
-  it('refuses to add to a bank with a nominal reference, naming why', async () => {
-    const v = path.join(out, 'ref');
-    assert.equal(
-      await run([
-        'fit',
-        '--data',
-        folder('ref-data', data.train.slice(0, 6)),
-        '--out',
-        v,
-        '--auto',
-        'off',
-        '--reference',
-        'mean',
-        '--holdout',
-        '0.34',
-      ]),
-      0,
-    );
-    const later = folder('ref-later', data.train.slice(6, 8));
-    assert.notEqual(await run(['fit', '--add', later, '--bank', v]), 0);
-    assert.equal(loadBank(v).meta.version, 1, 'the bank is left as it was');
-  });
 });

@@ -2,12 +2,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
-import { loadBank, saveBank } from '../../../lib/bank/bank-store';
+import { StoredBank, loadBank, saveBank } from '../../../lib/bank/bank-store';
 import type { OutlierRecord } from '../../../lib/bank/bank-meta';
-import { addToBank, notIncremental } from '../../../lib/patchcore/incremental';
+import { AddOptions, addToBank, checkIncremental } from '../../../lib/patchcore/incremental';
+import { FusedBase, addToFused } from '../../../lib/patchcore/incremental-fused';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
-import { completeMeta, fitBank, FittedBank, fittedInspector } from '../../../lib/patchcore/fit';
+import { completeMeta, fitBank, FittedBank, fittedInspector, ImageSource } from '../../../lib/patchcore/fit';
 import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
 import {
   AutoRequest,
@@ -23,7 +24,7 @@ import {
 } from '../options';
 import { defaultMaxMemory, formatBytes } from '../../../lib/patchcore/memory-budget';
 import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
-import { fitFused, saveFused } from '../../../lib/patchcore/fusion';
+import { fitFused, isFusedBank, loadFused, saveFused } from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
 import { invalid, notFound } from '../../../lib/errors';
 import { autoFit } from '../../../lib/autoconfig/auto-fit';
@@ -52,7 +53,9 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
        spi fit --explain --out <bank dir>   how an existing bank was configured (its candidate table)
        spi fit --add <good-images> --bank <bank dir> [--out <bank dir>]   the next version of a bank
   --add DIR           new good images for an existing bank (--bank): only they are embedded, the
-                      coreset grows by a streaming greedy update, the threshold is recalibrated, and
+                      coreset grows by a streaming greedy update, the threshold (and a nominal
+                      reference, a fused bank's standardisation: every member grows) is recalibrated
+                      on part of them pooled with the bank's record, or on --threshold-dir alone, and
                       the version's metadata lists them; written to --out (default: --bank itself)
   --bank DIR          the bank that --add grows
   --reason TEXT       recorded with the added images (e.g. "false alarms marked good")
@@ -226,7 +229,10 @@ async function autoFitFolder(
   if (result.kind === 'single') printMemory(result.fitted.meta.memory);
 }
 
-/** `spi fit --add <folder> --bank <bank>`: the next version from the bank plus the new images. */
+/**
+ * `spi fit --add <folder> --bank <bank>`: the next version from the bank plus the new images; a
+ * fused bank grows every member (patchcore/incremental-fused.ts).
+ */
 async function addCommand(
   folder: string,
   bankDir: string | undefined,
@@ -234,37 +240,83 @@ async function addCommand(
   values: { reason?: string; 'threshold-dir'?: string },
 ): Promise<void> {
   if (!bankDir || !out) throw invalid('--add needs --bank <bank dir> (and optionally --out)');
-  const stored = loadBank(bankDir);
-  const refused = notIncremental(stored.meta);
-  if (refused) throw invalid(refused);
+  const base = isFusedBank(bankDir) ? loadFused(bankDir) : loadBank(bankDir);
+  // Refused before the backbone loads.
+  checkIncremental('members' in base ? [base.meta, ...base.members.map((m) => m.meta)] : [base.meta]);
   const category = readCategory(folder);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
     const dir = values['threshold-dir'];
-    const fitted = await addToBank(
-      await extractorForBank(pool, stored.meta),
-      stored,
-      fileSources(category.train, category.root),
-      {
-        reason: values.reason,
-        thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
-        onProgress: (stage, done, total) => progress.update(stage, done, total),
-      },
-    );
-    const written = saveBank(out, fitted.meta, fitted.vectors, fitted.dim);
-    progress.stop();
-    const added = written.additions![written.additions!.length - 1];
-    console.log(
-      `bank ${written.name} v${written.version}: +${added.images.length} images (${added.heldOut.length} held out), ` +
-        `+${added.keptPatches} patches -> ${written.vectors.rows}, threshold ` +
-        `${stored.meta.threshold.value.toFixed(4)} -> ${written.threshold.value.toFixed(4)} (${written.threshold.method}) -> ${out}`,
-    );
-    printOutliers(added.outliers);
+    const images = fileSources(category.train, category.root);
+    const options: AddOptions = {
+      reason: values.reason,
+      thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
+      onProgress: (stage, done, total) => progress.update(stage, done, total),
+    };
+    if ('members' in base) await addToFusedFolder(pool, base, images, options, out, progress);
+    else await addToBankFolder(pool, base, images, options, out, progress);
   } finally {
     progress.stop();
     await pool.close();
   }
+}
+
+/** `--add` to a single bank: writes the next version and its summary. */
+async function addToBankFolder(
+  pool: BackbonePool,
+  base: StoredBank,
+  images: ImageSource[],
+  options: AddOptions,
+  out: string,
+  progress: Progress,
+): Promise<void> {
+  const fitted = await addToBank(await extractorForBank(pool, base.meta), base, images, options);
+  const written = saveBank(out, fitted.meta, fitted.vectors, fitted.dim);
+  progress.stop();
+  const added = written.additions!.at(-1)!;
+  console.log(
+    addedLine(base.meta, written, added, `+${added.keptPatches} patches -> ${written.vectors.rows}`, out),
+  );
+  printOutliers(added.outliers);
+}
+
+/** `--add` to a fused bank: every member grows by the same images. */
+async function addToFusedFolder(
+  pool: BackbonePool,
+  base: FusedBase,
+  images: ImageSource[],
+  options: AddOptions,
+  out: string,
+  progress: Progress,
+): Promise<void> {
+  const extractors = [];
+  for (const m of base.members) extractors.push(await extractorForBank(pool, m.meta));
+  const fitted = await addToFused(extractors, base, images, options);
+  saveFused(out, fitted);
+  const patches = fitted.members.map(
+    (f) =>
+      `${f.meta.model.stages.join('+')} +${f.meta.additions!.at(-1)!.keptPatches} -> ${f.vectors.length / f.dim}`,
+  );
+  progress.stop();
+  console.log(
+    addedLine(base.meta, fitted.meta, fitted.meta.additions!.at(-1)!, `patches ${patches.join(', ')}`, out),
+  );
+}
+
+/** The summary line of `spi fit --add`. */
+function addedLine(
+  before: { threshold: Threshold },
+  after: { name: string; version: number; threshold: Threshold },
+  added: { images: string[]; heldOut: string[] },
+  patches: string,
+  out: string,
+): string {
+  return (
+    `bank ${after.name} v${after.version}: +${added.images.length} images (${added.heldOut.length} held out), ` +
+    `${patches}, threshold ${before.threshold.value.toFixed(4)} -> ${after.threshold.value.toFixed(4)} ` +
+    `(${after.threshold.method}) -> ${out}`
+  );
 }
 
 /** The outlier filter's line of the fit summary, and the suspect good images. */
