@@ -15,6 +15,7 @@ import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-e
 import { LocalSearcher, gather } from '../patchcore/fit';
 import { fuseMaps, pixelStats } from '../patchcore/fusion';
 import { scorePatches, searchCells } from '../patchcore/inspector';
+import { distinctCells } from '../patchcore/shared-cells';
 import { BaseCandidate, Configuration } from './candidates';
 import type { ValidationItem } from './validation-set';
 
@@ -208,7 +209,8 @@ export function scoreConfiguration(
   const msPerImage = config.members.reduce((sum, m) => {
     const run = runs.get(m.key)!;
     const g = run.geometry[0];
-    const queries = g.tiles.length * g.gridHeight * g.gridWidth;
+    // The places searched: a tiled view's overlaps are searched once (patchcore/shared-cells.ts).
+    const queries = distinctCells(g)?.searched.length ?? g.tiles.length * g.gridHeight * g.gridWidth;
     return sum + run.embedMsPerImage + searchCostMs(queries, finalBankPatches(m), g.dim, nsPerMac);
   }, 0);
   return {
