@@ -29,13 +29,17 @@ export interface AutoFitOptions {
   thresholdImages?: ImageSource[];
   /** Offer fused banks (default true). */
   fusion?: boolean;
+  /** Keep the held-out maps in the fitted bank (a discriminator head is combined by them). */
+  keepHeldOutMaps?: boolean;
   limits?: DecodeLimits;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
-export type AutoFitted =
-  | { kind: 'single'; fitted: FittedBank; extractors: FeatureExtractor[]; choice: AutoChoice }
-  | { kind: 'fused'; fitted: FittedFusion; extractors: FeatureExtractor[]; choice: AutoChoice };
+/** `settings`: the first member's as planned (its held-out split is the one every member used). */
+export type AutoFitted = (
+  | { kind: 'single'; fitted: FittedBank; extractors: FeatureExtractor[] }
+  | { kind: 'fused'; fitted: FittedFusion; extractors: FeatureExtractor[] }
+) & { choice: AutoChoice; settings: FitSettings };
 
 /** Chooses, then plans each member's settings on top of the caller's (name, categories, index...). */
 export async function planAutoFit(
@@ -62,7 +66,12 @@ export async function fitPlanned(
   pool: BackbonePool,
   sources: ImageSource[],
   members: MemberPlan[],
-  options: { limits?: DecodeLimits; onProgress?: FitProgress; thresholdImages?: ImageSource[] } = {},
+  options: {
+    limits?: DecodeLimits;
+    onProgress?: FitProgress;
+    thresholdImages?: ImageSource[];
+    keepHeldOutMaps?: boolean;
+  } = {},
 ): Promise<
   | { kind: 'single'; fitted: FittedBank; extractors: FeatureExtractor[] }
   | { kind: 'fused'; fitted: FittedFusion; extractors: FeatureExtractor[] }
@@ -93,6 +102,7 @@ export async function autoFit(
     limits: o.limits,
     onProgress,
     thresholdImages: o.thresholdImages,
+    keepHeldOutMaps: o.keepHeldOutMaps,
   });
   const inspector =
     result.kind === 'single'
@@ -100,5 +110,5 @@ export async function autoFit(
       : fusedInspector(result.fitted, result.extractors);
   choice.record.syntheticRecall = await syntheticRecall(inspector, choice, inspector.meta.threshold.value);
   result.fitted.meta.autoConfig = choice.record;
-  return { ...result, choice } as AutoFitted;
+  return { ...result, choice, settings: members[0].settings } as AutoFitted;
 }

@@ -157,7 +157,7 @@ export function baseCandidates(o: SpaceOptions): BaseCandidate[] {
 
 /**
  * Every configuration of the given bases: each alone, each default+fine pair of one backbone and
- * view fused (unless `fusion` is off: a head goes beside a single bank), and all of them with the
+ * view fused (unless `fusion` is off), and all of them with the
  * nominal reference when the images are registered.
  */
 export function configurationsOf(

@@ -60,7 +60,7 @@ export interface AutoOptions {
   holdoutFraction?: number;
   /** Separate good images for the threshold (--threshold-dir): they are the validation's good half. */
   heldOut?: ImageSource[];
-  /** Offer fused banks (default true; off when a head is wanted: it goes beside a single bank). */
+  /** Offer fused banks (default true). */
   fusion?: boolean;
   /** Installed INT8 backbone builds to try for the finalists (default: what build/models holds). */
   int8Builds?: string[];

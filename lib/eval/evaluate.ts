@@ -25,6 +25,7 @@ import {
   HeadMeta,
   HeadMode,
   HeadModeMetrics,
+  fitFusedHeadInspector,
   fitHeadInspector,
 } from '../head/head-bank';
 
@@ -38,7 +39,7 @@ export interface EvalOptions {
   gallery: number;
   /** The automatic fit's choice that set `settings` (its table goes into metrics.json and the report). */
   auto?: AutoChoice;
-  /** Train a discriminator head beside the (single) bank; the verdict uses `mode` (lib/head/). */
+  /** Train a discriminator head beside the bank (or fused bank); the verdict uses `mode` (lib/head/). */
   head?: HeadFitOptions & { mode?: HeadMode };
   onProgress?: (stage: string, done: number, total: number) => void;
 }
@@ -69,11 +70,14 @@ export async function evaluateCategory(
   let bankPatches: number;
   if (options.fuseWith?.length) {
     const members = [{ extractor, settings }, ...options.fuseWith];
-    const fused = await fitFused(train, members, settings, { onProgress });
-    inspector = fusedInspector(
-      fused,
-      members.map((m) => m.extractor),
-    );
+    const fused = await fitFused(train, members, settings, { onProgress, keepHeldOutMaps: !!options.head });
+    const extractors = members.map((m) => m.extractor);
+    inspector = fusedInspector(fused, extractors);
+    if (options.head)
+      inspector = headInspector = await fitFusedHeadInspector(fused, extractors, train, settings, {
+        ...options.head,
+        onProgress,
+      });
     bankPatches = fused.members.reduce((n, f) => n + f.vectors.length / f.dim, 0);
   } else {
     const fitted = await fitBank(extractor, train, settings, { onProgress, keepHeldOutMaps: !!options.head });

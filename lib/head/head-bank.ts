@@ -7,7 +7,8 @@
  * (lib/patchcore/fusion.ts): each map standardised by the mean and spread of its held-out good
  * maps, then averaged; every mode has its own threshold from the same held-out good images. The
  * bank's own threshold stays in `BankMeta.threshold`, so a reader that ignores the head still
- * judges correctly with the bank alone.
+ * judges correctly with the bank alone. Beside a fused bank the head scores the first member's
+ * embedding and its map is one more term of the fused average (head-base.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -24,10 +25,16 @@ import {
   splitHoldout,
   FitSettings,
   completeMeta,
-  fittedInspector,
 } from '../patchcore/fit';
-import { FusionMember, fuseMaps, pixelStats } from '../patchcore/fusion';
-import { Inspection, Inspector, scoreEmbedding, scorePatches, verdict } from '../patchcore/inspector';
+import {
+  FittedFusion,
+  FusedInspector,
+  FusionMember,
+  fuseMaps,
+  fusedInspector,
+  pixelStats,
+} from '../patchcore/fusion';
+import { Inspection, Inspector, scorePatches, verdict } from '../patchcore/inspector';
 import { maxOf } from '../score/anomaly-map';
 import { pixelAuroc, pro, rocAuc } from '../eval/metrics';
 import { Threshold, thresholdFromNominal } from '../threshold/threshold';
@@ -43,6 +50,7 @@ import {
 import { HeadSession, buildHeadModel, quantizeHead } from './onnx';
 import { DEFAULT_HEAD_TRAIN, EpochReport, HeadTrainConfig, trainHead } from './train';
 import { HeadWeights, foldWeights } from './weights';
+import { HeadBase, HeadFitBase, bankFitBase, fusedFitBase, headBaseOf } from './head-base';
 
 /** Head kinds `spi fit --head` accepts. */
 export const HEAD_KINDS = ['glass'] as const;
@@ -71,6 +79,12 @@ export interface HeadMeta {
   inline?: { float: string; int8: string };
   dim: number;
   hidden: number;
+  /**
+   * Beside a fused bank: the member whose embeddings the head scores (the first). The combined map
+   * is then the members' standardised terms and the head's, and `standardisation.bank` is 0 and 1
+   * (the fused map is on that scale already).
+   */
+  fused?: { member: number; stages: string[] };
   /** Mean and spread of the held-out good maps' pixels, per member: [bank, head]. */
   standardisation: { bank: Pick<FusionMember, 'mean' | 'std'>; head: Pick<FusionMember, 'mean' | 'std'> };
   /**
@@ -128,12 +142,42 @@ export interface FittedHead {
 
 /**
  * Trains a head for a fitted bank on the bank's own split of `images` (its training images; the
- * held-out ones give the validation set, the standardisation and the thresholds). The bank must
- * have been fitted with keepHeldOutMaps.
+ * held-out ones give the validation set, the standardisation and the thresholds). A bank fitted
+ * with keepHeldOutMaps lends its held-out maps as its threshold saw them (leave-one-out with a
+ * reference); otherwise they are made again.
  */
-export async function fitHead(
+export function fitHead(
   extractor: FeatureExtractor,
   bank: FittedBank,
+  images: ImageSource[],
+  settings: FitSettings,
+  options: HeadFitOptions,
+  thresholdImages?: ImageSource[],
+): Promise<FittedHead> {
+  return fitHeadBeside(extractor, bankFitBase(bank), images, settings, options, thresholdImages);
+}
+
+/**
+ * A head beside a fused bank, on its first member's embeddings (`extractors[0]`); `settings` are
+ * the first member's (the split every member shared).
+ */
+export async function fitFusedHead(
+  fitted: FittedFusion,
+  extractors: FeatureExtractor[],
+  images: ImageSource[],
+  settings: FitSettings,
+  options: HeadFitOptions,
+  thresholdImages?: ImageSource[],
+): Promise<FittedHead> {
+  // fitFused's split: every member's threshold automatic, so images are always held out.
+  const split = { ...settings, threshold: undefined };
+  const base = fusedFitBase(fitted, extractors);
+  return fitHeadBeside(extractors[0], base, images, split, options, thresholdImages);
+}
+
+async function fitHeadBeside(
+  extractor: FeatureExtractor,
+  base: HeadFitBase,
   images: ImageSource[],
   settings: FitSettings,
   options: HeadFitOptions,
@@ -142,9 +186,12 @@ export async function fitHead(
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const split = splitHoldout(images, settings, thresholdImages);
   if (split.holdout.length < 2) throw invalid('a head needs at least 2 held-out good images (see --holdout)');
-  // The bank's held-out maps as its threshold saw them (leave-one-out with a reference), or again.
-  const bankMaps =
-    bank.heldOutMaps ?? (await bankMapsOf(fittedInspector(bank, extractor), split.holdout, limits));
+  // The head's maps are paired with the bank's image by image: the two splits must be the same.
+  if (base.heldOutMaps && base.heldOutMaps.length !== split.holdout.length)
+    throw new SpiError(
+      'INTERNAL',
+      `the head's held-out split has ${split.holdout.length} images, the bank's ${base.heldOutMaps.length}`,
+    );
   const t0 = performance.now();
   const data = await headTrainingData(extractor, split.train, {
     seed: options.seed,
@@ -160,7 +207,7 @@ export async function fitHead(
   }));
   const validation = await embedValidation(extractor, goods, options.seed);
   const embedMs = performance.now() - t0;
-  const scoreMeta = { view: bank.meta.view, score: bank.meta.score };
+  const scoreMeta = { view: base.primary.view, score: base.primary.score };
   const trained = await trainHead(data, options.train, {
     validate: (score) => validationScore(validation, validationMaps(validation, scoreMeta, score)).score,
     onEpoch: (r) => {
@@ -177,17 +224,21 @@ export async function fitHead(
   const int8Bytes = encodeModel((await quantizeHead(float, calibration, data.dim)).model);
   // Standardisation and thresholds from the held-out good images, scored by the model that runs.
   const session = await HeadSession.create(options.precision === 'int8' ? int8Bytes : floatBytes, data.dim);
-  const bankMeta = completeMeta(bank.meta, bank.dim, bank.index.size);
   const headMaps: Float32Array[] = [];
+  const bankMaps = base.heldOutMaps ?? [];
   let combination: HeadMeta['combination'];
   let standardisation: HeadMeta['standardisation'];
   try {
     for (const image of heldOut) {
       const e = await extractor.embed(image);
-      headMaps.push(scorePatches(bankMeta, e, await session.score(e.vectors), image, Infinity).map);
+      headMaps.push(scorePatches(base.primary, e, await session.score(e.vectors), image, Infinity).map);
+      if (!base.heldOutMaps) bankMaps.push(await base.mapOf(image, e));
     }
-    standardisation = { bank: pixelStats(bankMaps), head: pixelStats(headMaps) };
-    combination = await chooseCombination(validation, bank, bankMeta, session, standardisation);
+    standardisation = {
+      bank: base.standardised ? { mean: 0, std: 1 } : pixelStats(bankMaps),
+      head: pixelStats(headMaps),
+    };
+    combination = await chooseCombination(validation, base, session, standardisation);
   } finally {
     await session.close();
   }
@@ -205,6 +256,7 @@ export async function fitHead(
     files: { float: file(HEAD_FILE, floatBytes), int8: file(HEAD_INT8_FILE, int8Bytes) },
     dim: data.dim,
     hidden: trained.weights.hidden,
+    ...(base.fused ? { fused: base.fused } : {}),
     standardisation,
     combination,
     thresholds: { head: thresholdFromNominal(headMaps.map(maxOf)), combined: thresholdFromNominal(combined) },
@@ -241,12 +293,12 @@ export function combinationMembers(s: HeadMeta['standardisation'], headWeight: n
 
 /**
  * Scores every head weight's combined maps on the synthetic validation set (the selector's ranking
- * score) and keeps the best; ties go to the weight nearest an even mix.
+ * score) and keeps the best; ties go to the weight nearest an even mix (every term alike: a half
+ * beside a single bank, a third beside a fused pair).
  */
 async function chooseCombination(
   v: EmbeddedValidation,
-  bank: FittedBank,
-  meta: BankMeta,
+  base: HeadFitBase,
   session: HeadSession,
   standardisation: HeadMeta['standardisation'],
 ): Promise<HeadMeta['combination']> {
@@ -254,26 +306,19 @@ async function chooseCombination(
   const headMaps: Float32Array[] = [];
   for (const [i, item] of v.items.entries()) {
     const e = v.embeddings[i];
-    const knn = await bank.index.search(e.vectors, meta.score.k);
-    bankMaps.push(scoreEmbedding(meta, e, knn, item.image, Infinity).map);
-    headMaps.push(scorePatches(meta, e, await session.score(e.vectors), item.image, Infinity).map);
+    bankMaps.push(await base.mapOf(item.image, e));
+    headMaps.push(scorePatches(base.primary, e, await session.score(e.vectors), item.image, Infinity).map);
   }
   const table = HEAD_WEIGHTS.map((headWeight) => {
     const members = combinationMembers(standardisation, headWeight);
     const maps = bankMaps.map((m, i) => fuseMaps(members, (j) => (j === 0 ? m : headMaps[i])));
     return { headWeight, ...validationScore(v, maps) };
   });
+  const even = 1 / (base.terms + 1);
   const best = [...table].sort(
-    (a, b) => b.score - a.score || Math.abs(a.headWeight - 0.5) - Math.abs(b.headWeight - 0.5),
+    (a, b) => b.score - a.score || Math.abs(a.headWeight - even) - Math.abs(b.headWeight - even),
   )[0];
   return { headWeight: best.headWeight, table };
-}
-
-async function bankMapsOf(inspector: Inspector, holdout: ImageSource[], limits: DecodeLimits) {
-  const maps: Float32Array[] = [];
-  for (const s of holdout)
-    maps.push((await inspector.inspectImage(await decodeImage(await s.read(), limits))).map);
-  return maps;
 }
 
 /** The head's files for saveBank's extra files. */
@@ -325,28 +370,36 @@ export interface HeadInspection {
 }
 
 /**
- * Inspects with a bank and its head. `mode` picks which of the three verdicts inspectImage
- * returns; the threshold is that mode's own unless one is given.
+ * Inspects with a bank (or a fused bank) and its head. `mode` picks which of the three verdicts
+ * inspectImage returns; the threshold is that mode's own unless one is given.
  */
 export class HeadInspector {
+  /** The bank side: a single bank's Inspector, or a FusedInspector (head-base.ts). */
+  readonly base: HeadBase;
+  readonly mode: HeadMode;
+
   constructor(
-    readonly bank: Inspector,
+    bank: Inspector | HeadBase,
+    /** The extractor of the embeddings the head scores (a fused bank's first member's). */
     private readonly extractor: FeatureExtractor,
     private readonly session: HeadSession,
-    readonly mode: HeadMode = bank.meta.head?.mode ?? 'combined',
+    mode?: HeadMode,
     private readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
   ) {
-    if (!bank.meta.head) throw new SpiError('FAILED_PRECONDITION', `bank ${bank.meta.name} has no head`);
+    this.base = bank instanceof Inspector ? headBaseOf(bank) : bank;
+    const head = this.base.meta.head;
+    if (!head) throw new SpiError('FAILED_PRECONDITION', `bank ${this.base.meta.name} has no head`);
+    this.mode = mode ?? head.mode;
   }
 
   /** The bank's metadata with the threshold of this inspector's mode. */
   get meta(): BankMeta {
-    return { ...this.bank.meta, threshold: this.thresholdOf(this.mode), thresholdByCategory: undefined };
+    return { ...this.base.meta, threshold: this.thresholdOf(this.mode), thresholdByCategory: undefined };
   }
 
   thresholdOf(mode: HeadMode): Threshold {
-    const head = this.bank.meta.head!;
-    return mode === 'bank' ? this.bank.meta.threshold : head.thresholds[mode];
+    const meta = this.base.meta;
+    return mode === 'bank' ? meta.threshold : meta.head!.thresholds[mode];
   }
 
   async inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
@@ -366,7 +419,7 @@ export class HeadInspector {
       const scores = await this.session.score(embedding.vectors);
       const t2 = performance.now();
       const r = scorePatches(
-        this.bank.meta,
+        this.base.primary,
         embedding,
         scores,
         image,
@@ -388,19 +441,29 @@ export class HeadInspector {
 
   /** All three verdicts of an image, each at its own threshold (or `threshold` for all). */
   async inspectAll(image: RgbImage, deadline?: number, threshold?: number): Promise<HeadInspection> {
-    const meta = this.bank.meta;
+    const meta = this.base.meta;
     const head = meta.head!;
-    const { embedding, knn, embedMs, searchMs } = await this.bank.search(image, deadline);
+    const primary = this.base.primary;
+    const { inspection: bankR, embedding } = await this.base.inspectEmbedded(
+      image,
+      threshold ?? meta.threshold.value,
+      deadline,
+    );
     const t0 = performance.now();
     const headScores = await this.session.score(embedding.vectors);
     const headMs = performance.now() - t0;
     const t1 = performance.now();
-    const bankR = scoreEmbedding(meta, embedding, knn, image, threshold ?? meta.threshold.value);
-    const headR = scorePatches(meta, embedding, headScores, image, threshold ?? head.thresholds.head.value);
+    const headR = scorePatches(
+      primary,
+      embedding,
+      headScores,
+      image,
+      threshold ?? head.thresholds.head.value,
+    );
     const members = combinationMembers(head.standardisation, head.combination.headWeight);
     const map = fuseMaps(members, (i) => (i === 0 ? bankR.map : headR.map));
     const combined = verdict(
-      meta,
+      primary,
       map,
       bankR.canvasWidth,
       bankR.canvasHeight,
@@ -410,12 +473,13 @@ export class HeadInspector {
       threshold ?? head.thresholds.combined.value,
     );
     const scoreMs = performance.now() - t1;
+    const { embed, search, score } = bankR.timingsMs;
     return {
       bank: bankR,
       head: headR,
       combined,
       embedding,
-      timingsMs: { embed: embedMs, search: searchMs, head: headMs, score: scoreMs },
+      timingsMs: { embed, search, head: headMs, score: score + scoreMs },
     };
   }
 
@@ -425,24 +489,30 @@ export class HeadInspector {
 }
 
 /**
- * The inspector of an opened bank with its head (the bank's own Inspector when it has none and
- * `mode` is not asked for): `mode` and `precision` default to what the bank records.
+ * The inspector of an opened bank (or fused bank) with its head (the bank's own inspector when it
+ * has none and `mode` is not asked for): `mode` and `precision` default to what the bank records.
  */
 export async function headInspectorFor(
   pool: BackbonePool,
   /** The bank folder (absent for a cluster version: its head is inline). */
   dir: string | undefined,
-  bank: Inspector,
+  bank: Inspector | FusedInspector,
   options: { mode?: HeadMode; precision?: HeadPrecision } = {},
 ): Promise<HeadInspector | undefined> {
-  const head = bank.meta.head;
+  const base = headBaseOf(bank);
+  const head = base.meta.head;
   if (!head) {
     if (options.mode && options.mode !== 'bank')
-      throw invalid(`bank ${bank.meta.name} has no head (build it with spi fit --head glass)`);
+      throw invalid(`bank ${base.meta.name} has no head (build it with spi fit --head glass)`);
     return undefined;
   }
   const session = await HeadSession.create(readHeadModel(dir, head, options.precision), head.dim);
-  return new HeadInspector(bank, await extractorForBank(pool, bank.meta), session, options.mode ?? head.mode);
+  return new HeadInspector(
+    base,
+    await extractorForBank(pool, base.primary),
+    session,
+    options.mode ?? head.mode,
+  );
 }
 
 /** A head fitted beside a freshly fitted bank, ready to inspect in this process (spi eval). */
@@ -459,8 +529,32 @@ export async function fitHeadInspector(
     bank.dim,
     bank.index.size,
   );
-  const session = await HeadSession.create(head.meta.precision === 'int8' ? head.int8 : head.float, bank.dim);
-  return new HeadInspector(new Inspector(meta, extractor, new LocalSearcher(bank.index)), extractor, session);
+  return inspectorWith(new Inspector(meta, extractor, new LocalSearcher(bank.index)), extractor, head);
+}
+
+/** The same beside a freshly fitted fused bank (its metadata gets the head). */
+export async function fitFusedHeadInspector(
+  fitted: FittedFusion,
+  extractors: FeatureExtractor[],
+  images: ImageSource[],
+  settings: FitSettings,
+  options: HeadFitOptions & { mode?: HeadMode },
+): Promise<HeadInspector> {
+  const head = await fitFusedHead(fitted, extractors, images, settings, options);
+  fitted.meta.head = { ...head.meta, mode: options.mode ?? 'combined' };
+  return inspectorWith(fusedInspector(fitted, extractors), extractors[0], head);
+}
+
+async function inspectorWith(
+  bank: Inspector | FusedInspector,
+  extractor: FeatureExtractor,
+  head: FittedHead,
+) {
+  const session = await HeadSession.create(
+    head.meta.precision === 'int8' ? head.int8 : head.float,
+    head.meta.dim,
+  );
+  return new HeadInspector(headBaseOf(bank), extractor, session);
 }
 
 /** Image AUROC, pixel AUROC and PRO of each of the three scores (spi eval with a head). */
@@ -522,9 +616,26 @@ export async function inlineHead(
 ): Promise<void> {
   const extractor = await extractorForBank(pool, completeMeta(fitted.meta, fitted.dim, fitted.index.size));
   const head = await fitHead(extractor, fitted, images, settings, { ...request, onProgress });
-  fitted.meta.head = {
+  fitted.meta.head = inlined(head, request.mode);
+}
+
+/** The same beside a fused bank fitted in this process: the fusion metadata gets the head. */
+export async function inlineFusedHead(
+  fitted: FittedFusion,
+  extractors: FeatureExtractor[],
+  images: ImageSource[],
+  settings: FitSettings,
+  request: HeadRequest,
+  onProgress?: (stage: string, done: number, total: number) => void,
+): Promise<void> {
+  const head = await fitFusedHead(fitted, extractors, images, settings, { ...request, onProgress });
+  fitted.meta.head = inlined(head, request.mode);
+}
+
+function inlined(head: FittedHead, mode: HeadMode): HeadMeta {
+  return {
     ...head.meta,
-    mode: request.mode,
+    mode,
     inline: {
       float: Buffer.from(head.float).toString('base64'),
       int8: Buffer.from(head.int8).toString('base64'),

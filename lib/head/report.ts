@@ -20,6 +20,12 @@ export function formatHead(h: HeadMeta): string {
       `${t.stoppedEarly ? ', stopped early' : ''}; embedding and synthetic defects ${(t.embedMs / 1000).toFixed(1)} s)`,
     `  trained on ${t.realPatches} good patches, ${t.localPatches} patches under synthetic defects` +
       `${kinds ? ` (${kinds})` : ''}, Gaussian and gradient-ascent fakes; validated on ${t.validation.goods} held-out goods + ${t.validation.defects} synthetic defects`,
+    ...(h.fused
+      ? [
+          `  beside a fused bank: on member ${h.fused.member}'s embeddings (${h.fused.stages.join('+')}), ` +
+            `its map one more standardised term of the members' average`,
+        ]
+      : []),
     `  combined map: head weight ${h.combination.headWeight} (synthetic validation score by head weight: ` +
       h.combination.table.map((r) => `${r.headWeight} ${r.score.toFixed(4)}`).join(', ') +
       ')',

@@ -11,10 +11,11 @@ import type { StoredBank } from '../bank/bank-store';
 import { startWorker } from '../util/worker';
 import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
-import { ErrorKind, SpiError, invalid } from '../errors';
+import { ErrorKind, SpiError } from '../errors';
 import { ExtractorSettings } from './extractor-settings';
-import { FusedMeta, MemberFit, fitFused } from './fusion';
-import { HeadRequest, inlineHead } from '../head/head-bank';
+import { FittedFusion, FusedMeta, MemberFit, fitFused } from './fusion';
+import { HeadRequest, inlineFusedHead, inlineHead } from '../head/head-bank';
+import type { FeatureExtractor } from './feature-extractor';
 
 export interface FitJob {
   model: string;
@@ -22,7 +23,7 @@ export interface FitJob {
   images: { path: string; data: Uint8Array }[];
   /**
    * Let the automatic fit choose backbone, stages, view, reference and fusion (lib/autoconfig)
-   * among these models; `fusion: false` leaves fused banks out (a head goes beside a single bank).
+   * among these models; `fusion: false` leaves fused banks out.
    */
   auto?: { models: string[]; budgetMs: number; seed: number; fusion?: boolean };
   /**
@@ -36,7 +37,10 @@ export interface FitJob {
    * version number, the rest comes from the bank.
    */
   add?: AddBase & { reason?: string };
-  /** Train a discriminator head beside the bank, inline in its metadata (lib/head/; not with `add`). */
+  /**
+   * Train a discriminator head beside the bank (a fused bank: on its first member's embeddings),
+   * inline in its metadata (lib/head/; not with `add`).
+   */
   head?: HeadRequest;
 }
 
@@ -123,23 +127,25 @@ export async function fitJob(
 ): Promise<FitOutcome> {
   const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
   if (job.auto && !job.add) {
-    const result = await autoFit(images, job.settings, { pool, ...job.auto, onProgress });
-    if (result.kind === 'fused') {
-      if (job.head) throw invalid('a head goes beside a single bank: the automatic fit chose a fused one');
-      return { kind: 'fused', meta: result.fitted.meta, members: result.fitted.members };
-    }
-    return single(pool, result.fitted, images, job, onProgress);
+    const keepHeldOutMaps = job.head !== undefined;
+    const result = await autoFit(images, job.settings, { pool, ...job.auto, onProgress, keepHeldOutMaps });
+    if (result.kind === 'fused')
+      return fused(result.fitted, result.extractors, images, result.settings, job, onProgress);
+    return single(pool, result.fitted, images, job, onProgress, result.settings);
   }
   if (job.fuse && !job.add) {
-    if (job.head) throw invalid('a head goes beside a single bank, not beside a fused one');
     const members: MemberFit[] = [];
     for (const stages of [undefined, job.fuse.stages])
       members.push({
         extractor: await createExtractor(pool, extractorOf(job, stages)),
         settings: job.settings,
       });
-    const fitted = await fitFused(images, members, job.settings, { onProgress });
-    return { kind: 'fused', meta: fitted.meta, members: fitted.members };
+    const fitted = await fitFused(images, members, job.settings, {
+      onProgress,
+      keepHeldOutMaps: job.head !== undefined,
+    });
+    const extractors = members.map((m) => m.extractor);
+    return fused(fitted, extractors, images, job.settings, job, onProgress);
   }
   if (job.add?.kind === 'fused') {
     const extractors = [];
@@ -165,16 +171,33 @@ function addOptions(job: FitJob, onProgress: FitProgress): AddOptions {
   return { onProgress, reason: job.add?.reason, version: job.settings.version };
 }
 
-/** A single bank, with its head trained beside it when the job asks for one. */
+/**
+ * A single bank, with its head trained beside it when the job asks for one; `settings`: the
+ * bank's own as fitted (the automatic fit's plan), whose held-out split the head shares.
+ */
 async function single(
   pool: BackbonePool,
   fitted: FittedBank,
   images: ImageSource[],
   job: FitJob,
   onProgress: (stage: string, done: number, total: number) => void,
+  settings: FitSettings = job.settings,
 ): Promise<FitOutcome> {
-  if (job.head && !job.add) await inlineHead(pool, fitted, images, job.settings, job.head, onProgress);
+  if (job.head && !job.add) await inlineHead(pool, fitted, images, settings, job.head, onProgress);
   return { kind: 'single', meta: fitted.meta, vectors: fitted.vectors, dim: fitted.dim };
+}
+
+/** A fused bank, with a head on its first member's embeddings when the job asks for one. */
+async function fused(
+  fitted: FittedFusion,
+  extractors: FeatureExtractor[],
+  images: ImageSource[],
+  settings: FitSettings,
+  job: FitJob,
+  onProgress: (stage: string, done: number, total: number) => void,
+): Promise<FitOutcome> {
+  if (job.head) await inlineFusedHead(fitted, extractors, images, settings, job.head, onProgress);
+  return { kind: 'fused', meta: fitted.meta, members: fitted.members };
 }
 
 function extractorOf(job: FitJob, stages?: string[]): ExtractorSettings {

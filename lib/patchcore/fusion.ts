@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BankAddition, BankMeta } from '../bank/bank-meta';
 import type { AutoConfigRecord } from '../autoconfig/select';
+import type { HeadMeta } from '../head/head-bank';
 import { StoredBank, loadBank, saveBank } from '../bank/bank-store';
 import { RgbImage } from '../image/decode';
 import { KnnIndex } from '../knn/index';
@@ -33,6 +34,7 @@ import {
   fitBank,
 } from './fit';
 import { Inspection, Inspector, inspectDecoded, verdict } from './inspector';
+import { EmbeddedInspection, inspectEmbedded } from './embedded-inspection';
 
 export const FUSED_BANK_FORMAT = 3;
 
@@ -59,6 +61,11 @@ export interface FusedMeta {
   threshold: Threshold;
   /** How the automatic fit chose this configuration (absent when flags set it). */
   autoConfig?: AutoConfigRecord;
+  /**
+   * A discriminator head on the first member's embeddings, its map one more standardised term of
+   * the fused average (lib/head/; docs/glass-head.md); `threshold` stays the members' fusion.
+   */
+  head?: HeadMeta;
   /** Images added by incremental versions (incremental-fused.ts); each member's own record has its patches. */
   additions?: FusedAddition[];
 }
@@ -75,6 +82,8 @@ export interface MemberFit {
 export interface FittedFusion {
   meta: FusedMeta;
   members: FittedBank[];
+  /** The held-out images' fused maps as the threshold scored them (only with keepHeldOutMaps). */
+  heldOutMaps?: Float32Array[];
 }
 
 /**
@@ -85,7 +94,7 @@ export async function fitFused(
   images: ImageSource[],
   members: MemberFit[],
   settings: Pick<FitSettings, 'name' | 'version' | 'categories' | 'threshold'>,
-  options: { thresholdImages?: ImageSource[]; onProgress?: FitProgress } = {},
+  options: { thresholdImages?: ImageSource[]; onProgress?: FitProgress; keepHeldOutMaps?: boolean } = {},
 ): Promise<FittedFusion> {
   if (members.length < 2) throw invalid('a fused bank needs at least 2 members');
   if (settings.categories.length > 1)
@@ -104,9 +113,10 @@ export async function fitFused(
     const { mean, std } = pixelStats(maps);
     return { dir: String(i), weight: members[i].weight ?? 1, mean, std, count: maps.length, maps };
   });
-  const scores = standardised[0].maps.map((_, j) =>
-    maxOf(fuseMaps(standardised, (i) => standardised[i].maps[j])),
+  const fusedMaps = standardised[0].maps.map((_, j) =>
+    fuseMaps(standardised, (i) => standardised[i].maps[j]),
   );
+  const scores = fusedMaps.map(maxOf);
   const threshold =
     settings.threshold !== undefined ? manualThreshold(settings.threshold) : thresholdFromNominal(scores);
   const meta: FusedMeta = {
@@ -120,7 +130,7 @@ export async function fitFused(
     threshold,
   };
   for (const f of fitted) delete f.heldOutMaps;
-  return { meta, members: fitted };
+  return { meta, members: fitted, ...(options.keepHeldOutMaps ? { heldOutMaps: fusedMaps } : {}) };
 }
 
 /** Weighted mean of the members' standardised maps (all of one size). */
@@ -172,7 +182,17 @@ export class FusedInspector {
       threshold: this.fused.threshold,
       thresholdByCategory: undefined,
       model: { ...first.model, stages: this.members.map((m) => m.meta.model.stages.join('+')) },
+      head: this.fused.head,
     };
+  }
+
+  /** The member whose embeddings a discriminator head scores (the first). */
+  get primary(): BankMeta {
+    return this.members[0].meta;
+  }
+
+  get limits() {
+    return this.members[0].limits;
   }
 
   /** Decodes once (within the first member's limits), then inspects with every member. */
@@ -185,6 +205,22 @@ export class FusedInspector {
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
     const results: Inspection[] = [];
     for (const member of this.members) results.push(await member.inspectImage(image, Infinity, deadline));
+    return this.fuse(results, threshold);
+  }
+
+  /** The fused inspection with the first member's embedding (what a discriminator head scores). */
+  async inspectEmbedded(image: RgbImage, threshold?: number, deadline?: number): Promise<EmbeddedInspection> {
+    const results: EmbeddedInspection[] = [];
+    for (const member of this.members) results.push(await inspectEmbedded(member, image, Infinity, deadline));
+    const inspection = this.fuse(
+      results.map((r) => r.inspection),
+      threshold,
+    );
+    return { inspection, embedding: results[0].embedding };
+  }
+
+  /** The members' maps standardised and averaged; the verdict at the fused threshold. */
+  private fuse(results: Inspection[], threshold?: number): Inspection {
     const map = fuseMaps(this.fused.members, (i) => results[i].map);
     const first = results[0];
     const r = verdict(
@@ -215,12 +251,18 @@ export function fusedInspector(fitted: FittedFusion, extractors: FeatureExtracto
   );
 }
 
-export function saveFused(dir: string, fitted: FittedFusion): FusedMeta {
+/** Writes the fused bank folder at once (a rename); `extraFiles` go beside bank.json (a head's models). */
+export function saveFused(
+  dir: string,
+  fitted: FittedFusion,
+  extraFiles: Record<string, Uint8Array> = {},
+): FusedMeta {
   const tmp = `${dir}.tmp-fused`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fitted.members.forEach((f, i) =>
     saveBank(path.join(tmp, 'members', fitted.meta.members[i].dir), f.meta, f.vectors, f.dim),
   );
+  for (const [name, bytes] of Object.entries(extraFiles)) fs.writeFileSync(path.join(tmp, name), bytes);
   fs.writeFileSync(path.join(tmp, 'bank.json'), JSON.stringify(fitted.meta, null, 2));
   fs.rmSync(dir, { recursive: true, force: true });
   fs.renameSync(tmp, dir);

@@ -127,7 +127,7 @@ automatic configuration (when none of the view, stage, reference or fuse flags i
                       within half a point of the best within it is chosen (default ${D['budget-ms'].default})
   --auto-seed N       seed of the synthetic defects (default ${D['auto-seed'].default})
   --auto-fusion on|off  offer fused banks among the candidates (default ${D['auto-fusion'].default}, as CreateBank
-                      does; off when a head is wanted: a head goes beside a single bank)
+                      does; with --head too: the head then scores the first member's embeddings)
 threshold and bank:
   --holdout F         fraction of the good images held back to set the threshold (default ${D.holdout.default})
   --threshold T       a manual threshold instead of the automatic one (score >= T is defective)

@@ -195,12 +195,9 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
   // A fused version: model and dim are its first member's, patches all its members'.
   const meta = (fused ? fused.memberBanks[0].meta : r.meta) as unknown as Partial<BankMeta>;
   // With a head, the verdict's threshold is its mode's (lib/head/): report that one.
-  const head = meta.head;
-  const verdictThreshold = fused
-    ? fused.threshold
-    : head && head.mode !== 'bank'
-      ? head.thresholds[head.mode]
-      : meta.threshold;
+  const head = fused ? fused.head : meta.head;
+  const verdictThreshold =
+    head && head.mode !== 'bank' ? head.thresholds[head.mode] : fused ? fused.threshold : meta.threshold;
   const autoConfig = fused ? fused.autoConfig : meta.autoConfig;
   return {
     version: r.version,
@@ -249,8 +246,8 @@ function autoOf(spec: BuildSpecMsg, categories: string[], images: number): Build
     models: autoModels(spec.model || undefined),
     budgetMs: spec.budgetMs || DEFAULT_BUDGET_MS,
     seed: DEFAULT_AUTO_SEED,
-    // Fused banks are candidates, as for `spi fit`; a head goes beside a single bank only.
-    fusion: !spec.head,
+    // Fused banks are candidates, as for `spi fit` (with a head too: on the first member's embeddings).
+    fusion: true,
   };
 }
 
@@ -262,7 +259,6 @@ function fuseOf(spec: BuildSpecMsg, categories: string[]): BuildRequest['fuse'] 
     .filter((s) => s.length > 0);
   if (stages.length === 0) return undefined;
   if (categories.length > 1) throw invalid('fuse: a fused bank covers one product, not several categories');
-  if (spec.head) throw invalid('fuse: a head goes beside a single bank, not beside a fused one');
   return { stages };
 }
 

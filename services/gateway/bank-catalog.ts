@@ -11,13 +11,13 @@ import { SpiError, notFound } from '../../lib/errors';
 import { ClusterSearcher, FanOutSettings, ShardDirectory } from './cluster-searcher';
 import { headInspectorFor } from '../../lib/head/head-bank';
 import { FusedInspector } from '../../lib/patchcore/fusion';
-import { FusedVersionMeta, describeFused, fusedMetaOf, memberRecord } from './fused-version';
+import { FusedVersionMeta, fusedMetaOf, memberRecord } from './fused-version';
 
 export interface ResolvedBank {
   record: BankVersionRecord;
   /**
-   * The bank's Inspector, with a discriminator head the HeadInspector over it (lib/head/), or for a
-   * fused version the FusedInspector over one Inspector per member (fused-version.ts).
+   * The bank's Inspector, or for a fused version the FusedInspector over one Inspector per member
+   * (fused-version.ts); with a discriminator head, the HeadInspector over either (lib/head/).
    */
   inspector: Pick<Inspector, 'meta' | 'inspectBytes'>;
 }
@@ -84,17 +84,18 @@ export class BankCatalog {
     return new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut));
   }
 
-  /** Each member searches its own partitions; their maps are standardised and averaged. */
-  private async openFused(record: BankVersionRecord, fused: FusedVersionMeta): Promise<FusedInspector> {
-    if (fused.memberBanks.some((m) => m.meta.head))
-      throw new SpiError(
-        'FAILED_PRECONDITION',
-        `bank "${record.bank}" v${record.version} is a ${describeFused(fused)} with a discriminator head: ` +
-          `a head goes beside a single bank only; rebuild it without the head or without fusion`,
-      );
+  /**
+   * Each member searches its own partitions; their maps are standardised and averaged. A head
+   * (inline in the fusion metadata) scores the first member's embeddings here, beside the searches.
+   */
+  private async openFused(
+    record: BankVersionRecord,
+    fused: FusedVersionMeta,
+  ): Promise<ResolvedBank['inspector']> {
     const members: Inspector[] = [];
     for (let i = 0; i < fused.memberBanks.length; i++)
       members.push(await this.inspectorOf(memberRecord(record, fused, i)));
-    return new FusedInspector(fused, members);
+    const inspector = new FusedInspector(fused, members);
+    return (await headInspectorFor(this.backbones, undefined, inspector)) ?? inspector;
   }
 }

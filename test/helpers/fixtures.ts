@@ -16,15 +16,22 @@ export interface PrintDataset {
   testDefective: string[];
 }
 
-/** 224 px print images (the engine's default canvas, so no resize in the way). */
-export async function printDataset(name = 'prints-224', trainGood = 8): Promise<PrintDataset> {
+/**
+ * 224 px print images (the engine's default canvas, so no resize in the way); `test`: how many good
+ * test prints, and defective ones of each kind.
+ */
+export async function printDataset(
+  name = 'prints-224',
+  trainGood = 8,
+  test = { good: 2, perDefect: 1 },
+): Promise<PrintDataset> {
   const root = path.join(TEST_TMP, name);
   await generateDataset(root, {
     seed: 7,
     size: 224,
     trainGood,
-    testGood: 2,
-    perDefect: 1,
+    testGood: test.good,
+    perDefect: test.perDefect,
     variation: { maxShift: 0.5 },
   });
   const testDir = path.join(root, 'test');

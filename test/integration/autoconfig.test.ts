@@ -310,11 +310,6 @@ describe('automatic fit (real backbone)', function () {
         await pool.close();
       }
 
-      await assert.rejects(
-        client.createBank({ ...spec, bank: 'fused-head', head: 'glass' }, upload(train)),
-        (err: SpiError) =>
-          err.kind === 'INVALID_ARGUMENT' && /head goes beside a single bank/.test(err.message),
-      );
       // A stage the model does not have: refused by name, and no version left behind.
       await assert.rejects(
         client.createBank({ ...spec, bank: 'fused-bad', fuse: 'block_2_add,nope' }, upload(train)),

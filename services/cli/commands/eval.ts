@@ -58,10 +58,6 @@ export async function evalCommand(argv: string[]): Promise<void> {
           })),
         };
     const head = headFitFrom(values);
-    if (head && plan.members.length > 1)
-      throw invalid(
-        '--head goes beside a single bank (no --fuse; with the automatic fit add --auto-fusion off)',
-      );
     const members = [];
     for (const m of plan.members)
       members.push({ extractor: await createExtractor(pool, m.extractor), settings: m.settings });

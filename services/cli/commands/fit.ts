@@ -8,7 +8,14 @@ import { AddOptions, addToBank, checkIncremental } from '../../../lib/patchcore/
 import { FusedBase, addToFused } from '../../../lib/patchcore/incremental-fused';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
-import { completeMeta, fitBank, FittedBank, fittedInspector, ImageSource } from '../../../lib/patchcore/fit';
+import {
+  completeMeta,
+  fitBank,
+  FittedBank,
+  fittedInspector,
+  ImageSource,
+  FitSettings,
+} from '../../../lib/patchcore/fit';
 import { Threshold, thresholdF1 } from '../../../lib/threshold/threshold';
 import {
   AutoRequest,
@@ -24,14 +31,15 @@ import {
 } from '../options';
 import { defaultMaxMemory, formatBytes } from '../../../lib/patchcore/memory-budget';
 import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
-import { fitFused, isFusedBank, loadFused, saveFused } from '../../../lib/patchcore/fusion';
+import { FittedFusion, fitFused, isFusedBank, loadFused, saveFused } from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
 import { invalid, notFound } from '../../../lib/errors';
 import { autoFit } from '../../../lib/autoconfig/auto-fit';
 import { formatAutoRecord } from '../../../lib/autoconfig/plan';
 import type { AutoConfigRecord } from '../../../lib/autoconfig/select';
 import { Category } from '../../../lib/data/mvtec';
-import { fitHead, headFiles } from '../../../lib/head/head-bank';
+import { fitFusedHead, fitHead, headFiles } from '../../../lib/head/head-bank';
+import type { FeatureExtractor } from '../../../lib/patchcore/feature-extractor';
 import { epochNote, formatHead } from '../../../lib/head/report';
 import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
 
@@ -99,7 +107,6 @@ export async function fitCommand(argv: string[]): Promise<void> {
       return;
     }
     if (values.fuse) {
-      if (head) throw invalid('--head is not available with --fuse (a head goes beside a single bank)');
       if (values['f1-from']) throw invalid('--f1-from is not available with --fuse');
       await fitFusedFromFolder(
         pool,
@@ -108,6 +115,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
         values,
         progress,
         values['threshold-dir'],
+        head,
       );
       return;
     }
@@ -122,8 +130,9 @@ export async function fitCommand(argv: string[]): Promise<void> {
     );
     if (values['f1-from'])
       fitted.meta.threshold = await f1Threshold(pool, fitted, values['f1-from'], progress);
+    const settings = fitSettings(values, path.basename(path.resolve(category.root)));
     const files = head
-      ? await headBeside(pool, fitted, category, values, head, progress, values['threshold-dir'])
+      ? await headBeside(pool, fitted, category, settings, head, progress, values['threshold-dir'])
       : {};
     const written = saveBank(values.out, fitted.meta, fitted.vectors, fitted.dim, files);
     progress.stop();
@@ -165,32 +174,63 @@ export async function fitFromFolder(
   });
 }
 
-/** `--head`: trains the head beside a fitted single bank and records it in the bank's metadata. */
+type HeadFlags = NonNullable<ReturnType<typeof headFitFrom>>;
+
+/**
+ * `--head`: trains the head beside a fitted single bank and records it in the bank's metadata.
+ * `settings`: the bank's own (its held-out split is the head's).
+ */
 async function headBeside(
   pool: BackbonePool,
   fitted: FittedBank,
   category: Category,
-  values: EngineFlagValues,
-  head: NonNullable<ReturnType<typeof headFitFrom>>,
+  settings: FitSettings,
+  head: HeadFlags,
   progress: Progress,
   thresholdDir?: string,
 ): Promise<Record<string, Uint8Array>> {
-  const name = path.basename(path.resolve(category.root));
   const meta = completeMeta(fitted.meta, fitted.dim, fitted.index.size);
   const h = await fitHead(
     await extractorForBank(pool, meta),
     fitted,
     fileSources(category.train, category.root),
-    fitFrom(values, name, [name]),
-    {
-      ...head,
-      onProgress: (stage, done, total) => progress.update(stage, done, total),
-      onEpoch: (r) => progress.update('head train', r.epoch, r.epochs, epochNote(r)),
-    },
+    settings,
+    headProgress(head, progress),
     thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
   );
   fitted.meta.head = { ...h.meta, mode: head.mode };
   return headFiles(h);
+}
+
+/** `--head` beside a fused bank (fitted with keepHeldOutMaps): on its first member's embeddings. */
+async function headBesideFused(
+  fitted: FittedFusion,
+  extractors: FeatureExtractor[],
+  images: ImageSource[],
+  settings: FitSettings,
+  head: HeadFlags,
+  progress: Progress,
+  thresholdImages?: ImageSource[],
+): Promise<Record<string, Uint8Array>> {
+  const h = await fitFusedHead(
+    fitted,
+    extractors,
+    images,
+    settings,
+    headProgress(head, progress),
+    thresholdImages,
+  );
+  fitted.meta.head = { ...h.meta, mode: head.mode };
+  return headFiles(h);
+}
+
+/** The head's fit options with the fit's progress bars (`head data`, `head train`). */
+function headProgress(head: HeadFlags, progress: Progress): HeadFlags {
+  return {
+    ...head,
+    onProgress: (stage, done, total) => progress.update(stage, done, total),
+    onEpoch: (r) => progress.update('head train', r.epoch, r.epochs, epochNote(r)),
+  };
 }
 
 /** The automatic fit (lib/autoconfig): choose on synthetic defects, fit, save, print the table. */
@@ -204,27 +244,41 @@ async function autoFitFolder(
 ): Promise<void> {
   const name = path.basename(path.resolve(category.root));
   const dir = values['threshold-dir'];
-  const result = await autoFit(fileSources(category.train, category.root), fitSettings(values, name), {
+  const images = fileSources(category.train, category.root);
+  const thresholdImages = dir ? fileSources(listImages(dir), dir) : undefined;
+  const result = await autoFit(images, fitSettings(values, name), {
     pool,
     ...auto,
-    thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
+    thresholdImages,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
+    keepHeldOutMaps: head !== undefined,
   });
-  if (head && result.kind !== 'single')
-    throw invalid(
-      '--head goes beside a single bank: the automatic fit chose a fused one (add --auto-fusion off)',
-    );
   if (result.kind === 'single') {
-    const files = head ? await headBeside(pool, result.fitted, category, values, head, progress, dir) : {};
+    const files = head
+      ? await headBeside(pool, result.fitted, category, result.settings, head, progress, dir)
+      : {};
     saveBank(values.out!, result.fitted.meta, result.fitted.vectors, result.fitted.dim, files);
-  } else saveFused(values.out!, result.fitted);
+  } else {
+    const files = head
+      ? await headBesideFused(
+          result.fitted,
+          result.extractors,
+          images,
+          result.settings,
+          head,
+          progress,
+          thresholdImages,
+        )
+      : {};
+    saveFused(values.out!, result.fitted, files);
+  }
   progress.stop();
   console.log(formatAutoRecord(result.choice.record));
   const m = result.fitted.meta;
   console.log(
     `bank ${m.name} v${m.version}: threshold ${m.threshold.value.toFixed(4)} (${m.threshold.method}) -> ${values.out}`,
   );
-  if (result.kind === 'single' && result.fitted.meta.head) console.log(formatHead(result.fitted.meta.head));
+  if (result.fitted.meta.head) console.log(formatHead(result.fitted.meta.head));
   if (result.kind === 'single') printOutliers(result.fitted.meta.outliers);
   if (result.kind === 'single') printMemory(result.fitted.meta.memory);
 }
@@ -359,6 +413,7 @@ async function fitFusedFromFolder(
   values: EngineFlagValues & { out?: string; 'max-memory'?: string },
   progress: Progress,
   thresholdDir?: string,
+  head?: HeadFlags,
 ): Promise<void> {
   const name = path.basename(path.resolve(root));
   const members = [];
@@ -368,16 +423,24 @@ async function fitFusedFromFolder(
       settings: fitSettings({ ...v, 'max-memory': values['max-memory'] }, name),
     });
   }
-  const fitted = await fitFused(fileSources(files, root), members, members[0].settings, {
-    thresholdImages: thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined,
+  const images = fileSources(files, root);
+  const thresholdImages = thresholdDir ? fileSources(listImages(thresholdDir), thresholdDir) : undefined;
+  const fitted = await fitFused(images, members, members[0].settings, {
+    thresholdImages,
     onProgress: (stage, done, total) => progress.update(stage, done, total),
+    keepHeldOutMaps: head !== undefined,
   });
-  saveFused(values.out!, fitted);
+  const extractors = members.map((m) => m.extractor);
+  const headModels = head
+    ? await headBesideFused(fitted, extractors, images, members[0].settings, head, progress, thresholdImages)
+    : {};
+  saveFused(values.out!, fitted, headModels);
   progress.stop();
   const patches = fitted.members.map((f) => `${f.meta.model.stages.join('+')} ${f.vectors.length / f.dim}`);
   console.log(
     `fused bank ${fitted.meta.name}: ${patches.join(', ')} patches, threshold ${fitted.meta.threshold.value.toFixed(4)} -> ${values.out}`,
   );
+  if (fitted.meta.head) console.log(formatHead(fitted.meta.head));
 }
 
 /** Scores labelled images with the new bank and takes the threshold with the best F1 on them. */

@@ -57,14 +57,13 @@ export async function inspectCommand(argv: string[]): Promise<void> {
     const fused = isFusedBank(values.bank);
     if (fused && nprobe !== undefined) throw invalid('--nprobe is not available for a fused bank');
     const opened = fused ? undefined : await openBank(pool, values.bank);
-    const withHead =
-      opened &&
-      (await headInspectorFor(pool, values.bank, opened.inspector, {
-        mode: values['head-mode'] !== undefined ? headMode(values['head-mode']) : undefined,
-        precision:
-          values['head-precision'] !== undefined ? headPrecision(values['head-precision']) : undefined,
-      }));
-    const inspector = withHead ?? opened?.inspector ?? (await openFused(pool, values.bank));
+    const bank = opened?.inspector ?? (await openFused(pool, values.bank));
+    // A head beside a single or a fused bank: its models are files in the bank folder.
+    const withHead = await headInspectorFor(pool, values.bank, bank, {
+      mode: values['head-mode'] !== undefined ? headMode(values['head-mode']) : undefined,
+      precision: values['head-precision'] !== undefined ? headPrecision(values['head-precision']) : undefined,
+    });
+    const inspector = withHead ?? bank;
     const meta = inspector.meta;
     if (nprobe !== undefined) opened?.index.setNprobe(nprobe);
     const threshold = thresholdOverride ?? thresholdFor(meta, values.category).value;

@@ -14,7 +14,7 @@ const images = Array.from({ length: 12 }, (_, i) => ({
 }));
 
 describe('fused versions in the cluster', () => {
-  it('BuildSpec.fuse asks for a fused bank by hand; the automatic fit offers fused banks unless a head is wanted', () => {
+  it('BuildSpec.fuse asks for a fused bank by hand; the automatic fit offers fused banks, with a head too', () => {
     const fused = toBuildRequest(
       'create',
       buildSpec({ bank: 'b', fuse: ' block_2_add, block_5_add ' }),
@@ -27,7 +27,16 @@ describe('fused versions in the cluster', () => {
     assert.equal(auto.fuse, undefined);
     assert.equal(auto.auto?.fusion, true);
     const withHead = toBuildRequest('create', buildSpec({ bank: 'b', head: 'glass' }), images, DEFAULT_ADMIN);
-    assert.equal(withHead.auto?.fusion, false);
+    assert.equal(withHead.auto?.fusion, true);
+    // A head beside a fused bank by hand: on the first member's embeddings (lib/head/head-base.ts).
+    const fusedHead = toBuildRequest(
+      'create',
+      buildSpec({ bank: 'b', fuse: 'block_2_add', head: 'glass' }),
+      images,
+      DEFAULT_ADMIN,
+    );
+    assert.deepEqual(fusedHead.fuse, { stages: ['block_2_add'] });
+    assert.equal(fusedHead.head?.mode, 'combined');
     // Adding to the active version keeps its configuration: fuse is ignored as the view fields are.
     const add = toBuildRequest(
       'rotate',
@@ -38,12 +47,7 @@ describe('fused versions in the cluster', () => {
     assert.equal(add.fuse, undefined);
   });
 
-  it('refuses fuse with a head or with several categories', () => {
-    assert.throws(
-      () =>
-        toBuildRequest('create', buildSpec({ bank: 'b', fuse: 'x', head: 'glass' }), images, DEFAULT_ADMIN),
-      /fuse: a head goes beside a single bank/,
-    );
+  it('refuses fuse with several categories', () => {
     assert.throws(
       () =>
         toBuildRequest(
