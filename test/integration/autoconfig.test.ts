@@ -13,6 +13,7 @@ import type { BankMeta } from '../../lib/bank/bank-meta';
 import { parseArgs } from 'node:util';
 import { EVAL_FLAGS, evalCommand, planForCategory } from '../../services/cli/commands/eval';
 import { explainBank, fitCommand } from '../../services/cli/commands/fit';
+import { run } from '../../services/cli/spi';
 import { quantizeCommand } from '../../services/cli/commands/quantize';
 import { DEFAULT_MODELS_DIR, listModels } from '../../models/registry';
 import { autoFrom, givenFlags } from '../../services/cli/options';
@@ -90,6 +91,22 @@ describe('automatic fit (real backbone)', function () {
     const explained = explainBank(out);
     assert.match(explained, new RegExp(`chosen: ${auto.chosen.replace(/[+/]/g, '.')}`));
     assert.match(explained, /recall on the synthetic defects/);
+  });
+
+  it('spi fit --add grows the bank the automatic fit chose, a reference or fused one included (#18)', async () => {
+    // The first test's bank; fitted here when that test did not run.
+    const out = path.join(tmp, 'bank');
+    if (!fs.existsSync(path.join(out, 'bank.json')))
+      await quietly(() => fitCommand(['--data', root, '--out', out, '--model', MODEL]));
+    const grown = path.join(tmp, 'bank-grown');
+    const good = path.join(root, 'test', 'good');
+    await quietly(() => fitCommand(['--add', good, '--bank', out, '--out', grown, '--reason', 'more']));
+    const meta = readMeta(grown) as BankMeta & { additions: { images: string[]; reason: string }[] };
+    assert.equal(meta.version, 2, `chosen: ${readMeta(out).autoConfig!.chosen}`);
+    assert.deepEqual(meta.additions.at(-1)!.images.length, data.testGood.length);
+    assert.equal(meta.additions.at(-1)!.reason, 'more');
+    const verdicts = path.join(tmp, 'grown-verdicts');
+    assert.equal(await run(['inspect', '--bank', grown, '--out', verdicts, data.testDefective[0]]), 0);
   });
 
   it('scores an installed INT8 build of the backbone as a variant of the finalists, and prices it', async () => {
