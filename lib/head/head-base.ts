@@ -10,10 +10,10 @@
 import { BankMeta } from '../bank/bank-meta';
 import { DecodeLimits, RgbImage } from '../image/decode';
 import { FeatureExtractor, ImageEmbedding } from '../patchcore/feature-extractor';
-import { FittedBank, completeMeta } from '../patchcore/fit';
+import { FittedBank, LocalSearcher, completeMeta } from '../patchcore/fit';
 import { EmbeddedInspection, inspectEmbedded } from '../patchcore/embedded-inspection';
 import { FittedFusion, FusedInspector, fusedInspector } from '../patchcore/fusion';
-import { Inspector, scoreEmbedding } from '../patchcore/inspector';
+import { Inspector, scoreEmbedding, searchCells } from '../patchcore/inspector';
 
 /** The bank side of an inspection with a head. */
 export interface HeadBase {
@@ -64,7 +64,7 @@ export function bankFitBase(bank: FittedBank): HeadFitBase {
       scoreEmbedding(
         primary,
         embedding,
-        await bank.index.search(embedding.vectors, primary.score.k),
+        await searchCells(new LocalSearcher(bank.index), embedding, primary.score),
         image,
         Infinity,
       ).map,
