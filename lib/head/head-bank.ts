@@ -96,6 +96,11 @@ export interface HeadMeta {
     table: { headWeight: number; imageAuroc: number; pixelAuroc: number; score: number }[];
   };
   thresholds: { head: Threshold; combined: Threshold };
+  /**
+   * Incremental versions this head was carried into (head-growth.ts): not retrained, its thresholds
+   * recalibrated on `heldOut` new images (pooled with the old scores, or from a threshold folder).
+   */
+  carried?: { version: number; heldOut: number; fromScratch: boolean }[];
   training: {
     config: HeadTrainConfig;
     realPatches: number;
@@ -326,6 +331,14 @@ export function headFiles(head: FittedHead): Record<string, Uint8Array> {
   return { [head.meta.files.float.file]: head.float, [head.meta.files.int8.file]: head.int8 };
 }
 
+/** A stored head's files, read back and checked, for another version's folder (spi fit --add). */
+export function storedHeadFiles(dir: string, head: HeadMeta): Record<string, Uint8Array> {
+  return {
+    [head.files.float.file]: readHeadModel(dir, head, 'float'),
+    [head.files.int8.file]: readHeadModel(dir, head, 'int8'),
+  };
+}
+
 /**
  * The model bytes of a stored head (inline in its metadata, or a file in the bank folder `dir`),
  * checked against their checksum.
@@ -351,7 +364,7 @@ export function readHeadModel(
   if (!fs.existsSync(file))
     throw new SpiError(
       'FAILED_PRECONDITION',
-      `bank ${dir} records a head but has no ${entry.file} (a version grown with spi fit --add keeps no head: fit again with --head)`,
+      `bank ${dir} records a head but has no ${entry.file} (a version grown by spi fit --add before heads were carried: fit again with --head)`,
     );
   const bytes = fs.readFileSync(file);
   if (sha256(bytes) !== entry.sha256)

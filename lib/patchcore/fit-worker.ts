@@ -9,12 +9,13 @@ import { AddOptions, addToBank } from './incremental';
 import { FusedBase, addToFused } from './incremental-fused';
 import type { StoredBank } from '../bank/bank-store';
 import { startWorker } from '../util/worker';
-import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank } from './fit';
+import { FitProgress, FitSettings, FittedBank, ImageSource, fitBank, fittedInspector } from './fit';
 import { autoFit } from '../autoconfig/auto-fit';
 import { ErrorKind, SpiError } from '../errors';
 import { ExtractorSettings } from './extractor-settings';
-import { FittedFusion, FusedMeta, MemberFit, fitFused } from './fusion';
+import { FittedFusion, FusedMeta, MemberFit, fitFused, fusedInspector } from './fusion';
 import { HeadRequest, inlineFusedHead, inlineHead } from '../head/head-bank';
+import { carryHeadInto } from '../head/head-growth';
 import type { FeatureExtractor } from './feature-extractor';
 
 export interface FitJob {
@@ -151,19 +152,20 @@ export async function fitJob(
     const extractors = [];
     for (const m of job.add.members) extractors.push(await extractorForBank(pool, m.meta));
     const fitted = await addToFused(extractors, job.add, images, addOptions(job, onProgress));
+    // A head (inline in the fusion metadata) is carried over, its thresholds recalibrated.
+    await carryHeadInto(pool, undefined, fusedInspector(fitted, extractors), fitted.meta, images);
     return { kind: 'fused', meta: fitted.meta, members: fitted.members };
   }
-  const fitted = job.add
-    ? await addToBank(
-        await extractorForBank(pool, job.add.meta),
-        job.add,
-        images,
-        addOptions(job, onProgress),
-      )
-    : await fitBank(await createExtractor(pool, extractorOf(job)), images, job.settings, {
-        onProgress,
-        keepHeldOutMaps: job.head !== undefined,
-      });
+  if (job.add) {
+    const extractor = await extractorForBank(pool, job.add.meta);
+    const fitted = await addToBank(extractor, job.add, images, addOptions(job, onProgress));
+    await carryHeadInto(pool, undefined, fittedInspector(fitted, extractor), fitted.meta, images);
+    return single(pool, fitted, images, job, onProgress);
+  }
+  const fitted = await fitBank(await createExtractor(pool, extractorOf(job)), images, job.settings, {
+    onProgress,
+    keepHeldOutMaps: job.head !== undefined,
+  });
   return single(pool, fitted, images, job, onProgress);
 }
 

@@ -65,13 +65,13 @@ export interface AdditionSplit {
   fromScratch: boolean;
 }
 
-/** Why a bank cannot grow incrementally (undefined when it can). */
+/**
+ * Why a bank cannot grow incrementally (undefined when it can). A discriminator head is carried
+ * into the new version by its callers (lib/head/head-growth.ts).
+ */
 export function notIncremental(meta: Pick<BankMeta, 'categories' | 'name' | 'head'>) {
   if (meta.categories.length > 1)
     return `bank ${meta.name} is a unified multi-category bank: adding images to it is not supported yet, rebuild it`;
-  // The head was trained and weighed against this bank's maps: it does not follow the bank's growth.
-  if (meta.head)
-    return `bank ${meta.name} has a discriminator head: adding images to it is not supported yet, rebuild it`;
   return undefined;
 }
 

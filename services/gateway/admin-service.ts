@@ -282,7 +282,9 @@ function headRequestOf(spec: BuildSpecMsg, categories: string[]): HeadRequest {
     throw invalid(`head must be one of ${HEAD_KINDS.join(', ')} or empty, got "${spec.head}"`);
   if (categories.length > 1) throw invalid('a head covers one product: not for a bank of several categories');
   if (spec.addToActive)
-    throw invalid('head is not available with add_to_active (an incremental version carries no head)');
+    throw invalid(
+      "head is not available with add_to_active (an incremental version keeps the active version's head, recalibrated, and trains none)",
+    );
   const { train, localImages, validationGoods, seed, precision } = DEFAULT_HEAD_FIT;
   const epochs = spec.headEpochs || train.epochs;
   return { train: { ...train, epochs }, localImages, validationGoods, seed, precision, mode: 'combined' };

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../../services/cli/spi';
 import { loadBank } from '../../lib/bank/bank-store';
+import type { BankMeta } from '../../lib/bank/bank-meta';
 import { BackbonePool, extractorForBank } from '../../lib/patchcore/engine';
 import { FusedInspector, FusedMeta, fuseMaps, openFused } from '../../lib/patchcore/fusion';
 import { Inspector } from '../../lib/patchcore/inspector';
@@ -143,21 +144,36 @@ describe('discriminator head beside a fused bank (real backbone)', function () {
     }
   });
 
-  it('spi fit --add refuses a fused bank with a head and leaves it as it was', async () => {
-    const before = fs.readFileSync(path.join(bank, 'bank.json'), 'utf8');
+  it('spi fit --add carries the head into the grown fused bank, its thresholds recalibrated', async () => {
+    const good = path.join(data.root, 'test', 'good');
+    const add = (from: string, to: string, ...more: string[]) =>
+      run(['fit', '--add', good, '--bank', from, '--out', to, ...more]);
+    const read = (dir: string) =>
+      JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8')) as FusedMeta;
+    // 5 new prints: too few to hold any back, so the thresholds stay; the head goes along.
     const grown = path.join(out, 'grown');
-    const code = await run([
-      'fit',
-      '--add',
-      path.join(data.root, 'test', 'good'),
-      '--bank',
-      bank,
-      '--out',
-      grown,
-    ]);
-    assert.notEqual(code, 0);
-    assert.ok(!fs.existsSync(grown));
-    assert.equal(fs.readFileSync(path.join(bank, 'bank.json'), 'utf8'), before);
+    assert.equal(await add(bank, grown), 0);
+    const v2 = read(grown);
+    assert.equal(v2.version, 2);
+    assert.deepEqual(v2.head!.carried, [{ version: 2, heldOut: 0, fromScratch: false }]);
+    assert.deepEqual(v2.head!.thresholds, meta.head!.thresholds);
+    assert.deepEqual(v2.head!.files, meta.head!.files, 'the same models, not retrained');
+    for (const f of ['head.onnx', 'head.int8.onnx'])
+      assert.deepEqual(fs.readFileSync(path.join(grown, f)), fs.readFileSync(path.join(bank, f)), f);
+    // A threshold folder recalibrates the head's and the combined thresholds from it alone.
+    const again = path.join(out, 'grown-3');
+    assert.equal(await add(grown, again, '--threshold-dir', good), 0);
+    const v3 = read(again);
+    assert.deepEqual(v3.head!.carried!.at(-1), { version: 3, heldOut: 5, fromScratch: true });
+    for (const m of ['head', 'combined'] as const) {
+      assert.equal(v3.head!.thresholds[m].nominal!.count, 5, m);
+      assert.notEqual(v3.head!.thresholds[m].value, v2.head!.thresholds[m].value, m);
+    }
+    // The grown bank inspects with its head, at the recalibrated combined threshold.
+    const verdicts = path.join(out, 'grown-verdicts');
+    assert.equal(await run(['inspect', '--bank', again, '--out', verdicts, data.testDefective[0]]), 0);
+    const report = JSON.parse(fs.readFileSync(path.join(verdicts, 'verdicts.json'), 'utf8'));
+    assert.equal(report.verdicts[0].threshold, v3.head!.thresholds.combined.value);
   });
 
   it('spi eval --fuse --head glass reports the fused bank, the head and the combined score', async () => {
@@ -169,6 +185,41 @@ describe('discriminator head beside a fused bank (real backbone)', function () {
       assert.ok(metrics.head[mode].imageAuroc >= 0 && metrics.head[mode].imageAuroc <= 1, mode);
     assert.equal(metrics.imageAuroc, metrics.head.combined.imageAuroc);
     assert.equal(metrics.head.training.epochs.length, 1);
+  });
+
+  it("spi fit --head glass goes beside the automatic fit's pick, on its held-out split", async () => {
+    // The automatic fit's own test data: it picks a fused bank with a nominal reference there (the
+    // choice weighs measured costs, so a single bank is checked as well should it win).
+    const auto = await printDataset('prints-auto', 12);
+    const dir = path.join(out, 'auto');
+    const code = await run([
+      'fit',
+      '--data',
+      auto.root,
+      '--out',
+      dir,
+      '--model',
+      'mobilenet_v2-imagenet',
+      '--head',
+      'glass',
+      '--head-epochs',
+      '1',
+    ]);
+    assert.equal(code, 0);
+    const stored = JSON.parse(fs.readFileSync(path.join(dir, 'bank.json'), 'utf8')) as FusedMeta &
+      Pick<BankMeta, 'head' | 'autoConfig'>;
+    const head = stored.head!;
+    // 12 images: the automatic fit holds back 3 (a quarter), not --holdout's 10 % (1, too few).
+    assert.equal(stored.autoConfig!.images.heldOut, 3);
+    assert.equal(head.training.validation.goods, 3);
+    if (stored.kind === 'fused') {
+      assert.deepEqual(head.fused?.member, 0);
+      assert.deepEqual(head.standardisation.bank, { mean: 0, std: 1 });
+    } else assert.equal(head.fused, undefined);
+    const verdicts = path.join(out, 'auto-verdicts');
+    assert.equal(await run(['inspect', '--bank', dir, '--out', verdicts, auto.testDefective[0]]), 0);
+    const report = JSON.parse(fs.readFileSync(path.join(verdicts, 'verdicts.json'), 'utf8'));
+    assert.equal(report.verdicts[0].threshold, head.thresholds.combined.value, stored.autoConfig!.chosen);
   });
 
   it('a gateway builds a fused bank with a head and scores it beside the members, as in-process', async () => {

@@ -181,7 +181,7 @@ describe('discriminator head beside a bank (real backbone)', function () {
     assert.equal(metrics.head.training.epochs.length, 1);
   });
 
-  it('spi fit --head glass trains and stores a head; an unknown head is refused', async () => {
+  it('spi fit --head glass trains and stores a head; an unknown head is refused; --add carries it', async () => {
     const bank = path.join(out, 'cli-bank');
     const code = await run(['fit', '--data', data.root, '--out', bank, ...ONE_EPOCH]);
     assert.equal(code, 0);
@@ -193,9 +193,23 @@ describe('discriminator head beside a bank (real backbone)', function () {
       await run(['fit', '--data', data.root, '--out', path.join(out, 'y'), '--head', 'simplenet']),
       0,
     );
+    // spi fit --add carries the head along (recalibrated on the threshold folder's 2 prints) and its models.
+    const grown = path.join(out, 'cli-grown');
+    const good = path.dirname(data.testGood[0]);
+    assert.equal(
+      await run(['fit', '--add', good, '--bank', bank, '--out', grown, '--threshold-dir', good]),
+      0,
+    );
+    const head = loadBank(grown).meta.head!;
+    assert.deepEqual(head.carried, [{ version: 2, heldOut: 2, fromScratch: true }]);
+    assert.equal(head.thresholds.combined.nominal?.count, 2);
+    assert.ok(
+      fs.existsSync(path.join(grown, 'head.onnx')) && fs.existsSync(path.join(grown, 'head.int8.onnx')),
+    );
+    assert.equal(await run(['inspect', '--bank', grown, data.testDefective[0]]), 0);
   });
 
-  it('a gateway builds a bank with a head and judges by it; the shards give the k-NN part', async () => {
+  it('a gateway builds a bank with a head and judges by it; the shards give the k-NN part; add_to_active keeps it', async () => {
     const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'head-embedded-'));
     const proc = spawnNodeService('services/gateway/main.ts', {
       name: 'embedded-head',
@@ -213,6 +227,14 @@ describe('discriminator head beside a bank (real backbone)', function () {
       for (const f of files)
         answers.push(await client.inspect({ bank: 'headed', image: fs.readFileSync(f) }));
       for (const a of answers) assert.equal(a.threshold, version.threshold);
+      // add_to_active keeps the head (not retrained; 2 new prints: nothing held back to recalibrate).
+      const grown = await client.rotateBank({ bank: 'headed', addToActive: true }, upload(data.testGood));
+      const v2 = grown.versions.find((v) => v.version === grown.activeVersion)!;
+      assert.equal(v2.version, 2);
+      assert.match(v2.thresholdMethod, /\(combined, glass head\)$/);
+      const again = await client.inspect({ bank: 'headed', image: fs.readFileSync(files[1]) });
+      assert.equal(again.version, 2);
+      assert.equal(again.threshold, v2.threshold);
       // The same images through a bank without a head answer at the bank's own threshold, another scale.
       await client.createBank({ ...spec, bank: 'plain' }, upload(data.train)).then(async (plain) => {
         const v = plain.versions.find((x) => x.version === plain.activeVersion)!;

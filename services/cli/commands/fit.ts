@@ -31,14 +31,24 @@ import {
 } from '../options';
 import { defaultMaxMemory, formatBytes } from '../../../lib/patchcore/memory-budget';
 import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
-import { FittedFusion, fitFused, isFusedBank, loadFused, saveFused } from '../../../lib/patchcore/fusion';
+import {
+  FittedFusion,
+  FusedInspector,
+  fitFused,
+  fusedInspector,
+  isFusedBank,
+  loadFused,
+  saveFused,
+} from '../../../lib/patchcore/fusion';
 import { Progress } from '../progress';
 import { invalid, notFound } from '../../../lib/errors';
 import { autoFit } from '../../../lib/autoconfig/auto-fit';
 import { formatAutoRecord } from '../../../lib/autoconfig/plan';
 import type { AutoConfigRecord } from '../../../lib/autoconfig/select';
 import { Category } from '../../../lib/data/mvtec';
-import { fitFusedHead, fitHead, headFiles } from '../../../lib/head/head-bank';
+import { HeadMeta, fitFusedHead, fitHead, headFiles, storedHeadFiles } from '../../../lib/head/head-bank';
+import { carryHeadInto } from '../../../lib/head/head-growth';
+import type { Inspector } from '../../../lib/patchcore/inspector';
 import type { FeatureExtractor } from '../../../lib/patchcore/feature-extractor';
 import { epochNote, formatHead } from '../../../lib/head/report';
 import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
@@ -64,7 +74,8 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
                       coreset grows by a streaming greedy update, the threshold (and a nominal
                       reference, a fused bank's standardisation: every member grows) is recalibrated
                       on part of them pooled with the bank's record, or on --threshold-dir alone, and
-                      the version's metadata lists them; written to --out (default: --bank itself)
+                      the version's metadata lists them; a discriminator head is kept, not retrained,
+                      its thresholds recalibrated alike; written to --out (default: --bank itself)
   --bank DIR          the bank that --add grows
   --reason TEXT       recorded with the added images (e.g. "false alarms marked good")
   --data DIR          good images, or an MVTec-layout category (its train/good is used)
@@ -308,31 +319,36 @@ async function addCommand(
       thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
       onProgress: (stage, done, total) => progress.update(stage, done, total),
     };
-    if ('members' in base) await addToFusedFolder(pool, base, images, options, out, progress);
-    else await addToBankFolder(pool, base, images, options, out, progress);
+    const to = { bank: bankDir, out };
+    if ('members' in base) await addToFusedFolder(pool, base, images, options, to, progress);
+    else await addToBankFolder(pool, base, images, options, to, progress);
   } finally {
     progress.stop();
     await pool.close();
   }
 }
 
-/** `--add` to a single bank: writes the next version and its summary. */
+/** `--add` to a single bank: writes the next version (with the bank's head, if any) and its summary. */
 async function addToBankFolder(
   pool: BackbonePool,
   base: StoredBank,
   images: ImageSource[],
   options: AddOptions,
-  out: string,
+  { bank, out }: { bank: string; out: string },
   progress: Progress,
 ): Promise<void> {
-  const fitted = await addToBank(await extractorForBank(pool, base.meta), base, images, options);
-  const written = saveBank(out, fitted.meta, fitted.vectors, fitted.dim);
+  const extractor = await extractorForBank(pool, base.meta);
+  const fitted = await addToBank(extractor, base, images, options);
+  const grown = fittedInspector(fitted, extractor);
+  const files = await carriedHead(pool, bank, grown, fitted.meta, images, options);
+  const written = saveBank(out, fitted.meta, fitted.vectors, fitted.dim, files);
   progress.stop();
   const added = written.additions!.at(-1)!;
   console.log(
     addedLine(base.meta, written, added, `+${added.keptPatches} patches -> ${written.vectors.rows}`, out),
   );
   printOutliers(added.outliers);
+  printCarriedHead(base.meta.head, written.head);
 }
 
 /** `--add` to a fused bank: every member grows by the same images. */
@@ -341,13 +357,14 @@ async function addToFusedFolder(
   base: FusedBase,
   images: ImageSource[],
   options: AddOptions,
-  out: string,
+  { bank, out }: { bank: string; out: string },
   progress: Progress,
 ): Promise<void> {
   const extractors = [];
   for (const m of base.members) extractors.push(await extractorForBank(pool, m.meta));
   const fitted = await addToFused(extractors, base, images, options);
-  saveFused(out, fitted);
+  const grown = fusedInspector(fitted, extractors);
+  saveFused(out, fitted, await carriedHead(pool, bank, grown, fitted.meta, images, options));
   const patches = fitted.members.map(
     (f) =>
       `${f.meta.model.stages.join('+')} +${f.meta.additions!.at(-1)!.keptPatches} -> ${f.vectors.length / f.dim}`,
@@ -355,6 +372,34 @@ async function addToFusedFolder(
   progress.stop();
   console.log(
     addedLine(base.meta, fitted.meta, fitted.meta.additions!.at(-1)!, `patches ${patches.join(', ')}`, out),
+  );
+  printCarriedHead(base.meta.head, fitted.meta.head);
+}
+
+/**
+ * The head of a grown bank's metadata, carried over from the old bank (lib/head/head-growth.ts):
+ * its thresholds recalibrated, its model files (from the old bank folder) for the new one.
+ */
+async function carriedHead(
+  pool: BackbonePool,
+  bank: string,
+  grown: Inspector | FusedInspector,
+  meta: Parameters<typeof carryHeadInto>[3],
+  images: ImageSource[],
+  options: AddOptions,
+): Promise<Record<string, Uint8Array>> {
+  if (!meta.head) return {};
+  const files = storedHeadFiles(bank, meta.head);
+  await carryHeadInto(pool, bank, grown, meta, images, options.thresholdImages);
+  return files;
+}
+
+function printCarriedHead(before: HeadMeta | undefined, after: HeadMeta | undefined): void {
+  if (!before || !after) return;
+  const t = (h: HeadMeta, m: 'head' | 'combined') => h.thresholds[m].value.toFixed(4);
+  console.log(
+    `head ${after.kind} carried over, not retrained: thresholds head ${t(before, 'head')} -> ${t(after, 'head')}, ` +
+      `combined ${t(before, 'combined')} -> ${t(after, 'combined')}`,
   );
 }
 
