@@ -222,7 +222,7 @@ describe('discriminator head beside a fused bank (real backbone)', function () {
     assert.equal(report.verdicts[0].threshold, head.thresholds.combined.value, stored.autoConfig!.chosen);
   });
 
-  it('a gateway builds a fused bank with a head and scores it beside the members, as in-process', async () => {
+  it('a gateway builds a fused bank with a head and scores it beside the members, as in-process; add_to_active keeps it', async () => {
     const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'head-fused-embedded-'));
     const proc = spawnNodeService('services/gateway/main.ts', {
       name: 'embedded-head-fused',
@@ -284,6 +284,14 @@ describe('discriminator head beside a fused bank (real backbone)', function () {
         );
       }
       await local.close();
+      // add_to_active grows every member and keeps the head, inline in the new version's metadata.
+      const grown = await client.rotateBank({ bank: spec.bank, addToActive: true }, upload(data.testGood));
+      const v2 = grown.versions.find((v) => v.version === grown.activeVersion)!;
+      assert.equal(v2.version, 2);
+      assert.match(v2.thresholdMethod, /\(combined, glass head\) \(fused\)$/);
+      const answer = await client.inspect({ bank: spec.bank, image: fs.readFileSync(data.testDefective[0]) });
+      assert.equal(answer.version, 2);
+      assert.equal(answer.threshold, v2.threshold);
       client.close();
     } finally {
       await proc.stop();
