@@ -295,6 +295,7 @@ describe('discriminator head beside a fused bank (real backbone)', function () {
       client.close();
     } finally {
       await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
