@@ -44,9 +44,9 @@ COPY --from=build /app/build/models build/models/
 ENV NODE_ENV=production
 # glibc: large buffers (images, embeddings) unmapped when freed, two arenas; else resident memory
 # ratchets up after every spike and stays (services/local/processes.ts NATIVE_MEMORY_ENV, make soak).
-# 32 MiB kept on the heap's top: without it every search's scratch is returned and faulted in again
-# (a search 4x slower).
-ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 MALLOC_TOP_PAD_=33554432
+# Shards add MALLOC_TOP_PAD_ (k8s/base/shard.yaml): without it every search's scratch is returned
+# to the kernel and faulted in again (a search 4x slower).
+ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2
 # Numeric, so Kubernetes' runAsNonRoot can verify it; the manifests run as the same uid.
 USER 10001:10001
 # gRPC of a gateway; metrics/probes of a gateway and of a shard (a shard's gRPC port is set by flag).

@@ -13,7 +13,7 @@ import { BareEchoClient } from '../lib/rpc/bare-echo';
 import { serviceDefinition } from '../lib/rpc/proto';
 import { KnnIndex } from '../lib/knn/index';
 import { mulberry32 } from '../lib/util/random';
-import { TEST_TMP, spawnNodeService } from '../services/local/processes';
+import { SHARD_MEMORY_ENV, TEST_TMP, spawnNodeService } from '../services/local/processes';
 import { percentile, round } from './stats';
 
 export interface HopResult {
@@ -43,6 +43,7 @@ export async function benchHop(runs = 60, bankRows = 1500, queries = 784, dim = 
   fs.mkdirSync(TEST_TMP, { recursive: true });
   const dir = fs.mkdtempSync(path.join(TEST_TMP, 'hop-'));
   const shard = spawnNodeService('services/shard/main.ts', {
+    env: SHARD_MEMORY_ENV,
     name: 'hop-shard',
     args: [
       ...['--host', '127.0.0.1', '--port', '0', '--id', 'hop', '--data-dir', dir, '--metrics-port', 'off'],

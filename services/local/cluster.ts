@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InspectionClient } from '../../lib/client/inspection-client';
 import { StartEtcdOptions, TestEtcd, startEtcd } from './etcd';
-import { ManagedProcess, TEST_TMP, spawnNodeService } from './processes';
+import { ManagedProcess, SHARD_MEMORY_ENV, TEST_TMP, spawnNodeService } from './processes';
 
 export interface LocalClusterOptions {
   shards: number;
@@ -49,6 +49,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   // OpenBLAS would each take every core otherwise, N shards oversubscribing them N times), unless
   // the caller chose.
   const shardEnv = {
+    ...SHARD_MEMORY_ENV,
     SPI_SEARCH_THREADS:
       process.env.SPI_SEARCH_THREADS ??
       String(Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, options.shards)))),

@@ -206,17 +206,18 @@ export function spawnProcess(
  * staying in the heap once freed, and two arenas instead of eight per core. Without them the
  * gateway's resident memory ratchets up after every spike (a frozen shard's pending searches, a
  * rotation) and never comes down: +33 % over a 2-minute soak, against +8 % with them.
- * Fixing the mapping threshold also fixes the heap's trim threshold and padding at 128 KiB, so
- * every search's scratch (faiss' 16 MiB distance block) went back to the kernel and faulted in
- * again: a 784-query search of a 1,500-row bank took 16.7 ms instead of 3.8, a tiled sheet 1,209 ms
- * instead of 706. 32 MiB of padding kept on the heap's top gives the speed back (3.7 and 719 ms;
- * 8 and 16 MiB did not), a fixed amount that does not grow with the spikes.
  */
-export const NATIVE_MEMORY_ENV = {
-  MALLOC_MMAP_THRESHOLD_: '131072',
-  MALLOC_ARENA_MAX: '2',
-  MALLOC_TOP_PAD_: '33554432',
-};
+export const NATIVE_MEMORY_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
+
+/**
+ * A shard's: fixing the mapping threshold also fixes the heap's trim threshold and padding at 128
+ * KiB, so every search's scratch (faiss' 16 MiB distance block) went back to the kernel and was
+ * faulted in again: a 784-query search of a 1,500-row bank took 16.7 ms instead of 3.8. 32 MiB of
+ * padding kept on the heap's top gives the speed back (3.7 ms; 8 and 16 MiB did not), a fixed
+ * amount (k8s/base/shard.yaml sets it too). Not the gateway's: in a soak its resident memory then
+ * grew 9.4 % after warm-up, against 3 % without, too near the 10 % bound.
+ */
+export const SHARD_MEMORY_ENV = { ...NATIVE_MEMORY_ENV, MALLOC_TOP_PAD_: '33554432' };
 
 /** `node --import tsx <file> <args>` from the repository root. */
 export function spawnNodeService(file: string, options: SpawnOptions = {}): ManagedProcess {
