@@ -44,8 +44,8 @@ COPY --from=build /app/build/models build/models/
 ENV NODE_ENV=production
 # glibc: large buffers (images, embeddings) unmapped when freed, two arenas; else resident memory
 # ratchets up after every spike and stays (services/local/processes.ts NATIVE_MEMORY_ENV, make soak).
-# Shards add MALLOC_TOP_PAD_ (k8s/base/shard.yaml): without it every search's scratch is returned
-# to the kernel and faulted in again (a search 4x slower).
+# Shards and gateways add MALLOC_TOP_PAD_ (k8s/base/*.yaml): without it a request's large scratch
+# is returned to the kernel and faulted in again (a shard's search 4x, a gateway's sheet 2x slower).
 ENV MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2
 # Numeric, so Kubernetes' runAsNonRoot can verify it; the manifests run as the same uid.
 USER 10001:10001

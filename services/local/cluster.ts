@@ -7,7 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { InspectionClient } from '../../lib/client/inspection-client';
 import { StartEtcdOptions, TestEtcd, startEtcd } from './etcd';
-import { ManagedProcess, SHARD_MEMORY_ENV, TEST_TMP, spawnNodeService } from './processes';
+import {
+  GATEWAY_MEMORY_ENV,
+  ManagedProcess,
+  SHARD_MEMORY_ENV,
+  TEST_TMP,
+  spawnNodeService,
+} from './processes';
 
 export interface LocalClusterOptions {
   shards: number;
@@ -77,7 +83,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
     await Promise.all(Array.from({ length: options.shards }, (_, i) => startShard(i)));
     const gateway = spawnNodeService('services/gateway/main.ts', {
       name: 'gateway',
-      env: options.env,
+      env: { ...GATEWAY_MEMORY_ENV, ...options.env },
       args: [...loopback, ...(options.gatewayArgs ?? [])],
     });
     const ready = await gateway.waitForLine('gateway ready', 60_000);

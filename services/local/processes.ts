@@ -210,14 +210,19 @@ export function spawnProcess(
 export const NATIVE_MEMORY_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' };
 
 /**
- * A shard's: fixing the mapping threshold also fixes the heap's trim threshold and padding at 128
- * KiB, so every search's scratch (faiss' 16 MiB distance block) went back to the kernel and was
- * faulted in again: a 784-query search of a 1,500-row bank took 16.7 ms instead of 3.8. 32 MiB of
- * padding kept on the heap's top gives the speed back (3.7 ms; 8 and 16 MiB did not), a fixed
- * amount (k8s/base/shard.yaml sets it too). Not the gateway's: in a soak its resident memory then
- * grew 9.4 % after warm-up, against 3 % without, too near the 10 % bound.
+ * Fixing the mapping threshold also fixes the heap's trim threshold and top padding at 128 KiB, so
+ * a request's large scratch (faiss' 16 MiB distance block on a shard; tiles, tensors and maps on a
+ * gateway) went back to the kernel and was faulted in again. Padding kept on the heap's top serves
+ * such blocks from memory already touched, a fixed amount that does not grow with spikes:
+ * - a shard, 32 MiB: a 784-query search of a 1,500-row bank took 16.7 ms instead of 3.7 (8 and 16
+ *   MiB did not help: the block must fit);
+ * - a gateway, 16 MiB: a tiled sheet's decode, embedding and map took ~750 ms without, ~420 with
+ *   (~370 with 32 MiB, at +12 MiB of resident memory; a soak with 32 MiB grew the gateway 9.4 %
+ *   after warm-up, too near the 10 % bound).
+ * k8s/base/shard.yaml and gateway.yaml set the same.
  */
-export const SHARD_MEMORY_ENV = { ...NATIVE_MEMORY_ENV, MALLOC_TOP_PAD_: '33554432' };
+export const SHARD_MEMORY_ENV = { ...NATIVE_MEMORY_ENV, MALLOC_TOP_PAD_: String(32 * 1024 * 1024) };
+export const GATEWAY_MEMORY_ENV = { ...NATIVE_MEMORY_ENV, MALLOC_TOP_PAD_: String(16 * 1024 * 1024) };
 
 /** `node --import tsx <file> <args>` from the repository root. */
 export function spawnNodeService(file: string, options: SpawnOptions = {}): ManagedProcess {

@@ -33,7 +33,7 @@ import {
 } from './manifests';
 import { K8sObject, Obj } from './render';
 import { splitList } from '../../../services/common/auth';
-import { SHARD_MEMORY_ENV } from '../../../services/local/processes';
+import { GATEWAY_MEMORY_ENV, SHARD_MEMORY_ENV } from '../../../services/local/processes';
 
 /** Flags and settings that name a file (certificates, keys, tokens, passwords). */
 const FILE_FLAGS = [
@@ -107,10 +107,10 @@ function envReadBy(role: keyof typeof ROLES): Set<string> {
   return new Set(names);
 }
 
-/** glibc's malloc settings a shard runs with locally (SHARD_MEMORY_ENV): the manifest's must match. */
+/** glibc's malloc settings a service runs with locally (services/local/processes.ts): the manifest's must match. */
 function readByGlibc(role: string, e: { name: string; value?: string }): boolean {
-  const shardEnv: Record<string, string> = SHARD_MEMORY_ENV;
-  return role === 'shard' && e.name in shardEnv && e.value === shardEnv[e.name];
+  const local: Record<string, string> = role === 'shard' ? SHARD_MEMORY_ENV : GATEWAY_MEMORY_ENV;
+  return e.name.startsWith('MALLOC_') && local[e.name] === e.value;
 }
 
 /** Every SPI container in a tree, with its workload. */
