@@ -9,7 +9,7 @@ import { CoresetMethod, DEFAULT_CORESET } from '../../lib/coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../../lib/coreset/outliers';
 import { DEFAULT_SCORE, ImageScoreMethod, SHARED_CELL_RULES, SharedCellRule } from '../../lib/bank/bank-meta';
 import { DEFAULT_FIT, FitSettings } from '../../lib/patchcore/fit';
-import { MemoryBudget, defaultMaxMemory, parseBytes } from '../../lib/patchcore/memory-budget';
+import { MemoryBudget, defaultMaxMemory, formatBytes, parseBytes } from '../../lib/patchcore/memory-budget';
 import { AUTO_HNSW_MIN_ROWS, DEFAULT_KNN, INDEX_PRESETS, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL, ExtractorSettings } from '../../lib/patchcore/engine';
 import { ViewConfig } from '../../lib/image/views';
@@ -243,7 +243,16 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
   };
 }
 
-/** `--max-memory SIZE` (spi fit): the fit's memory budget; absent = the machine's default. */
+/** `--max-memory` (spi fit, spi eval): the fit's memory budget. */
+export const MEMORY_FLAGS = { 'max-memory': { type: 'string' } } satisfies ParseArgsConfig['options'];
+
+export const MEMORY_USAGE = `  --max-memory SIZE   memory budget of the fit, e.g. 2GiB or 800MiB: beyond it the patches (each
+                      image's reduced by --coreset-per-image as it comes) spill to a temporary file
+                      in $TMPDIR and the coreset is chosen chunk by chunk, so thousands of images
+                      fit in fixed memory; an error when not even the bank fits (default: half this
+                      machine's RAM, 1 to 16 GiB: ${formatBytes(defaultMaxMemory())} here)`;
+
+/** `--max-memory SIZE` (spi fit, spi eval): the fit's memory budget; absent = the machine's default. */
 export function memoryFrom(v: { 'max-memory'?: string }): MemoryBudget {
   const raw = v['max-memory'];
   if (raw === undefined) return { maxBytes: defaultMaxMemory() };

@@ -166,4 +166,14 @@ describe('bounded-memory fit: spill to disk, two-stage coreset, --max-memory', f
     assert.equal(await run([...args, 'lots']), 2);
     assert.ok(!fs.existsSync(path.join(other, 'bank.json')));
   });
+
+  it('spi eval --max-memory: the evaluation fits under the same budget', async () => {
+    const report = path.join(out, 'eval');
+    const args = ['eval', '--data', data.root, '--out', report, '--auto', 'off', '--gallery', '0'];
+    assert.equal(await run([...args, '--max-memory', '1MiB']), 2, 'a budget that cannot hold the bank');
+    assert.ok(!fs.existsSync(path.join(report, 'metrics.json')));
+    assert.equal(await run([...args, '--max-memory', '4GiB']), 0);
+    const metrics = JSON.parse(fs.readFileSync(path.join(report, 'metrics.json'), 'utf8'));
+    assert.ok(metrics.imageAuroc > 0.5, `image AUROC ${metrics.imageAuroc}`);
+  });
 });

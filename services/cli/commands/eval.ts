@@ -12,11 +12,14 @@ import {
   ENGINE_FLAGS,
   ENGINE_USAGE,
   EngineFlagValues,
+  MEMORY_FLAGS,
+  MEMORY_USAGE,
   autoFrom,
   extractorFrom,
   fitFrom,
   fuseMembersFrom,
   givenFlags,
+  memoryFrom,
   num,
 } from '../options';
 import { Progress } from '../progress';
@@ -26,6 +29,7 @@ import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
 export const EVAL_FLAGS = {
   ...ENGINE_FLAGS,
   ...HEAD_FLAGS,
+  ...MEMORY_FLAGS,
   data: { type: 'string' },
   out: { type: 'string' },
   gallery: { type: 'string', default: '48' },
@@ -36,6 +40,7 @@ export const EVAL_USAGE = `usage: spi eval --data <MVTec-layout category> --out 
                       give pixel AUROC and PRO)
   --out DIR           where scores.json, metrics.json and report.html go
   --gallery N         overlays in the report's gallery, defective first; 0 = none (default ${EVAL_FLAGS.gallery.default})
+${MEMORY_USAGE}
 ${ENGINE_USAGE}
 ${HEAD_USAGE}`;
 
@@ -54,7 +59,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       : {
           members: [values, ...fuseMembersFrom(values)].map((v) => ({
             extractor: extractorFrom(v),
-            settings: fitFrom(v, category.name, [category.name]),
+            settings: evalFitSettings(v, values, category.name),
           })),
         };
     const head = headFitFrom(values);
@@ -98,10 +103,15 @@ export async function evalCommand(argv: string[]): Promise<void> {
 export async function planForCategory(
   pool: BackbonePool,
   category: Category,
-  values: EngineFlagValues,
+  values: EngineFlagValues & { 'max-memory'?: string },
   auto: AutoRequest,
   onProgress?: (stage: string, done: number, total: number) => void,
 ): Promise<{ choice: AutoChoice; members: MemberPlan[] }> {
   const train = fileSources(category.train, category.root);
-  return planAutoFit(train, fitFrom(values, category.name, [category.name]), { pool, ...auto, onProgress });
+  return planAutoFit(train, evalFitSettings(values, values, category.name), { pool, ...auto, onProgress });
+}
+
+/** The fit's settings for a member's flags, under the evaluation's memory budget (as `spi fit`'s). */
+function evalFitSettings(member: EngineFlagValues, values: { 'max-memory'?: string }, name: string) {
+  return { ...fitFrom(member, name, [name]), memory: memoryFrom(values) };
 }

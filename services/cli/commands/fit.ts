@@ -27,9 +27,11 @@ import {
   extractorFrom,
   fitFrom,
   fuseMembersFrom,
+  MEMORY_FLAGS,
+  MEMORY_USAGE,
   memoryFrom,
 } from '../options';
-import { defaultMaxMemory, formatBytes } from '../../../lib/patchcore/memory-budget';
+import { formatBytes } from '../../../lib/patchcore/memory-budget';
 import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
 import {
   FittedFusion,
@@ -64,7 +66,7 @@ export const FIT_FLAGS = {
   add: { type: 'string' },
   bank: { type: 'string' },
   reason: { type: 'string' },
-  'max-memory': { type: 'string' },
+  ...MEMORY_FLAGS,
 } satisfies ParseArgsConfig['options'];
 
 export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category folder> --out <bank dir> [options]
@@ -83,11 +85,7 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
   --threshold-dir DIR good images for the threshold (default: hold back --holdout of the data)
   --f1-from DIR       labelled images in MVTec layout (test/good, test/<defect>): use the
                       F1-optimal threshold on them instead of the automatic one
-  --max-memory SIZE   memory budget of the fit, e.g. 2GiB or 800MiB: beyond it the patches (each
-                      image's reduced by --coreset-per-image as it comes) spill to a temporary file
-                      in $TMPDIR and the coreset is chosen chunk by chunk, so thousands of images
-                      fit in fixed memory; an error when not even the bank fits (default: half this
-                      machine's RAM, 1 to 16 GiB: ${formatBytes(defaultMaxMemory())} here)
+${MEMORY_USAGE}
 ${ENGINE_USAGE}
 ${HEAD_USAGE}`;
 
