@@ -36,8 +36,6 @@ export interface Inspection {
 }
 
 export class Inspector {
-  private readonly distinct = new DistinctCellCache();
-
   constructor(
     readonly meta: BankMeta,
     private readonly extractor: FeatureExtractor,
@@ -107,10 +105,13 @@ export class Inspector {
     const t0 = performance.now();
     const embedding = await this.extractor.embed(image);
     const t1 = performance.now();
-    const knn = await searchCells(this.searcher, embedding, this.meta.score, deadline, this.distinct);
+    const knn = await searchCells(this.searcher, embedding, this.meta.score, deadline);
     return { embedding, knn, embedMs: t1 - t0, searchMs: performance.now() - t1 };
   }
 }
+
+/** Plans by tile layout, shared by every inspection in the process (one per view served). */
+const SHARED_PLANS = new DistinctCellCache();
 
 /**
  * Every cell's nearest bank patches, as the bank's score settings want them: with `sharedCells`
@@ -122,10 +123,9 @@ export async function searchCells(
   embedding: ImageEmbedding,
   score: Pick<BankMeta['score'], 'k' | 'sharedCells'>,
   deadline?: number,
-  plans: DistinctCellCache = SHARED_PLANS,
 ): Promise<KnnResult> {
   const { dim } = embedding;
-  const plan = score.sharedCells === 'interior' ? plans.get(embedding) : undefined;
+  const plan = score.sharedCells === 'interior' ? SHARED_PLANS.get(embedding) : undefined;
   if (!plan) return searcher.search(embedding.vectors, dim, score.k, deadline);
   const knn = await searcher.search(
     gatherRows(embedding.vectors, dim, plan.searched),
@@ -135,8 +135,6 @@ export async function searchCells(
   );
   return expandToCells(knn, plan.rowOf);
 }
-
-const SHARED_PLANS = new DistinctCellCache();
 
 /**
  * Decodes `bytes` within `limits`, then inspects the image with `inspect`; the answer's decode time

@@ -127,6 +127,8 @@ export class DistinctCellCache {
   constructor(private readonly capacity = 16) {}
 
   get(layout: CellLayout): DistinctCells | undefined {
+    // A whole-frame view (the usual 224 px image) has nothing to share: no key to build.
+    if (layout.tiles.length < 2) return undefined;
     const key = JSON.stringify([
       layout.tiles,
       layout.gridHeight,
