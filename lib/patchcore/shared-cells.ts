@@ -110,10 +110,15 @@ export function expandToCells(knn: KnnResult, rowOf: Int32Array): KnnResult {
   const { k } = knn;
   const distances = new Float32Array(rowOf.length * k);
   const labels = new (knn.labels instanceof Int32Array ? Int32Array : Float64Array)(rowOf.length * k);
-  rowOf.forEach((row, cell) => {
-    distances.set(knn.distances.subarray(row * k, (row + 1) * k), cell * k);
-    labels.set(knn.labels.subarray(row * k, (row + 1) * k), cell * k);
-  });
+  // Element by element: a sheet has ~28k cells, and a view per cell per array is garbage per request.
+  for (let cell = 0; cell < rowOf.length; cell++) {
+    const from = rowOf[cell] * k;
+    const to = cell * k;
+    for (let j = 0; j < k; j++) {
+      distances[to + j] = knn.distances[from + j];
+      labels[to + j] = knn.labels[from + j];
+    }
+  }
   return { distances, labels, k };
 }
 
