@@ -222,8 +222,12 @@ function countPerGroup(rows: Int32Array, groups: ArrayLike<number>): number[] {
 function distancesTo(fixed: Float32Array, x: Float32Array, d: number): Float32Array {
   const index = new IndexFlatL2(d);
   index.addBuffer(fixed);
-  const { distances } = index.searchBuffer(x, 1);
-  return Float32Array.from(distances, (v) => Math.max(0, v));
+  const out = new Float32Array(x.length / d);
+  forEachChunk(x, d, (rows, first) => {
+    const { distances } = index.searchBuffer(rows, 1);
+    for (let j = 0; j < distances.length; j++) out[first + j] = Math.max(0, distances[j]);
+  });
+  return out;
 }
 
 /** Per-image greedy: the rows (ascending) surviving in each image, `fraction` of it, at least m/groups. */
@@ -348,8 +352,34 @@ function updateMinDistances(x: Float32Array, dim: number, centres: number[], min
   const block = new Float32Array(centres.length * dim);
   centres.forEach((c, j) => block.set(x.subarray(c * dim, (c + 1) * dim), j * dim));
   index.addBuffer(block);
-  const { distances } = index.searchBuffer(x, 1);
-  for (let i = 0; i < n; i++) if (distances[i] < minDist[i]) minDist[i] = Math.max(0, distances[i]);
+  forEachChunk(x, dim, (rows, first) => {
+    const { distances } = index.searchBuffer(rows, 1);
+    for (let j = 0; j < distances.length; j++) {
+      const i = first + j;
+      if (distances[j] < minDist[i]) minDist[i] = Math.max(0, distances[j]);
+    }
+  });
+}
+
+/**
+ * Rows searched at most this many at a time. The native search copies its queries into a fresh
+ * buffer: a 590k-row copy per greedy update (226 MiB, 200 times per fit) is mapped and zero-filled
+ * by the kernel each time, while a few MiB are reused from the heap (measured: the greedy of 150k
+ * rows 145 s, of which 66 s system time, before the chunking).
+ */
+const SEARCH_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Calls `fn` on consecutive blocks of x's rows (views, no copy) with the first row's number. */
+export function forEachChunk(
+  x: Float32Array,
+  dim: number,
+  fn: (rows: Float32Array, first: number) => void,
+  chunkBytes = SEARCH_CHUNK_BYTES,
+): void {
+  const n = x.length / dim;
+  const step = Math.max(1, Math.floor(chunkBytes / (4 * dim)));
+  for (let first = 0; first < n; first += step)
+    fn(x.subarray(first * dim, Math.min(n, first + step) * dim), first);
 }
 
 function argMax(values: Float32Array): number {

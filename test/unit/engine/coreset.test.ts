@@ -1,5 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { DEFAULT_CORESET, coresetSize, selectCoreset, topIndices } from '../../../lib/coreset/coreset';
+import {
+  DEFAULT_CORESET,
+  coresetSize,
+  forEachChunk,
+  selectCoreset,
+  topIndices,
+} from '../../../lib/coreset/coreset';
 import { mulberry32 } from '../../../lib/util/random';
 
 /** Clustered data: many points around a few centres, plus a few far outliers. */
@@ -97,6 +103,35 @@ describe('coreset', () => {
     assert.equal(picked.length, 300);
     assert.equal(seen[seen.length - 1], 300);
     assert.ok(seen.length > 10);
+  });
+
+  it('searches large inputs in chunks of rows that cover every row once, without copying', () => {
+    const rows = new Float32Array(10 * 3).map((_, i) => i);
+    const seen: { first: number; rows: number; shared: boolean }[] = [];
+    forEachChunk(
+      rows,
+      3,
+      (chunk, first) => {
+        seen.push({ first, rows: chunk.length / 3, shared: chunk.buffer === rows.buffer });
+        assert.equal(chunk[0], first * 3);
+      },
+      4 * 3 * 4,
+    );
+    assert.deepEqual(seen, [
+      { first: 0, rows: 4, shared: true },
+      { first: 4, rows: 4, shared: true },
+      { first: 8, rows: 2, shared: true },
+    ]);
+  });
+
+  it('the greedy over more rows than one search chunk covers them all', () => {
+    // 200k rows of width 8 are 6.1 MiB: two chunks of the distance update.
+    const big = clustered(200_000, dim, 6);
+    const greedy = selectCoreset(big, dim, { ...DEFAULT_CORESET, size: 120, projectDim: 0 });
+    const random = selectCoreset(big, dim, { ...DEFAULT_CORESET, method: 'random', size: 120 });
+    assert.equal(new Set(greedy).size, 120);
+    // Rows of a chunk left out of the update would keep an infinite distance and be picked first.
+    assert.ok(coveringRadius(big, dim, greedy) < 0.8 * coveringRadius(big, dim, random));
   });
 
   it('per-image pre-reduction keeps the coverage of the global greedy and every rare patch', () => {
