@@ -9,6 +9,7 @@
 import * as os from 'node:os';
 import { invalid } from '../errors';
 import { OVERSAMPLE } from '../coreset/chunked';
+import type { FitMemoryRecord } from '../bank/bank-meta';
 
 export interface MemoryBudget {
   /** Most resident bytes the fitting process may use. */
@@ -17,6 +18,8 @@ export interface MemoryBudget {
   spillDir?: string;
   /** Bytes in use besides the patches; default the process's RSS after the first image (tests fix it). */
   residentBytes?: number;
+  /** Where the budget was set, for the message when it is too small (default "--max-memory"). */
+  setting?: string;
 }
 
 export const MiB = 2 ** 20;
@@ -29,8 +32,18 @@ export const GiB = 2 ** 30;
  * patches x 96 with its chunks needs the rest. 16 GiB: a larger chunk makes no better bank, only a
  * longer greedy pass (a chunk's greedy grows with its rows squared).
  */
-export function defaultMaxMemory(total = os.totalmem()): number {
+export function defaultMaxMemory(total = machineMemory()): number {
   return Math.min(16 * GiB, Math.max(GiB, Math.floor(total / 2 / MiB) * MiB));
+}
+
+/**
+ * The memory this process may use: the machine's RAM, or the container's limit when it has a lower
+ * one (a Kubernetes pod's memory limit is a cgroup limit; os.totalmem() reports the node's RAM).
+ */
+export function machineMemory(): number {
+  const limit = process.constrainedMemory?.();
+  const total = os.totalmem();
+  return limit && limit > 0 && limit < total ? limit : total;
 }
 
 /**
@@ -82,13 +95,21 @@ export function planChunks(
   if (chunkRows < 2 * imageRows) {
     const need = resident + final + 2 * imageRows * rowBytes(dim, coresetDim);
     throw invalid(
-      `the memory budget (--max-memory ${formatBytes(budget.maxBytes)}) is too small: ` +
+      `the memory budget (${budget.setting ?? '--max-memory'} ${formatBytes(budget.maxBytes)}) is too small: ` +
         `${formatBytes(resident)} are in use before any patch is kept (backbone, runtime), and a bank of ` +
         `${m} patches x ${dim} with the candidates of two images needs ${formatBytes(need - resident)} more ` +
         `(about ${formatBytes(need / 0.9)} in all); raise it or keep fewer patches (--ratio, --coreset-size)`,
     );
   }
   return { chunkRows, residentBytes: resident };
+}
+
+/** One line on a fit's memory: its budget, and what went to disk (fit summary, BankVersionInfo). */
+export function describeFitMemory(m: FitMemoryRecord): string {
+  const where = m.spilled
+    ? `spilled ${formatBytes(m.spilledBytes)} of candidates to disk in ${m.chunks} chunks (coreset in two stages)`
+    : 'nothing spilled';
+  return `budget ${formatBytes(m.maxBytes)} (${formatBytes(m.residentBytes)} in use before the patches), ${m.candidates} candidate patches, ${where}`;
 }
 
 /** "1.5 GiB", "300 MiB": sizes for people. */

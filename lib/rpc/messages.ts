@@ -113,6 +113,8 @@ export interface BankVersionInfoMsg {
   configuredBy: string;
   /** A fused version: each member's stages, patches and dim; empty for a single bank. */
   members: string[];
+  /** The fit's memory budget and whether it spilled; empty for versions built before it was recorded. */
+  fitMemory: string;
 }
 
 export interface BankInfoMsg {

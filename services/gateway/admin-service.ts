@@ -13,6 +13,7 @@ import { readCategory, fileSources } from '../../lib/data/mvtec';
 import { DEFAULT_FIT, ImageSource } from '../../lib/patchcore/fit';
 import { DEFAULT_KNN, resolveKnn } from '../../lib/knn/index';
 import { DEFAULT_MODEL } from '../../lib/patchcore/engine';
+import { MemoryBudget, defaultMaxMemory, describeFitMemory } from '../../lib/patchcore/memory-budget';
 import { SpiError, invalid } from '../../lib/errors';
 import { categoryOfSource } from '../../lib/bank/bank-meta';
 import { ReferenceMethod } from '../../lib/score/reference';
@@ -30,9 +31,25 @@ export interface AdminDefaults {
   model: string;
   resize: number;
   replicas: number;
+  /**
+   * The memory budget of every fit this gateway runs (`--fit-max-memory`): beyond it the candidate
+   * patches spill to disk (lib/patchcore/bounded-fit.ts), so a bank of thousands of images cannot
+   * take the node's memory from the inspections it serves.
+   */
+  fitMemory: MemoryBudget;
 }
 
-export const DEFAULT_ADMIN: AdminDefaults = { model: DEFAULT_MODEL, resize: 224, replicas: 2 };
+export const DEFAULT_ADMIN: AdminDefaults = {
+  model: DEFAULT_MODEL,
+  resize: 224,
+  replicas: 2,
+  fitMemory: fitMemoryBudget(),
+};
+
+/** The gateway's fit budget: `maxBytes` or the machine's default (half its RAM or its container limit). */
+export function fitMemoryBudget(maxBytes = defaultMaxMemory()): MemoryBudget {
+  return { maxBytes, setting: "the gateway's --fit-max-memory" };
+}
 
 export function adminHandlers(
   builder: BankBuilder,
@@ -181,6 +198,7 @@ export function toBuildRequest(
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
       holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
       score: { ...DEFAULT_FIT.score, reference, imageScore: imageScoreOf(spec, reference) },
+      memory: d.fitMemory,
     },
   };
 }
@@ -218,6 +236,7 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
     createdAt: r.createdAt,
     sourceImages: meta.sources?.length ?? 0,
     configuredBy: autoConfig ? `auto: ${autoConfig.chosen} (${autoConfig.reason})` : 'manual',
+    fitMemory: meta.memory ? describeFitMemory(meta.memory) : '',
     members: (fused?.memberBanks ?? []).map(
       (m) => `${m.meta.model.stages.join('+')}: ${m.meta.vectors.rows} patches x ${m.meta.vectors.dim}`,
     ),

@@ -15,6 +15,7 @@ import { AuthPolicy } from '../common/auth';
 import { RunningShard, startShard } from '../shard/server';
 import { startGateway } from './gateway';
 import { AdmissionSettings } from './admission';
+import type { AdminDefaults } from './admin-service';
 import { VectorEncoding } from '../../lib/cluster/vector-encoding';
 
 export interface EmbeddedOptions {
@@ -29,6 +30,8 @@ export interface EmbeddedOptions {
   adminAuth?: AuthPolicy['admin'];
   embedWorkers?: number;
   admission?: AdmissionSettings;
+  /** Defaults of the admin API, the fit's memory budget among them (admin-service.ts). */
+  admin?: AdminDefaults;
   wireEncoding?: VectorEncoding;
 }
 
@@ -57,6 +60,7 @@ export async function runEmbedded(options: EmbeddedOptions, log: Logger): Promis
     adminAuth: options.adminAuth,
     embedWorkers: options.embedWorkers,
     admission: options.admission,
+    admin: options.admin,
     wireEncoding: options.wireEncoding,
     log,
   });

@@ -5,7 +5,8 @@
  * SPI_ADMIN_IDENTITIES in common/auth.ts; etcd: SPI_ETCD_CA, ... in common/etcd-flags.ts;
  * SPI_EMBED_WORKERS: threads that embed images off the event loop, a number or "auto", default 0;
  * SPI_MAX_IN_FLIGHT, SPI_MAX_QUEUE: admission control, see admission.ts; SPI_WIRE_ENCODING: f16 or f32
- * queries to the shards, see lib/cluster/vector-encoding.ts).
+ * queries to the shards, see lib/cluster/vector-encoding.ts; SPI_FIT_MAX_MEMORY: the memory budget of
+ * the bank builds it runs).
  * On a non-loopback host the admin API needs a token file or admin identities (or --insecure-admin).
  * Logs {"msg":"gateway ready","port":N,"metricsPort":M} once it serves; /metrics, /healthz and /readyz
  * answer on the metrics port (default 9464; 0 = any free port, "off" = none). SIGTERM turns
@@ -20,6 +21,8 @@ import { invalid } from '../../lib/errors';
 import { intFlag } from '../common/numeric-flags';
 import { embedWorkersSetting } from '../../lib/patchcore/embed-pool';
 import { AdmissionSettings, DEFAULT_ADMISSION } from './admission';
+import { DEFAULT_ADMIN, fitMemoryBudget } from './admin-service';
+import { MemoryBudget, formatBytes, parseBytes } from '../../lib/patchcore/memory-budget';
 import { DEFAULT_WIRE_ENCODING, parseWireEncoding } from '../../lib/cluster/vector-encoding';
 import {
   SERVER_TLS_FLAGS,
@@ -52,6 +55,7 @@ export const GATEWAY_FLAGS = {
   'max-in-flight': { type: 'string' },
   'max-queue': { type: 'string' },
   'wire-encoding': { type: 'string' },
+  'fit-max-memory': { type: 'string' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
   ...SERVER_TLS_FLAGS,
@@ -86,6 +90,10 @@ export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi s
   --wire-encoding E   query embeddings on the hop to the shards: f16 (half the bytes; sent only to
                       shards that decode it, float32 to the others) or f32 (env SPI_WIRE_ENCODING;
                       default ${DEFAULT_WIRE_ENCODING})
+  --fit-max-memory SIZE  memory budget of each bank build (CreateBank, RotateBank), e.g. 2GiB:
+                      beyond it the candidate patches spill to disk; a build whose bank cannot fit
+                      is refused (env SPI_FIT_MAX_MEMORY; default half the machine's RAM or the
+                      container's memory limit, 1 to 16 GiB: ${formatBytes(DEFAULT_ADMIN.fitMemory.maxBytes)} here)
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default ${DEFAULT_GATEWAY_METRICS_PORT})
   --shutdown-delay-ms N  after SIGTERM, how long it stays up unready before draining (default ${D['shutdown-delay-ms']})
@@ -131,6 +139,10 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const embedWorkers = embedWorkersSetting(values['embed-workers'] ?? env.SPI_EMBED_WORKERS ?? '0');
   const admission = admissionFrom(values, env);
   const wireEncoding = parseWireEncoding(values['wire-encoding'] ?? env.SPI_WIRE_ENCODING);
+  const admin = {
+    ...DEFAULT_ADMIN,
+    fitMemory: fitMemoryFrom(values['fit-max-memory'] ?? env.SPI_FIT_MAX_MEMORY),
+  };
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');
     const host = values.host ?? env.SPI_GATEWAY_HOST ?? '127.0.0.1';
@@ -148,6 +160,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
         embedWorkers,
         admission,
         wireEncoding,
+        admin,
       },
       log,
     );
@@ -170,6 +183,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     embedWorkers,
     admission,
     wireEncoding,
+    admin,
     tls,
     shardTls: shardClientTlsFrom(values, env),
     adminAuth,
@@ -211,6 +225,14 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   await stopped;
   await ops?.close();
   log.info('gateway stopped');
+}
+
+/** --fit-max-memory SIZE (or SPI_FIT_MAX_MEMORY): absent = half the machine's RAM or container limit. */
+function fitMemoryFrom(raw: string | undefined): MemoryBudget {
+  if (raw === undefined) return DEFAULT_ADMIN.fitMemory;
+  const maxBytes = parseBytes(raw);
+  if (!maxBytes) throw invalid(`--fit-max-memory must be a size such as 2GiB or 800MiB, got "${raw}"`);
+  return fitMemoryBudget(maxBytes);
 }
 
 /** --max-in-flight / --max-queue (flags win over SPI_MAX_IN_FLIGHT / SPI_MAX_QUEUE). */

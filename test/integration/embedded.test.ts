@@ -49,6 +49,11 @@ describe('embedded gateway (no etcd)', function () {
         upload(data.train.slice(0, 4)),
       );
       assert.equal(info.activeVersion, 1);
+      // Built under the gateway's fit budget (the machine's default here), which the version reports.
+      assert.match(
+        info.versions[0].fitMemory,
+        /^budget \d+(\.\d)? (GiB|MiB) \(.*\), \d+ candidate patches, nothing spilled$/,
+      );
       const image = fs.readFileSync(data.testDefective[0]);
       const before = await client.inspect({ bank: 'solo', image });
       assert.equal((await fetch(`http://127.0.0.1:${first.metricsPort}/readyz`)).status, 200);
@@ -141,6 +146,32 @@ describe('embedded gateway (no etcd)', function () {
       await pool.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+
+  it('fits under its --fit-max-memory: a build whose bank cannot fit is refused, naming the flag, and the gateway serves on', async () => {
+    const data = await printDataset();
+    const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
+    const { proc, client } = await startEmbedded(dataDir, ['--fit-max-memory', '1MiB']);
+    try {
+      await assert.rejects(
+        client.createBank({ bank: 'tight', partitions: 1, replicas: 1 }, upload(data.train.slice(0, 4))),
+        (err: SpiError) =>
+          err.kind === 'INVALID_ARGUMENT' &&
+          /memory budget \(the gateway's --fit-max-memory 1 MiB\) is too small/.test(err.message),
+      );
+      assert.deepEqual(await client.listBanks(), []);
+    } finally {
+      client.close();
+      await proc.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+    // A size that is not one stops the start with the flag's name.
+    const bad = spawnNodeService('services/gateway/main.ts', {
+      name: 'embedded-bad-budget',
+      args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--fit-max-memory', 'lots'],
+    });
+    await bad.waitForLine(/--fit-max-memory must be a size such as 2GiB or 800MiB, got \\"lots\\"/, 60_000);
+    assert.notEqual((await bad.stop()).code, 0);
   });
 
   it('a unified bank judges each product by its own threshold; an unknown product is refused', async () => {

@@ -31,7 +31,7 @@ import {
   MEMORY_USAGE,
   memoryFrom,
 } from '../options';
-import { formatBytes } from '../../../lib/patchcore/memory-budget';
+import { describeFitMemory } from '../../../lib/patchcore/memory-budget';
 import type { FitMemoryRecord } from '../../../lib/bank/bank-meta';
 import {
   FittedFusion,
@@ -430,13 +430,7 @@ export function printOutliers(o: OutlierRecord | undefined): void {
 
 /** The memory line of the fit summary: the budget, and what went to disk. */
 export function printMemory(m: FitMemoryRecord | undefined): void {
-  if (!m) return;
-  const where = m.spilled
-    ? `spilled ${formatBytes(m.spilledBytes)} of candidates to disk in ${m.chunks} chunks (coreset in two stages)`
-    : 'nothing spilled';
-  console.log(
-    `memory: budget ${formatBytes(m.maxBytes)} (${formatBytes(m.residentBytes)} in use before the patches), ${m.candidates} candidate patches, ${where}`,
-  );
+  if (m) console.log(`memory: ${describeFitMemory(m)}`);
 }
 
 /** `spi fit --explain`: the automatic fit's record of a bank, or the flags it was built with. */
