@@ -6,16 +6,18 @@
  * Rejected sheets an operator found good go back as false alarms, queued for the bank's next
  * incremental version (RotateBank with addToActive and includeFeedback):
  *   node --import tsx examples/line-controller.ts --bank job-42 --good ./rejected-but-good
+ * A unified bank (several products) judges each frame by its product's threshold and adds a sheet
+ * sent back as good to its product's images: name the product the line runs with --category.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { InspectionClient, InspectRequest } from '../lib/client/inspection-client';
 
-async function* framesFrom(dir: string, bank: string): AsyncGenerator<InspectRequest> {
+async function* framesFrom(dir: string, bank: string, category = ''): AsyncGenerator<InspectRequest> {
   for (const file of fs.readdirSync(dir).sort()) {
-    if (!/\.(png|jpe?g|tiff?)$/i.test(file)) continue;
-    yield { bank, image: await fs.promises.readFile(path.join(dir, file)), requestId: file };
+    if (!/\.(png|jpe?g|tiff?|bmp|webp)$/i.test(file)) continue;
+    yield { bank, category, image: await fs.promises.readFile(path.join(dir, file)), requestId: file };
   }
 }
 
@@ -29,6 +31,7 @@ async function main(): Promise<void> {
       cert: { type: 'string' },
       key: { type: 'string' },
       good: { type: 'string' },
+      category: { type: 'string' },
     },
   });
   if (!values.bank || !(values.frames || values.good))
@@ -38,13 +41,15 @@ async function main(): Promise<void> {
   try {
     if (values.good) {
       // Frames named as they were inspected (their request ids): "this sheet is good".
-      for await (const frame of framesFrom(values.good, values.bank)) {
+      for await (const frame of framesFrom(values.good, values.bank, values.category)) {
         const { queued } = await client.reportFalseAlarm({ ...frame, note: 'operator: good sheet' });
         console.log(`${frame.requestId}: sent back as good (${queued} queued for the next version)`);
       }
       return;
     }
-    for await (const answer of client.inspectStream(framesFrom(values.frames!, values.bank))) {
+    for await (const answer of client.inspectStream(
+      framesFrom(values.frames!, values.bank, values.category),
+    )) {
       if (answer.error)
         console.log(`${answer.requestId}: NOT INSPECTED (${answer.error}) -> divert for manual check`);
       else if (answer.isDefective) {

@@ -150,11 +150,15 @@ export function thresholdFor(
   category?: string,
 ): Threshold {
   if (!category) return meta.threshold;
-  if (!meta.categories.includes(category)) {
-    const known = meta.categories.length > 0 ? meta.categories.join(', ') : 'none recorded';
-    throw invalid(`bank ${meta.name} has no category "${category}" (its categories: ${known})`);
-  }
+  checkCategory(meta, category);
   return meta.thresholdByCategory?.[category] ?? meta.threshold;
+}
+
+/** Naming a category the bank does not cover is an error (INVALID_ARGUMENT). */
+export function checkCategory(meta: Pick<BankMeta, 'categories' | 'name'>, category: string): void {
+  if (meta.categories.includes(category)) return;
+  const known = meta.categories.length > 0 ? meta.categories.join(', ') : 'none recorded';
+  throw invalid(`bank ${meta.name} has no category "${category}" (its categories: ${known})`);
 }
 
 /** A training image's category in a unified bank: the first folder of its recorded path. */

@@ -182,7 +182,7 @@ export class InspectionClient {
     return this.unary(
       this.inspector,
       'reportFalseAlarm',
-      { version: 0, requestId: '', note: '', ...report },
+      { version: 0, requestId: '', note: '', category: '', ...report },
       Date.now() + this.deadlineMs,
     );
   }

@@ -19,6 +19,8 @@ export interface FeedbackEntry {
   version: number;
   requestId: string;
   note: string;
+  /** A unified bank's product the sheet shows (absent for a one-product bank). */
+  category?: string;
   receivedAt: string;
   sha256: string;
   /** The image, base64. */

@@ -9,7 +9,7 @@
  * (its maps and the statistics fall together). A threshold folder recomputes all from it alone.
  */
 import { BankMeta } from '../bank/bank-meta';
-import { invalid } from '../errors';
+import { SpiError, invalid } from '../errors';
 import { maxOf } from '../score/anomaly-map';
 import { FeatureExtractor } from './feature-extractor';
 import { FittedBank, ImageSource } from './fit';
@@ -28,6 +28,12 @@ export async function addToFused(
   images: ImageSource[],
   options: AddOptions = {},
 ): Promise<FittedFusion> {
+  // fitFused refuses unified banks: one that says so was not made here.
+  if (base.meta.categories.length > 1)
+    throw new SpiError(
+      'FAILED_PRECONDITION',
+      `fused bank ${base.meta.name} names several products: a fused bank covers one`,
+    );
   checkAddition([base.meta, ...base.members.map((m) => m.meta)], images);
   if (extractors.length !== base.members.length)
     throw new Error(`${extractors.length} extractors for ${base.members.length} members`);

@@ -15,14 +15,14 @@
  * an upper bound), and their image scores taken against it leave-one-out, as a full fit does. A
  * threshold folder replaces both from scratch. With no held-out image (a few sheets), both are kept.
  */
-import { BankMeta } from '../bank/bank-meta';
+import { BankMeta, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, extendCoreset } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS } from '../image/decode';
 import { KnnIndex } from '../knn/index';
 import { Threshold, thresholdFromNominal } from '../threshold/threshold';
-import { SpiError, invalid } from '../errors';
+import { invalid } from '../errors';
 import { FeatureExtractor, concat } from './feature-extractor';
 import {
   DEFAULT_FIT,
@@ -66,30 +66,22 @@ export interface AdditionSplit {
 }
 
 /**
- * Why a bank cannot grow incrementally (undefined when it can). A discriminator head is carried
- * into the new version by its callers (lib/head/head-growth.ts).
+ * Before anything is embedded: there is something to add, and in a unified bank every new image
+ * names its product by its first folder ("labels/0001.png"), as the bank's own images do: each
+ * product's threshold is recalibrated on its own held-out images. A discriminator head is carried
+ * into the new version by the callers (lib/head/head-growth.ts).
  */
-export function notIncremental(meta: Pick<BankMeta, 'categories' | 'name' | 'head'>) {
-  if (meta.categories.length > 1)
-    return `bank ${meta.name} is a unified multi-category bank: adding images to it is not supported yet, rebuild it`;
-  return undefined;
-}
-
-/** Refuses, naming why, banks that cannot grow (a fused bank's own metadata and its members'). */
-export function checkIncremental(metas: Pick<BankMeta, 'categories' | 'name' | 'head'>[]): void {
-  for (const meta of metas) {
-    const refused = notIncremental(meta);
-    if (refused) throw new SpiError('FAILED_PRECONDITION', refused);
-  }
-}
-
-/** Before anything is embedded: the banks can grow, and there is something to grow them by. */
-export function checkAddition(
-  metas: Pick<BankMeta, 'categories' | 'name' | 'head'>[],
-  images: ImageSource[],
-) {
-  checkIncremental(metas);
+export function checkAddition(metas: Pick<BankMeta, 'categories' | 'name'>[], images: ImageSource[]) {
   if (images.length === 0) throw invalid('no new good images to add');
+  for (const meta of metas) {
+    if (meta.categories.length < 2) continue;
+    const stray = images.find((im) => !categoryOfSource(im.path, meta.categories));
+    if (stray)
+      throw invalid(
+        `image "${stray.path}" is not under a category folder of the unified bank ${meta.name} ` +
+          `(${meta.categories.join(', ')}/...): name each new image <category>/<file>`,
+      );
+  }
 }
 
 /**
@@ -229,7 +221,7 @@ async function recalibrate(
   split: AdditionSplit,
   options: AddOptions,
   maps?: Float32Array[],
-): Promise<Pick<BankMeta, 'threshold' | 'reference'>> {
+): Promise<Pick<BankMeta, 'threshold' | 'thresholdByCategory' | 'reference'>> {
   const manual = old.threshold.method !== 'nominal';
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
   const inspector = new Inspector(
@@ -239,6 +231,7 @@ async function recalibrate(
     limits,
   );
   let scores: number[] = [];
+  const byCategory = new Map<string, number[]>();
   let reference = old.reference;
   if (old.reference && split.holdout.length > 0) {
     const prior = split.fromScratch ? undefined : old.reference;
@@ -255,11 +248,38 @@ async function recalibrate(
       const { score, map } = await inspector.inspectBytes(await source.read());
       scores.push(score);
       maps?.push(map);
+      const category = categoryOfSource(source.path, old.categories);
+      if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
       options.onProgress?.('threshold', i + 1, split.holdout.length);
     }
   }
   const threshold = manual ? old.threshold : recalibrated(old.threshold, scores, split.fromScratch);
-  return { threshold, ...(reference ? { reference } : {}) };
+  const thresholdByCategory =
+    manual || byCategory.size === 0
+      ? old.thresholdByCategory
+      : recalibratedByCategory(old.thresholdByCategory ?? {}, byCategory, split.fromScratch);
+  return {
+    threshold,
+    ...(thresholdByCategory ? { thresholdByCategory } : {}),
+    ...(reference ? { reference } : {}),
+  };
+}
+
+/**
+ * A unified bank's per-product thresholds: each product with new held-out scores recalibrated as the
+ * bank's own threshold is (pooled with its old scores, or from a threshold folder alone); the others
+ * keep theirs, except from scratch, where a product the folder does not show falls back to the
+ * bank's overall threshold (bank-meta.ts `thresholdFor`).
+ */
+export function recalibratedByCategory(
+  old: Record<string, Threshold>,
+  scores: Map<string, number[]>,
+  fromScratch: boolean,
+): Record<string, Threshold> {
+  const out: Record<string, Threshold> = fromScratch ? {} : { ...old };
+  for (const [category, s] of scores)
+    out[category] = old[category] ? recalibrated(old[category], s, fromScratch) : thresholdFromNominal(s);
+  return out;
 }
 
 /**

@@ -85,6 +85,8 @@ export interface FalseAlarmRequestMsg {
   requestId: string;
   image: Buffer;
   note: string;
+  /** The product the sheet shows, in a unified bank (required there). */
+  category: string;
 }
 
 export interface FalseAlarmResponseMsg {

@@ -11,7 +11,7 @@ import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
 import { AddBase, FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
-import { checkIncremental } from '../../lib/patchcore/incremental';
+import { checkAddition } from '../../lib/patchcore/incremental';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
 import { ShardDirectory } from './cluster-searcher';
@@ -87,7 +87,8 @@ export class BankBuilder {
         images: [
           ...req.images,
           ...feedback.map((e) => ({
-            path: `feedback/${e.id}`,
+            // A unified bank's sheets go to their product's folder (ReportFalseAlarm's category).
+            path: e.category ? `${e.category}/feedback-${e.id}` : `feedback/${e.id}`,
             read: async () => Buffer.from(e.image, 'base64'),
           })),
         ],
@@ -105,7 +106,7 @@ export class BankBuilder {
     if (liveShards.length === 0)
       throw new SpiError('UNAVAILABLE', 'no bank shard is registered; start shards first');
     if (req.addToActive && req.mode !== 'rotate') throw invalid('add_to_active is for RotateBank only');
-    const add = req.addToActive ? await this.readActive(req.bank, progress) : undefined;
+    const add = req.addToActive ? await this.readActive(req.bank, req.images, progress) : undefined;
     // An added version keeps the active one's index; the other settings come from its metadata.
     if (add)
       req = {
@@ -149,14 +150,15 @@ export class BankBuilder {
    * partition, the next one when a replica fails) and checked against the recorded sha256; a fused
    * version's members each from their own partitions.
    */
-  private async readActive(bank: string, progress: BuildProgress): Promise<AddBase> {
+  private async readActive(bank: string, images: ImageSource[], progress: BuildProgress): Promise<AddBase> {
     const active = await this.registry.getActive(bank);
     const record = active ? await this.registry.getVersion(bank, active) : undefined;
     if (!record) throw new SpiError('FAILED_PRECONDITION', `bank "${bank}" has no active version to add to`);
     const fused = fusedMetaOf(record);
     const members = fused ? fused.memberBanks.map((_, i) => memberRecord(record, fused, i)) : [record];
     const metas = members.map((m) => m.meta as unknown as BankMeta);
-    checkIncremental(fused ? [fused, ...metas] : metas);
+    // Before the partitions are read: the new images fit the bank (a unified one's name their product).
+    checkAddition(fused ? [fused, ...metas] : metas, images);
     const total = record.partitions.length;
     progress('read', 0, total);
     let done = 0;

@@ -8,7 +8,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { checkBankName } from '../../lib/cluster/types';
-import { thresholdFor } from '../../lib/bank/bank-meta';
+import { BankMeta, checkCategory, thresholdFor } from '../../lib/bank/bank-meta';
 import { Inspection } from '../../lib/patchcore/inspector';
 import { invalid, notFound } from '../../lib/errors';
 import { FeedbackEntry, FeedbackQueue, checkFeedbackImage, newFeedbackId } from '../../lib/cluster/feedback';
@@ -29,12 +29,29 @@ import {
   InspectResponseMsg,
 } from '../../lib/rpc/messages';
 
+/**
+ * The product a false alarm shows: required in a unified bank (its sheets join that product's
+ * images), ignored when empty in a one-product bank; one the bank does not cover is refused.
+ */
+function productOf(meta: Partial<BankMeta>, bank: string, category: string): string | undefined {
+  const categories = meta.categories ?? [];
+  if (!category) {
+    if (categories.length > 1)
+      throw invalid(
+        `bank ${bank} is a unified bank of ${categories.join(', ')}: name the product the sheet shows (category)`,
+      );
+    return undefined;
+  }
+  checkCategory({ categories, name: bank }, category);
+  return categories.length > 1 ? category : undefined;
+}
+
 export function inspectorHandlers(
   catalog: BankCatalog,
   admission: Admission,
   log: Logger,
   /** Where ReportFalseAlarm queues the sheets (the cluster registry). */
-  feedback: FeedbackQueue & Pick<ClusterRegistry, 'getActive'>,
+  feedback: FeedbackQueue & Pick<ClusterRegistry, 'getActive' | 'getVersion'>,
 ): grpc.UntypedServiceImplementation {
   /**
    * One frame, under `requestId` (logged here, sent to every shard Search by the fan-out), once
@@ -94,13 +111,17 @@ export function inspectorHandlers(
       checkBankName(req.bank);
       checkFeedbackImage(req.image);
       acceptedFormat(req.image);
-      if ((await feedback.getActive(req.bank)) === null) throw notFound(`bank "${req.bank}" does not exist`);
+      const active = await feedback.getActive(req.bank);
+      const record = active === null ? null : await feedback.getVersion(req.bank, active);
+      if (!record) throw notFound(`bank "${req.bank}" does not exist`);
+      const category = productOf(record.meta as Partial<BankMeta>, req.bank, req.category);
       const entry: FeedbackEntry = {
         id: newFeedbackId(),
         bank: req.bank,
         version: req.version,
         requestId: req.requestId,
         note: req.note,
+        ...(category ? { category } : {}),
         receivedAt: new Date().toISOString(),
         sha256: sha256(req.image),
         image: Buffer.from(req.image).toString('base64'),

@@ -208,6 +208,40 @@ describe('embedded gateway (no etcd)', function () {
         client.inspect({ bank: 'mixed', image, category: 'bottles' }),
         (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no category "bottles"/.test(err.message),
       );
+
+      // It grows too (#18): a false alarm names its product, added images their product's folder.
+      const sheet = fs.readFileSync(data.testGood[0]);
+      await assert.rejects(
+        client.reportFalseAlarm({ bank: 'mixed', image: sheet }),
+        (err: SpiError) =>
+          err.kind === 'INVALID_ARGUMENT' &&
+          /unified bank of labels, cartons: name the product/.test(err.message),
+      );
+      await assert.rejects(
+        client.reportFalseAlarm({ bank: 'mixed', image: sheet, category: 'bottles' }),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /no category "bottles"/.test(err.message),
+      );
+      assert.equal(
+        (await client.reportFalseAlarm({ bank: 'mixed', image: sheet, category: 'labels' })).queued,
+        1,
+      );
+      await assert.rejects(
+        client.rotateBank({ bank: 'mixed', addToActive: true }, upload(data.train.slice(4, 5))),
+        (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /not under a category folder/.test(err.message),
+      );
+      const grown = await client.rotateBank(
+        { bank: 'mixed', addToActive: true, includeFeedback: true },
+        named('labels', data.train.slice(4, 6)),
+      );
+      const v2 = grown.versions.find((v) => v.version === grown.activeVersion)!;
+      assert.equal(v2.sourceImages, images.length - 2 + 3, 'two images and the sheet joined the bank');
+      const after = await client.inspect({ bank: 'mixed', image, category: 'labels' });
+      assert.equal(after.version, grown.activeVersion);
+      assert.equal(
+        (await client.inspect({ bank: 'mixed', image, category: 'cartons' })).threshold,
+        cartons.threshold,
+        'the cartons had no new held-out image: their threshold stays',
+      );
     } finally {
       client.close();
       await proc.stop();

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
 import { StoredBank, loadBank, saveBank } from '../../../lib/bank/bank-store';
 import type { OutlierRecord } from '../../../lib/bank/bank-meta';
-import { AddOptions, addToBank, checkIncremental } from '../../../lib/patchcore/incremental';
+import { AddOptions, addToBank, checkAddition } from '../../../lib/patchcore/incremental';
 import { FusedBase, addToFused } from '../../../lib/patchcore/incremental-fused';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
@@ -304,14 +304,13 @@ async function addCommand(
 ): Promise<void> {
   if (!bankDir || !out) throw invalid('--add needs --bank <bank dir> (and optionally --out)');
   const base = isFusedBank(bankDir) ? loadFused(bankDir) : loadBank(bankDir);
+  const images = addedImages(folder, base.meta.categories);
   // Refused before the backbone loads.
-  checkIncremental('members' in base ? [base.meta, ...base.members.map((m) => m.meta)] : [base.meta]);
-  const category = readCategory(folder);
+  checkAddition('members' in base ? [base.meta, ...base.members.map((m) => m.meta)] : [base.meta], images);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
     const dir = values['threshold-dir'];
-    const images = fileSources(category.train, category.root);
     const options: AddOptions = {
       reason: values.reason,
       thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
@@ -324,6 +323,23 @@ async function addCommand(
     progress.stop();
     await pool.close();
   }
+}
+
+/**
+ * The images `--add` names: a folder of good images (or an MVTec-layout category); for a unified bank
+ * one sub-folder per product, named after it ("<folder>/labels/0001.png" joins labels).
+ */
+function addedImages(folder: string, categories: string[]): ImageSource[] {
+  if (categories.length < 2) {
+    const category = readCategory(folder);
+    return fileSources(category.train, category.root);
+  }
+  const files = categories.flatMap((c) => listImages(path.join(folder, c)));
+  if (files.length === 0)
+    throw invalid(
+      `no good images under ${folder}/<category>/ for the unified bank's ${categories.join(', ')}`,
+    );
+  return fileSources(files, folder);
 }
 
 /** `--add` to a single bank: writes the next version (with the bank's head, if any) and its summary. */

@@ -17,7 +17,7 @@ import {
   fittedInspector,
 } from '../../../lib/patchcore/fit';
 import { fitFused, fusedInspector, pixelStats } from '../../../lib/patchcore/fusion';
-import { addToBank, notIncremental } from '../../../lib/patchcore/incremental';
+import { addToBank, recalibratedByCategory } from '../../../lib/patchcore/incremental';
 import { addToFused, pooledStats } from '../../../lib/patchcore/incremental-fused';
 import { leaveOneOut, referenceFrom } from '../../../lib/score/reference';
 import { fakeExtractor, greyPng, memorySource } from '../../helpers/fake-extractor';
@@ -155,9 +155,47 @@ describe('incremental banks with a nominal reference and fused banks', () => {
         { ...base, meta: { ...base.meta, categories: ['a', 'b'] } },
         await prints('b', 2, 1),
       ),
-      /unified multi-category/,
+      /names several products: a fused bank covers one/,
     );
-    // A head is not refused: spi fit --add and the fit worker carry it along (lib/head/head-growth.ts).
-    assert.equal(notIncremental({ ...base.meta, head: {} as never }), undefined);
+  });
+
+  it('a unified bank grows by images named <category>/<file>: each product recalibrated on its own held-out ones', async () => {
+    const unified: FitSettings = {
+      ...settings,
+      name: 'mixed',
+      categories: ['labels', 'cartons'],
+      score: DEFAULT_SCORE,
+      holdoutFraction: 0.5,
+    };
+    const named = async (category: string, count: number, first: number, tag = 'p') =>
+      prints(`${category}/${tag}`, count, first);
+    const v1 = await fitBank(
+      fakeExtractor(4),
+      [...(await named('labels', 8, 150)), ...(await named('cartons', 8, 90))],
+      unified,
+    );
+    const before = v1.meta.thresholdByCategory!;
+    assert.deepEqual(Object.keys(before).sort(), ['cartons', 'labels']);
+    // Twelve new label sheets: part held out, and only the labels' threshold pools their scores.
+    const v2 = await addToBank(fakeExtractor(4), stored(v1), await named('labels', 12, 154, 'new'));
+    const after = v2.meta.thresholdByCategory!;
+    const heldOut = v2.meta.additions![0].heldOut;
+    assert.ok(heldOut.length > 0 && heldOut.every((p) => p.startsWith('labels/new')));
+    assert.equal(after.labels.nominal!.count, before.labels.nominal!.count + heldOut.length);
+    assert.deepEqual(after.cartons, before.cartons, 'the cartons kept theirs');
+    assert.equal(v2.meta.threshold.nominal!.count, v1.meta.threshold.nominal!.count + heldOut.length);
+    assert.equal(v2.meta.sources.filter((s) => s.path.startsWith('labels/new')).length, 12 - heldOut.length);
+    // An image that names no product of the bank is refused before anything is embedded.
+    await assert.rejects(
+      addToBank(fakeExtractor(4), stored(v1), [
+        ...(await named('labels', 2, 1)),
+        ...(await prints('stray', 1, 1)),
+      ]),
+      /image "stray0\.png" is not under a category folder of the unified bank mixed \(labels, cartons\/\.\.\.\)/,
+    );
+    // From a threshold folder alone: a product it does not show falls back to the overall threshold.
+    const t = { value: 1, method: 'nominal' as const };
+    const fresh = recalibratedByCategory({ labels: t, cartons: t }, new Map([['labels', [1, 2]]]), true);
+    assert.deepEqual(Object.keys(fresh), ['labels']);
   });
 });
