@@ -37,6 +37,34 @@ export function listImages(dir: string): string[] {
     .map((f) => path.join(dir, f));
 }
 
+/** The images of `dir` and of its sub-folders, each folder's in name order, sub-folders after. */
+export function listImagesDeep(dir: string): string[] {
+  const subs = fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
+  return [...listImages(dir), ...subs.flatMap((s) => listImagesDeep(path.join(dir, s)))];
+}
+
+/**
+ * A name per file that no other file of the list shares: the file's own name where that is unique,
+ * else its path below the folder all the files share, with "_" for the separators
+ * ("good_000", "ink_spot_000" for test/good/000.png and test/ink_spot/000.png).
+ */
+export function uniqueStems(files: string[]): string[] {
+  const stems = files.map((f) => path.parse(f).name);
+  if (new Set(stems).size === stems.length) return stems;
+  const dirs = files.map((f) => path.dirname(path.resolve(f)).split(path.sep));
+  let common = dirs[0].length;
+  for (const d of dirs) {
+    let i = 0;
+    while (i < common && i < d.length && d[i] === dirs[0][i]) i++;
+    common = i;
+  }
+  return files.map((f, i) => [...dirs[i].slice(common), stems[i]].join('_'));
+}
+
 export function readCategory(root: string): Category {
   if (!fs.existsSync(root)) throw invalid(`data folder ${root} does not exist`);
   const trainDir = path.join(root, 'train', 'good');

@@ -68,6 +68,22 @@ describe('engine: fit, inspect, eval on generated prints', function () {
       `${caught.length}/${data.testDefective.length} above the good prints`,
     );
     for (const v of report.verdicts) assert.ok(fs.existsSync(v.overlay));
+    // test/good/000.png and test/ink_spot/000.png: one overlay each, none written over another.
+    assert.equal(new Set(report.verdicts.map((v: { overlay: string }) => v.overlay)).size, files.length);
+    assert.ok(report.verdicts.some((v: { overlay: string }) => v.overlay.endsWith('good_000.overlay.png')));
+    // A folder of folders (an MVTec test/) brings every image below it; a folder without images is an error.
+    const deep = path.join(out, 'inspected-deep');
+    assert.equal(
+      await run(['inspect', '--bank', path.join(out, 'bank'), '--out', deep, path.join(data.root, 'test')]),
+      0,
+    );
+    const all = JSON.parse(fs.readFileSync(path.join(deep, 'verdicts.json'), 'utf8')).verdicts;
+    assert.deepEqual(
+      all.map((v: { file: string }) => path.resolve(v.file)).sort(),
+      files.map((f) => path.resolve(f)).sort(),
+    );
+    const empty = fs.mkdtempSync(path.join(out, 'empty-'));
+    assert.notEqual(await run(['inspect', '--bank', path.join(out, 'bank'), empty]), 0);
     // The strongest region of a defective print lies on its ground-truth mask.
     const flagged = report.verdicts.filter(
       (v: { verdict: string; file: string }) =>

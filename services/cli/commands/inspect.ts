@@ -13,7 +13,7 @@ import { inspectionOverlay } from '../../../lib/patchcore/overlay';
 import { isFusedBank, openFused } from '../../../lib/patchcore/fusion';
 import { invalid } from '../../../lib/errors';
 import { intFlag, numberFlag } from '../../common/numeric-flags';
-import { listImages } from '../../../lib/data/mvtec';
+import { listImagesDeep, uniqueStems } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
 import { headInspectorFor } from '../../../lib/head/head-bank';
 import { headMode, headPrecision } from '../head-options';
@@ -29,8 +29,10 @@ export const INSPECT_FLAGS = {
 } satisfies ParseArgsConfig['options'];
 
 export const INSPECT_USAGE = `usage: spi inspect --bank <bank dir> [options] <image or folder>...
+  (a folder: its images and its sub-folders' images)
   --bank DIR          the bank (spi fit --out)
-  --out DIR           write verdicts.json and a <name>.overlay.png per image there (default: print only)
+  --out DIR           write verdicts.json and a <name>.overlay.png per image there (default: print only;
+                      images of the same name in different folders get the folders in their name)
   --threshold T       judge with this threshold (default: the bank's; score >= T is defective)
   --category C        in a unified bank, judge by that product's own threshold
   --nprobe N          an IVF bank's cells searched per query, for this run (default: the bank's)
@@ -50,7 +52,10 @@ export async function inspectCommand(argv: string[]): Promise<void> {
   const thresholdOverride =
     values.threshold !== undefined ? numberFlag('threshold', values.threshold) : undefined;
   const nprobe = values.nprobe !== undefined ? intFlag('nprobe', values.nprobe, 0) : undefined;
-  const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImages(p) : [p]));
+  // A folder brings its sub-folders' images too (an MVTec test/ folder holds one per defect type).
+  const files = positionals.flatMap((p) => (fs.statSync(p).isDirectory() ? listImagesDeep(p) : [p]));
+  if (files.length === 0) throw invalid(`no images (png, jpg, tif, webp, bmp) in ${positionals.join(', ')}`);
+  const overlayNames = uniqueStems(files);
   const pool = new BackbonePool();
   const progress = new Progress();
   try {
@@ -73,7 +78,7 @@ export async function inspectCommand(argv: string[]): Promise<void> {
       const bytes = await fs.promises.readFile(file);
       const image = await decodeImage(bytes);
       const r = await inspector.inspectImage(image, threshold);
-      const overlay = values.out ? path.join(values.out, `${path.parse(file).name}.overlay.png`) : undefined;
+      const overlay = values.out ? path.join(values.out, `${overlayNames[i]}.overlay.png`) : undefined;
       if (overlay) await fs.promises.writeFile(overlay, await inspectionOverlay(image, r, meta.view));
       verdicts.push({
         file,
