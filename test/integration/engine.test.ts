@@ -84,6 +84,24 @@ describe('engine: fit, inspect, eval on generated prints', function () {
     );
     const empty = fs.mkdtempSync(path.join(out, 'empty-'));
     assert.notEqual(await run(['inspect', '--bank', path.join(out, 'bank'), empty]), 0);
+    // A corrupt frame among good ones: reported, the others' verdicts kept, the run ends non-zero.
+    const corrupt = path.join(empty, 'corrupt.png');
+    fs.writeFileSync(corrupt, Buffer.concat([fs.readFileSync(files[0]).subarray(0, 64), Buffer.alloc(64)]));
+    const mixed = path.join(out, 'inspected-mixed');
+    assert.notEqual(
+      await run(['inspect', '--bank', path.join(out, 'bank'), '--out', mixed, files[0], corrupt, files[1]]),
+      0,
+    );
+    const kept = JSON.parse(fs.readFileSync(path.join(mixed, 'verdicts.json'), 'utf8')).verdicts;
+    assert.deepEqual(
+      kept.map((v: { file: string; verdict: string }) => [v.file, v.verdict === 'error']),
+      [
+        [files[0], false],
+        [corrupt, true],
+        [files[1], false],
+      ],
+    );
+    assert.match(kept[1].error, /corrupt\.png|image|decode|PNG/i);
     // The strongest region of a defective print lies on its ground-truth mask.
     const flagged = report.verdicts.filter(
       (v: { verdict: string; file: string }) =>

@@ -11,7 +11,7 @@ import { thresholdFor } from '../../../lib/bank/bank-meta';
 import { decodeImage } from '../../../lib/image/decode';
 import { inspectionOverlay } from '../../../lib/patchcore/overlay';
 import { isFusedBank, openFused } from '../../../lib/patchcore/fusion';
-import { invalid } from '../../../lib/errors';
+import { SpiError, invalid } from '../../../lib/errors';
 import { intFlag, numberFlag } from '../../common/numeric-flags';
 import { listImagesDeep, uniqueStems } from '../../../lib/data/mvtec';
 import { Progress } from '../progress';
@@ -29,7 +29,8 @@ export const INSPECT_FLAGS = {
 } satisfies ParseArgsConfig['options'];
 
 export const INSPECT_USAGE = `usage: spi inspect --bank <bank dir> [options] <image or folder>...
-  (a folder: its images and its sub-folders' images)
+  (a folder: its images and its sub-folders' images; an image that cannot be read is reported with
+  its reason, the others are still inspected, and the run then exits non-zero)
   --bank DIR          the bank (spi fit --out)
   --out DIR           write verdicts.json and a <name>.overlay.png per image there (default: print only;
                       images of the same name in different folders get the folders in their name)
@@ -74,9 +75,20 @@ export async function inspectCommand(argv: string[]): Promise<void> {
     const threshold = thresholdOverride ?? thresholdFor(meta, values.category).value;
     if (values.out) fs.mkdirSync(values.out, { recursive: true });
     const verdicts = [];
+    const failed: string[] = [];
     for (const [i, file] of files.entries()) {
       const bytes = await fs.promises.readFile(file);
-      const image = await decodeImage(bytes);
+      let image;
+      try {
+        image = await decodeImage(bytes);
+      } catch (err) {
+        // One unreadable frame (corrupt, not an image) must not lose the verdicts of the others.
+        if (!(err instanceof SpiError)) throw err;
+        failed.push(file);
+        verdicts.push({ file, verdict: 'error', error: err.message });
+        progress.update('inspect', i + 1, files.length);
+        continue;
+      }
       const r = await inspector.inspectImage(image, threshold);
       const overlay = values.out ? path.join(values.out, `${overlayNames[i]}.overlay.png`) : undefined;
       if (overlay) await fs.promises.writeFile(overlay, await inspectionOverlay(image, r, meta.view));
@@ -100,12 +112,24 @@ export async function inspectCommand(argv: string[]): Promise<void> {
       verdicts,
     };
     if (values.out) fs.writeFileSync(path.join(values.out, 'verdicts.json'), JSON.stringify(report, null, 2));
-    for (const v of verdicts) console.log(`${v.verdict.padEnd(9)} ${v.score.toFixed(4)}  ${v.file}`);
+    for (const v of verdicts)
+      console.log(
+        v.score !== undefined
+          ? `${v.verdict.padEnd(9)} ${v.score.toFixed(4)}  ${v.file}`
+          : `error     ${v.file}: ${v.error}`,
+      );
     const bad = verdicts.filter((v) => v.verdict === 'defective').length;
+    const good = verdicts.length - bad - failed.length;
     console.log(
-      `${verdicts.length} images: ${bad} defective, ${verdicts.length - bad} good` +
+      `${verdicts.length} images: ${bad} defective, ${good} good` +
+        (failed.length ? `, ${failed.length} not inspected` : '') +
         (values.out ? ` -> ${values.out}` : ''),
     );
+    if (failed.length)
+      throw invalid(
+        `${failed.length} of ${files.length} images could not be inspected (listed above` +
+          `${values.out ? ' and in verdicts.json' : ''}); the others' verdicts stand`,
+      );
   } finally {
     progress.stop();
     await pool.close();
