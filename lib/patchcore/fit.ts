@@ -250,24 +250,36 @@ async function chooseThreshold(
     };
   }
   const scores: number[] = [];
-  const byCategory = new Map<string, number[]>();
   for (const [i, source] of holdout.entries()) {
     const { score, map } = await inspector.inspectBytes(await source.read());
     maps?.push(map);
     scores.push(score);
-    const category = categoryOfSource(source.path, meta.categories);
-    if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
     onProgress?.('threshold', i + 1, holdout.length);
   }
   if (scores.length === 0) {
     throw invalid('need at least 2 good images (one is held back for the threshold), or a manual threshold');
   }
   const threshold = thresholdFromNominal(scores);
+  const byCategory = scoresByCategory(holdout, scores, meta.categories);
   if (byCategory.size === 0) return { threshold };
   const thresholdByCategory = Object.fromEntries(
     [...byCategory].map(([category, s]) => [category, thresholdFromNominal(s)]),
   );
   return { threshold, thresholdByCategory };
+}
+
+/** A unified bank's held-out scores per product (`scores[i]` is `sources[i]`'s); empty otherwise. */
+export function scoresByCategory(
+  sources: Pick<ImageSource, 'path'>[],
+  scores: number[],
+  categories: string[],
+): Map<string, number[]> {
+  const out = new Map<string, number[]>();
+  scores.forEach((score, i) => {
+    const category = categoryOfSource(sources[i].path, categories);
+    if (category) out.set(category, [...(out.get(category) ?? []), score]);
+  });
+  return out;
 }
 
 /**

@@ -35,6 +35,7 @@ import {
   gather,
   outlierMeta,
   referenceAndScores,
+  scoresByCategory,
   splitHoldout,
 } from './fit';
 import { Inspector } from './inspector';
@@ -231,7 +232,6 @@ async function recalibrate(
     limits,
   );
   let scores: number[] = [];
-  const byCategory = new Map<string, number[]>();
   let reference = old.reference;
   if (old.reference && split.holdout.length > 0) {
     const prior = split.fromScratch ? undefined : old.reference;
@@ -248,12 +248,11 @@ async function recalibrate(
       const { score, map } = await inspector.inspectBytes(await source.read());
       scores.push(score);
       maps?.push(map);
-      const category = categoryOfSource(source.path, old.categories);
-      if (category) byCategory.set(category, [...(byCategory.get(category) ?? []), score]);
       options.onProgress?.('threshold', i + 1, split.holdout.length);
     }
   }
   const threshold = manual ? old.threshold : recalibrated(old.threshold, scores, split.fromScratch);
+  const byCategory = scoresByCategory(split.holdout, scores, old.categories);
   const thresholdByCategory =
     manual || byCategory.size === 0
       ? old.thresholdByCategory
