@@ -3,8 +3,9 @@
 # libfaiss-dev (faiss 1.7.3, static) and libopenblas-dev with node-gyp. Its own install script would
 # download a prebuilt binary or clone faiss, neither of which is possible here.
 # Our patch (scripts/faiss-node-0.5.1.patch) fixes idx_t for faiss 1.7.3 and adds Float32Array
-# add/search, an async search on the libuv pool, setNprobe for IVF indexes, and setParameter for any
-# search-time parameter faiss' ParameterSpace knows (efSearch of HNSW indexes).
+# add/search that read and write the typed arrays in place (no copies), an async search on the libuv
+# pool (also for float16 queries, widened there: searchHalfAsync), setNprobe for IVF indexes, and
+# setParameter for any search-time parameter faiss' ParameterSpace knows (efSearch of HNSW indexes).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"

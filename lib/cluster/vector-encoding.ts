@@ -8,7 +8,7 @@
 import { invalid } from '../errors';
 import { VectorEncodingMsg } from '../rpc/proto';
 import { bytesOf, float32View, uint16View } from './bytes';
-import { allFinite16, fromFloat16, toFloat16 } from './float16';
+import { allFinite16, toFloat16 } from './float16';
 
 export type VectorEncoding = 'f32' | 'f16';
 
@@ -75,46 +75,16 @@ export class WireQueries {
 export const encodingMsg = (encoding: VectorEncoding): VectorEncodingMsg => MSG[encoding];
 
 /**
- * Float32 buffers for widened queries, reused across searches: writing into fresh multi-megabyte
- * memory costs a page fault per 4 KiB (widening a sheet's 2.7M halves took ~48 ms into new memory,
- * ~5 ms into reused memory, on the 2-core machine). Only buffers it handed out go back.
+ * On the shard: the queries as they arrived, a view on the request's bytes, whatever their wire
+ * encoding (absent = float32): float32 values, or float16 bit patterns, which the search widens
+ * natively on its pool thread (KnnIndex.search), off the event loop and into memory that thread
+ * reuses.
  */
-export class QueryBuffers {
-  private readonly free: Float32Array[] = [];
-  private readonly mine = new WeakSet<Float32Array>();
-
-  constructor(private readonly keep = 4) {}
-
-  acquire(length: number): Float32Array {
-    const i = this.free.findIndex((b) => b.length === length);
-    if (i >= 0) return this.free.splice(i, 1)[0];
-    const buf = new Float32Array(length);
-    this.mine.add(buf);
-    return buf;
-  }
-
-  /** After the search that read it has finished; a view on a request's bytes is ignored. */
-  release(buf: Float32Array): void {
-    if (!this.mine.has(buf)) return;
-    if (this.free.length >= this.keep) this.free.shift(); // the oldest size makes way
-    this.free.push(buf);
-  }
-}
-
-/**
- * On the shard: the queries as float32, whatever their wire encoding (absent = float32): a view on
- * the request's bytes, or widened from float16 into a buffer from `buffers` (release it after the
- * search).
- */
-export function decodeQueries(
+export function shardQueries(
   bytes: Uint8Array,
   encoding: VectorEncodingMsg | undefined,
-  buffers?: QueryBuffers,
-): Float32Array {
+): Float32Array | Uint16Array {
   if (encoding === undefined || encoding === MSG.f32) return float32View(bytes);
-  if (encoding === MSG.f16) {
-    const halves = uint16View(bytes);
-    return fromFloat16(halves, buffers?.acquire(halves.length));
-  }
+  if (encoding === MSG.f16) return uint16View(bytes);
   throw invalid(`query encoding ${String(encoding)} is not one this shard decodes (float32, float16)`);
 }

@@ -1,4 +1,4 @@
-// Types for faiss-node 0.5.1 as built by scripts/build-faiss-node.sh (with our Float32Array patch).
+// Types for faiss-node 0.5.1 as built by scripts/build-faiss-node.sh (with our patch: typed arrays in and out, async and float16 search).
 declare module 'faiss-node' {
   export interface BufferSearchResult {
     distances: Float32Array;
@@ -14,7 +14,10 @@ declare module 'faiss-node' {
     addBuffer(x: Float32Array): void;
     trainBuffer(x: Float32Array): void;
     searchBuffer(x: Float32Array, k: number): BufferSearchResult;
+    /** On the libuv pool; `x` is read in place: leave it unchanged until the promise settles. */
     searchAsync(x: Float32Array, k: number): Promise<BufferSearchResult>;
+    /** The same with the queries as float16 bit patterns, widened to float32 on the pool thread. */
+    searchHalfAsync(x: Uint16Array, k: number): Promise<BufferSearchResult>;
     setNprobe(n: number): void;
     /** faiss ParameterSpace.set_index_parameter: "nprobe", "efSearch", ... (throws if not settable). */
     setParameter(name: string, value: number): void;

@@ -13,6 +13,7 @@
  */
 import { Index } from './faiss';
 import { invalid } from '../errors';
+import { fromFloat16 } from '../cluster/float16';
 
 export interface KnnConfig {
   /** faiss factory string: "Flat" (exact) or e.g. "IVF1024,Flat". */
@@ -203,10 +204,16 @@ export class KnnIndex {
     return toEuclidean(found, kk);
   }
 
-  /** Search on the libuv pool, so a shard serves other requests meanwhile. */
-  async search(queries: Float32Array, k: number): Promise<KnnResult> {
+  /**
+   * Search on the libuv pool, so a shard serves other requests meanwhile. Queries may be float32, or
+   * float16 bit patterns (a Uint16Array, as the shard hop carries them): those are widened natively
+   * on the pool thread, off the event loop. Leave `queries` unchanged until the promise settles.
+   */
+  async search(queries: Float32Array | Uint16Array, k: number): Promise<KnnResult> {
     const kk = this.clampK(k);
-    const found = await this.index.searchAsync(queries, kk);
+    const found = await (queries instanceof Uint16Array
+      ? this.index.searchHalfAsync(queries, kk)
+      : this.index.searchAsync(queries, kk));
     if (this.exact) {
       const top = this.topQueries(found.distances, kk, queries);
       if (top) mergeRows(found, await this.exact.index.searchAsync(top.queries, kk), top.rows, kk);
@@ -221,7 +228,7 @@ export class KnnIndex {
   private topQueries(
     squared: Float32Array,
     k: number,
-    queries: Float32Array,
+    queries: Float32Array | Uint16Array,
   ): { rows: Int32Array; queries: Float32Array } | null {
     const n = squared.length / k;
     const count = Math.min(n, Math.max(RERANK_MIN_QUERIES, Math.ceil(this.exact!.fraction * n)));
@@ -235,10 +242,11 @@ export class KnnIndex {
     let found = 0;
     for (let i = 0; i < n && found < count; i++) if (last[i] > level) rows[found++] = i;
     for (let i = 0; i < n && found < count; i++) if (last[i] === level) rows[found++] = i;
-    const out = new Float32Array(count * this.dim);
+    const out =
+      queries instanceof Uint16Array ? new Uint16Array(count * this.dim) : new Float32Array(count * this.dim);
     for (let i = 0; i < count; i++)
       out.set(queries.subarray(rows[i] * this.dim, (rows[i] + 1) * this.dim), i * this.dim);
-    return { rows, queries: out };
+    return { rows, queries: out instanceof Uint16Array ? fromFloat16(out) : out };
   }
 
   private clampK(k: number): number {

@@ -179,7 +179,13 @@ export class PartitionStore {
     return upload.finish();
   }
 
-  async search(ref: PartitionRef, queries: Float32Array, dim: number, k: number): Promise<ShardSearchResult> {
+  /** `queries`: float32 values, or float16 bit patterns as the hop carries them (widened natively). */
+  async search(
+    ref: PartitionRef,
+    queries: Float32Array | Uint16Array,
+    dim: number,
+    k: number,
+  ): Promise<ShardSearchResult> {
     const p = this.partitions.get(partitionKey(ref));
     if (!p) {
       throw new SpiError(
@@ -191,7 +197,7 @@ export class PartitionStore {
     if (!Number.isInteger(k) || k < 1 || k > this.maxK)
       throw invalid(`k must be from 1 to ${this.maxK}, got ${k}`);
     if (queries.length % dim !== 0) {
-      throw invalid(`queries hold ${queries.length} floats, not a multiple of dim ${dim}`);
+      throw invalid(`queries hold ${queries.length} values, not a multiple of dim ${dim}`);
     }
     if (queries.length === 0)
       return { distances: new Float32Array(0), labels: new Int32Array(0), k: Math.min(k, p.rows) };

@@ -9,7 +9,7 @@ import { invalid } from '../../lib/errors';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
 import { bytesOf } from '../../lib/cluster/bytes';
-import { QueryBuffers, SHARD_VECTOR_ENCODINGS, decodeQueries } from '../../lib/cluster/vector-encoding';
+import { SHARD_VECTOR_ENCODINGS, shardQueries } from '../../lib/cluster/vector-encoding';
 import { PartitionRef, ShardInfo } from '../../lib/cluster/types';
 import {
   BankShardHandlers,
@@ -80,14 +80,13 @@ async function receivePartition(
 const READ_CHUNK_BYTES = 1024 * 1024;
 
 export function bankShardHandlers(store: PartitionStore, log: Logger): BankShardHandlers {
-  const buffers = new QueryBuffers();
   return {
     search: wrapUnary(async (call) => {
       const req = call.request;
       const started = performance.now();
       const ref = refOf(req.partition);
-      const queries = decodeQueries(req.queries, req.encoding, buffers);
-      const res = await store.search(ref, queries, req.dim, req.k).finally(() => buffers.release(queries));
+      const queries = shardQueries(req.queries, req.encoding);
+      const res = await store.search(ref, queries, req.dim, req.k);
       log.debug('search', {
         requestId: requestIdOf(call.metadata),
         bank: ref.bank,

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
 import { SpiError } from '../../../lib/errors';
 import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
-import { bytesOf } from '../../../lib/cluster/bytes';
 import {
-  QueryBuffers,
   WireQueries,
-  decodeQueries,
+  shardQueries,
   encodingFor,
   encodingMsg,
   parseWireEncoding,
@@ -33,56 +31,36 @@ describe('query encoding on the shard hop', () => {
     assert.throws(() => parseWireEncoding('fp16'), isInvalid(/f32 or f16/));
   });
 
-  it('packs float16 in half the bytes, once, and the shard decodes it to the rounded float32', () => {
+  it('packs float16 in half the bytes, once, and the shard reads the halves as they came', () => {
     const vectors = Float32Array.from({ length: 96 * 3 }, (_, i) => Math.sin(i) * 7);
     const wire = new WireQueries(vectors);
     const f16 = wire.payload('f16');
     assert.equal(f16.encoding, 'f16');
     assert.equal(f16.bytes.byteLength, vectors.byteLength / 2);
     assert.equal(wire.payload('f16'), f16, 'packed once for every partition and replica');
-    const decoded = decodeQueries(f16.bytes, encodingMsg('f16'));
-    assert.deepEqual(decoded, fromFloat16(toFloat16(vectors)));
+    const halves = shardQueries(f16.bytes, encodingMsg('f16'));
+    assert.ok(halves instanceof Uint16Array, 'widened by the search, natively');
+    assert.deepEqual(fromFloat16(halves as Uint16Array), fromFloat16(toFloat16(vectors)));
     const f32 = wire.payload('f32');
     assert.equal(f32.encoding, 'f32');
-    assert.deepEqual(decodeQueries(f32.bytes, encodingMsg('f32')), vectors);
-    assert.deepEqual(decodeQueries(f32.bytes, undefined), vectors, 'an old gateway sets no encoding');
+    assert.deepEqual(shardQueries(f32.bytes, encodingMsg('f32')), vectors);
+    assert.deepEqual(shardQueries(f32.bytes, undefined), vectors, 'an old gateway sets no encoding');
   });
 
   it('keeps float32 for queries a half cannot hold', () => {
     const vectors = new Float32Array([1, 2, 70000, 3]);
     const p = new WireQueries(vectors).payload('f16');
     assert.equal(p.encoding, 'f32');
-    assert.deepEqual(decodeQueries(p.bytes, encodingMsg(p.encoding)), vectors);
+    assert.deepEqual(shardQueries(p.bytes, encodingMsg(p.encoding)), vectors);
   });
 
-  it('decodes float16 at an odd byte offset, and refuses bad lengths and unknown encodings', () => {
+  it('reads float16 at an odd byte offset, and refuses bad lengths and unknown encodings', () => {
     const halves = toFloat16(new Float32Array([1.5, -2, 0.25]));
     const odd = Buffer.alloc(halves.byteLength + 1);
     Buffer.from(halves.buffer).copy(odd, 1);
-    assert.deepEqual(
-      decodeQueries(odd.subarray(1), 'VECTOR_ENCODING_FLOAT16'),
-      new Float32Array([1.5, -2, 0.25]),
-    );
-    assert.throws(
-      () => decodeQueries(Buffer.alloc(3), 'VECTOR_ENCODING_FLOAT16'),
-      isInvalid(/multiple of 2/),
-    );
-    assert.throws(() => decodeQueries(Buffer.alloc(4), 7), isInvalid(/encoding 7/));
-  });
-
-  it('the shard widens into reused buffers, and never keeps a view on a request', () => {
-    const buffers = new QueryBuffers(2);
-    const bytes = bytesOf(toFloat16(new Float32Array([1, 2, 3, 4])));
-    const first = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
-    buffers.release(first);
-    const again = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
-    assert.equal(again, first, 'the released buffer is reused');
-    assert.deepEqual(again, new Float32Array([1, 2, 3, 4]));
-    const busy = decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers);
-    assert.notEqual(busy, again, 'a buffer in use is not handed out twice');
-    const view = decodeQueries(bytesOf(new Float32Array([5, 6, 7, 8])), undefined, buffers);
-    buffers.release(view);
-    assert.notEqual(decodeQueries(bytes, 'VECTOR_ENCODING_FLOAT16', buffers), view);
+    assert.deepEqual(shardQueries(odd.subarray(1), 'VECTOR_ENCODING_FLOAT16'), halves);
+    assert.throws(() => shardQueries(Buffer.alloc(3), 'VECTOR_ENCODING_FLOAT16'), isInvalid(/multiple of 2/));
+    assert.throws(() => shardQueries(Buffer.alloc(4), 7), isInvalid(/encoding 7/));
   });
 
   it('the gateway directory picks per shard from its registration, as configured', () => {

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256, vectorBytes } from '../../../lib/bank/bank-store';
 import { Logger } from '../../../lib/util/log';
+import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
 import { PartitionStore } from '../../../services/shard/partition-store';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
 import { buildSpec } from '../../../lib/rpc/messages';
@@ -98,6 +99,12 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
     const fixed = index.searchSync(queries, 1);
     const asynchronous = await index.search(queries, 1);
     assert.deepEqual(Array.from(asynchronous.distances), Array.from(fixed.distances));
+    // Float16 queries (as shards get them) are re-ranked on their widened values.
+    const halves = toFloat16(queries);
+    assert.deepEqual(
+      Array.from((await index.search(halves, 1)).distances),
+      Array.from(index.searchSync(fromFloat16(halves), 1).distances),
+    );
     // The 30 % of queries with the largest approximate distances are exact now...
     const order = Array.from(plain.distances.keys()).sort((a, b) => plain.distances[b] - plain.distances[a]);
     for (const q of order.slice(0, Math.ceil((0.3 * queries.length) / dim)))

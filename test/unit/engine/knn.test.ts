@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
+import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
 
 function randomVectors(n: number, dim: number, seed: number): Float32Array {
   const rand = mulberry32(seed);
@@ -47,6 +48,34 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     const [a, b] = await Promise.all([index.search(queries, 2), index.search(queries, 2)]);
     assert.deepEqual(Array.from(a.labels), Array.from(index.searchSync(queries, 2).labels));
     assert.deepEqual(Array.from(a.distances), Array.from(b.distances));
+  });
+
+  it('float16 queries, as shards get them, are widened natively: the same answers as widened in JavaScript', async () => {
+    const index = KnnIndex.build(bank, dim, { factory: 'Flat' });
+    const halves = toFloat16(queries);
+    const native = await index.search(halves, 3);
+    const widened = await index.search(fromFloat16(halves), 3);
+    assert.deepEqual(Array.from(native.labels), Array.from(widened.labels));
+    assert.deepEqual(Array.from(native.distances), Array.from(widened.distances));
+    // Every finite half, each a query of its own against the origin: the distance is its magnitude,
+    // exactly (subnormals, signs, the largest). Runs of 8 take the CPU's conversion where it has
+    // one; fewer than 8 values (the second set) take the scalar one.
+    const origin = KnnIndex.build(new Float32Array(1), 1, { factory: 'Flat' });
+    const magnitudesExact = async (halves: Uint16Array) => {
+      const found = await origin.search(halves, 1);
+      const expected = fromFloat16(halves).map(Math.abs);
+      const wrong = found.distances.findIndex((d, i) => d !== expected[i]);
+      assert.equal(
+        wrong,
+        -1,
+        `half 0x${halves[wrong]?.toString(16)}: ${found.distances[wrong]} not ${expected[wrong]}`,
+      );
+    };
+    await magnitudesExact(
+      Uint16Array.from({ length: 65536 }, (_, h) => h).filter((h) => (h & 0x7c00) !== 0x7c00),
+    );
+    await magnitudesExact(Uint16Array.from([0x0001, 0x03ff, 0x0400, 0x8001, 0x7bff, 0xfbff, 0x3555]));
+    await assert.rejects(index.search(new Uint16Array(dim + 1), 1), /not a multiple of the dimension/);
   });
 
   it('IVF index finds the stored vectors themselves with nprobe = nlist', () => {
