@@ -3,6 +3,7 @@ import {
   DEFAULT_CORESET,
   coresetSize,
   forEachChunk,
+  greedyKCenter,
   selectCoreset,
   topIndices,
 } from '../../../lib/coreset/coreset';
@@ -132,6 +133,30 @@ describe('coreset', () => {
     assert.equal(new Set(greedy).size, 120);
     // Rows of a chunk left out of the update would keep an infinite distance and be picked first.
     assert.ok(coveringRadius(big, dim, greedy) < 0.8 * coveringRadius(big, dim, random));
+  });
+
+  it('the distance update skips the rows no new centre can reach, and picks exactly as without skipping', () => {
+    // 80k rows of width 16 (5 MiB: two search chunks) in broad blobs; 2,000 picks in 100 updates.
+    const rand = mulberry32(9);
+    const rows = 80_000;
+    const width = 16;
+    const blobs = Array.from({ length: 20 }, () => Array.from({ length: width }, () => rand() * 4));
+    const x = Float32Array.from(
+      { length: rows * width },
+      (_, i) => blobs[Math.floor(i / width) % 20][i % width] + rand(),
+    );
+    const stats = { searched: 0, rows: 0 };
+    const skipping = greedyKCenter(x, width, 2000, 20, 3, undefined, undefined, { stats });
+    const everyRow = greedyKCenter(x, width, 2000, 20, 3, undefined, undefined, { skip: false });
+    assert.deepEqual(Array.from(skipping), Array.from(everyRow));
+    assert.ok(stats.searched < 0.7 * stats.rows, `searched ${stats.searched} of ${stats.rows} rows`);
+    // Growing an existing bank (an incremental version): the bank's rows are centres from the start.
+    const bank = x.subarray(0, 500 * width);
+    const rest = x.subarray(500 * width);
+    assert.deepEqual(
+      Array.from(greedyKCenter(rest, width, 800, 20, 3, undefined, bank)),
+      Array.from(greedyKCenter(rest, width, 800, 20, 3, undefined, bank, { skip: false })),
+    );
   });
 
   it('per-image pre-reduction keeps the coverage of the global greedy and every rare patch', () => {
