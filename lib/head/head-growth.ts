@@ -28,10 +28,10 @@ export async function carryHeadInto(
   grown: Inspector | FusedInspector,
   meta: { head?: HeadMeta; version: number; additions?: { heldOut: string[] }[] },
   images: ImageSource[],
-  thresholdImages?: ImageSource[],
+  recalibration: { thresholdImages?: ImageSource[]; priorHoldout?: ImageSource[] } = {},
 ): Promise<void> {
   if (!meta.head) return;
-  const heldOut = heldOutOf(meta.additions!.at(-1)!, images, thresholdImages);
+  const heldOut = heldOutOf(meta.additions!.at(-1)!, images, recalibration);
   meta.head = await carryHead(pool, dir, grown, heldOut, meta.version);
 }
 
@@ -69,14 +69,17 @@ export async function carryHead(
 
 /**
  * The images an addition held out, by the names its record gives, or the threshold folder it was
- * given instead (then `fromScratch`).
+ * given instead (then `fromScratch`); with the bank's earlier held-out images read again, those
+ * come first and all are scored from scratch, as the bank's own threshold is (incremental.ts).
  */
 export function heldOutOf(
   addition: { heldOut: string[] },
   images: ImageSource[],
-  thresholdImages?: ImageSource[],
+  { thresholdImages, priorHoldout }: { thresholdImages?: ImageSource[]; priorHoldout?: ImageSource[] } = {},
 ): { images: ImageSource[]; fromScratch: boolean } {
   if (thresholdImages && thresholdImages.length > 0) return { images: thresholdImages, fromScratch: true };
   const names = new Set(addition.heldOut);
-  return { images: images.filter((s) => names.has(s.path)), fromScratch: false };
+  const fresh = images.filter((s) => names.has(s.path));
+  const earlier = priorHoldout ?? [];
+  return { images: [...earlier, ...fresh], fromScratch: earlier.length > 0 };
 }
