@@ -92,13 +92,6 @@ export interface BankMeta {
   /** Images added by incremental versions (`spi fit --add`), oldest first; absent in a bank built at once. */
   additions?: BankAddition[];
   /**
-   * The good images this version's threshold (and reference) were computed on, where this machine
-   * can read them again: `spi fit --add` rescores those still on disk unchanged against the grown
-   * bank, so nothing calibrated against the smaller bank is carried over. Absent in banks built
-   * before, and in a cluster's versions (uploads, nothing to read again).
-   */
-  heldOut?: HeldOutImage[];
-  /**
    * A discriminator head trained beside the bank (lib/head/, `spi fit --head glass`): its ONNX files
    * in the bank folder, its thresholds and the maps' standardisation. `threshold` above stays the
    * bank's own, so a reader that ignores the head still judges correctly with the bank alone.
@@ -131,14 +124,6 @@ export interface FitMemoryRecord {
   /** Whether the candidates went to disk (then the coreset was chosen in two stages). */
   spilled: boolean;
   spilledBytes: number;
-}
-
-export interface HeldOutImage {
-  /** The name recorded in the bank (relative to the folder it came from). */
-  path: string;
-  /** Absolute path of the file on the machine that fitted the bank. */
-  file: string;
-  sha256: string;
 }
 
 export interface BankAddition {

@@ -93,7 +93,6 @@ export function readCategory(root: string): Category {
 export function fileSources(files: string[], relativeTo: string): ImageSource[] {
   return files.map((file) => ({
     path: path.relative(relativeTo, file),
-    file: path.resolve(file),
     read: () => fs.promises.readFile(file),
   }));
 }

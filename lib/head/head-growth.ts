@@ -28,10 +28,10 @@ export async function carryHeadInto(
   grown: Inspector | FusedInspector,
   meta: { head?: HeadMeta; version: number; additions?: { heldOut: string[] }[] },
   images: ImageSource[],
-  recalibration: { thresholdImages?: ImageSource[]; priorHoldout?: ImageSource[] } = {},
+  thresholdImages?: ImageSource[],
 ): Promise<void> {
   if (!meta.head) return;
-  const heldOut = heldOutOf(meta.additions!.at(-1)!, images, recalibration);
+  const heldOut = heldOutOf(meta.additions!.at(-1)!, images, thresholdImages);
   meta.head = await carryHead(pool, dir, grown, heldOut, meta.version);
 }
 
@@ -69,17 +69,14 @@ export async function carryHead(
 
 /**
  * The images an addition held out, by the names its record gives, or the threshold folder it was
- * given instead (then `fromScratch`); with the bank's earlier held-out images read again, those
- * come first and all are scored from scratch, as the bank's own threshold is (incremental.ts).
+ * given instead (then `fromScratch`).
  */
 export function heldOutOf(
   addition: { heldOut: string[] },
   images: ImageSource[],
-  { thresholdImages, priorHoldout }: { thresholdImages?: ImageSource[]; priorHoldout?: ImageSource[] } = {},
+  thresholdImages?: ImageSource[],
 ): { images: ImageSource[]; fromScratch: boolean } {
   if (thresholdImages && thresholdImages.length > 0) return { images: thresholdImages, fromScratch: true };
   const names = new Set(addition.heldOut);
-  const fresh = images.filter((s) => names.has(s.path));
-  const earlier = priorHoldout ?? [];
-  return { images: [...earlier, ...fresh], fromScratch: earlier.length > 0 };
+  return { images: images.filter((s) => names.has(s.path)), fromScratch: false };
 }

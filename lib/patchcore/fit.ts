@@ -2,14 +2,7 @@
  * Building a memory bank from good images: embed every patch, subsample by coreset, index, and set
  * the threshold from held-out good images (or a separate folder, or a manual value).
  */
-import {
-  BankMeta,
-  DEFAULT_SCORE,
-  HeldOutImage,
-  ScoreConfig,
-  bankFormatOf,
-  categoryOfSource,
-} from '../bank/bank-meta';
+import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
@@ -30,8 +23,6 @@ export { gather } from '../coreset/coreset';
 export interface ImageSource {
   /** Name recorded in the bank (a relative path, an upload name). */
   path: string;
-  /** Where this machine can read it again (a file of a data folder); absent for uploads. */
-  file?: string;
   read(): Promise<Uint8Array>;
 }
 
@@ -149,44 +140,20 @@ export async function fitBank(
     ...(chosen.memory ? { memory: chosen.memory } : {}),
   };
   const heldOutMaps = options.keepHeldOutMaps ? [] : undefined;
-  const heldOut: (HeldOutImage | undefined)[] = [];
   Object.assign(
     meta,
     await chooseThreshold(
       meta,
       extractor,
       index,
-      recordingReads(split.holdout, heldOut),
+      split.holdout,
       settings.threshold,
       limits,
       options.onProgress,
       heldOutMaps,
     ),
   );
-  const readable = heldOutRecord(split.holdout, heldOut);
-  if (readable) meta.heldOut = readable;
   return { meta, vectors, dim, index, ...(heldOutMaps ? { heldOutMaps } : {}) };
-}
-
-/** The sources, each recording its name, file and digest into `into` when it is read. */
-export function recordingReads(sources: ImageSource[], into: (HeldOutImage | undefined)[]): ImageSource[] {
-  return sources.map((source, i) => ({
-    ...source,
-    read: async () => {
-      const bytes = await source.read();
-      if (source.file) into[i] = { path: source.path, file: source.file, sha256: sha256(bytes) };
-      return bytes;
-    },
-  }));
-}
-
-/** The held-out images as BankMeta.heldOut records them: only when every one is a readable file. */
-export function heldOutRecord(
-  sources: ImageSource[],
-  recorded: (HeldOutImage | undefined)[],
-): HeldOutImage[] | undefined {
-  if (sources.length === 0 || sources.some((_, i) => !recorded[i])) return undefined;
-  return recorded as HeldOutImage[];
 }
 
 /** Each training image decoded and embedded in turn; `sources` gets its name and digest. */

@@ -6,22 +6,16 @@
  * bank and the picks so far, the bank growing by its own kept/input ratio of the new patches. The
  * version's metadata lists what was added (`additions`).
  *
- * Recalibration. A bank records where its held-out images were read (BankMeta.heldOut); those still
- * on disk unchanged (`readableHeldOut`) are rescored against the grown bank with the new images'
- * held-out part, and the threshold and reference computed from those scores alone, as a full fit
- * would: nothing calibrated against the smaller bank is carried over (a stale reference expects the
- * old, higher patch scores where the new patches now cover, and so hides defects there). Without
- * them (a cluster's uploads, files moved, banks built before), the held-out images rescored are the
- * new images' held-out part, or a threshold folder given for the purpose. The threshold: the held-out
- * scores pooled with the old bank's recorded ones (those can only fall as the bank grows, so the
- * pooled threshold errs on the side of fewer false alarms). A nominal reference: the new held-out
- * images' patch scores pooled with the old reference weighted by its count (score/reference.ts
- * `referenceFrom`, the old part likewise an upper bound), and their image scores taken against it
- * leave-one-out, as a full fit does. A threshold folder replaces both from scratch. With no held-out
- * image (a few sheets), both are kept.
+ * Recalibration. A bank keeps no held-out image (only their scores, and a reference's mean and
+ * count), so the held-out images that are rescored against the grown bank are the new images' held-out
+ * part, or a threshold folder given for the purpose. The threshold: the held-out scores pooled with the
+ * old bank's recorded ones (those can only fall as the bank grows, so the pooled threshold errs on the
+ * side of fewer false alarms). A nominal reference: the new held-out images' patch scores pooled with
+ * the old reference weighted by its count (score/reference.ts `referenceFrom`, the old part likewise
+ * an upper bound), and their image scores taken against it leave-one-out, as a full fit does. A
+ * threshold folder replaces both from scratch. With no held-out image (a few sheets), both are kept.
  */
-import * as fs from 'node:fs';
-import { BankMeta, HeldOutImage, categoryOfSource } from '../bank/bank-meta';
+import { BankMeta, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, extendCoreset } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../coreset/outliers';
@@ -39,9 +33,7 @@ import {
   completeMeta,
   decodeNamed,
   gather,
-  heldOutRecord,
   outlierMeta,
-  recordingReads,
   referenceAndScores,
   scoresByCategory,
   splitHoldout,
@@ -54,12 +46,6 @@ export const MIN_HOLDOUT_IMAGES = 10;
 export interface AddOptions {
   /** Good images for the threshold, scored from scratch (default: hold back part of the new images). */
   thresholdImages?: ImageSource[];
-  /**
-   * The bank's own held-out images read again (BankMeta.heldOut, still on disk and unchanged): they
-   * are rescored against the grown bank with the new held-out ones, and the threshold and reference
-   * computed from those scores alone, nothing pooled from the smaller bank.
-   */
-  priorHoldout?: ImageSource[];
   /** Fraction of the new images held back for the threshold (default DEFAULT_FIT's). */
   holdoutFraction?: number;
   /** Outlier filter for the new patches (default: the one the bank was built with, if any). */
@@ -75,13 +61,8 @@ export interface AddOptions {
 /** The new images: those that grow the bank, and those that recalibrate it (a fused bank's members share one). */
 export interface AdditionSplit {
   train: ImageSource[];
-  /** What the grown bank is recalibrated on: the bank's earlier held-out images first, then new ones. */
   holdout: ImageSource[];
-  /** How many of `holdout` are the bank's earlier held-out images (AddOptions.priorHoldout). */
-  earlier: number;
-  /** A threshold folder gave the held-out images. */
-  folder: boolean;
-  /** Recalibrate from the held-out scores alone, not pooled with the bank's record. */
+  /** The held-out images are a threshold folder: recalibrate from them alone, not pooled. */
   fromScratch: boolean;
 }
 
@@ -105,29 +86,6 @@ export function checkAddition(metas: Pick<BankMeta, 'categories' | 'name'>[], im
 }
 
 /**
- * The bank's own held-out images (BankMeta.heldOut) that are still on disk unchanged (same sha256),
- * to be rescored against the grown bank (AddOptions.priorHoldout); the others are named in `missing`.
- */
-export function readableHeldOut(records: HeldOutImage[] | undefined): {
-  sources: ImageSource[];
-  missing: string[];
-} {
-  const sources: ImageSource[] = [];
-  const missing: string[] = [];
-  for (const r of records ?? []) {
-    let same = false;
-    try {
-      same = sha256(fs.readFileSync(r.file)) === r.sha256;
-    } catch {
-      same = false; // gone or unreadable
-    }
-    if (same) sources.push({ path: r.path, file: r.file, read: () => fs.promises.readFile(r.file) });
-    else missing.push(r.file);
-  }
-  return { sources, missing };
-}
-
-/**
  * Which new images are held back: part of them when the bank recalibrates anything (an automatic
  * threshold, a reference, a fused bank's standardisation) and there are enough, or a threshold folder.
  */
@@ -136,11 +94,10 @@ export function splitAddition(
   options: AddOptions,
   recalibrates: boolean,
 ): AdditionSplit {
-  const folder = (options.thresholdImages?.length ?? 0) > 0;
-  const earlier = folder || !recalibrates ? [] : (options.priorHoldout ?? []);
+  const fromScratch = (options.thresholdImages?.length ?? 0) > 0;
   // A few sheets (an operator's false alarms) all go into the bank: holding one back would leave
   // out the very sheet the bank must learn, and one score recalibrates nothing.
-  const holdBack = recalibrates && (images.length >= MIN_HOLDOUT_IMAGES || folder);
+  const holdBack = recalibrates && (images.length >= MIN_HOLDOUT_IMAGES || fromScratch);
   const split = splitHoldout(
     images,
     {
@@ -152,13 +109,7 @@ export function splitAddition(
     },
     options.thresholdImages,
   );
-  return {
-    train: split.train,
-    holdout: [...earlier, ...split.holdout],
-    earlier: earlier.length,
-    folder,
-    fromScratch: folder || earlier.length > 0,
-  };
+  return { ...split, fromScratch };
 }
 
 export async function addToBank(
@@ -185,11 +136,7 @@ export async function growBank(
   maps?: Float32Array[],
 ): Promise<FittedBank> {
   const grown = await extendBank(extractor, base, split, options);
-  const recorded: (HeldOutImage | undefined)[] = [];
-  const reading = { ...split, holdout: recordingReads(split.holdout, recorded) };
-  Object.assign(grown.meta, await recalibrate(grown, base.meta, extractor, reading, options, maps));
-  const heldOut = heldOutRecord(split.holdout, recorded);
-  if (heldOut) grown.meta.heldOut = heldOut;
+  Object.assign(grown.meta, await recalibrate(grown, base.meta, extractor, split, options, maps));
   return grown;
 }
 
@@ -253,7 +200,7 @@ async function extendBank(
         version,
         createdAt,
         images: sources.map((s) => s.path),
-        heldOut: split.folder ? [] : split.holdout.slice(split.earlier).map((s) => s.path),
+        heldOut: split.fromScratch ? [] : split.holdout.map((s) => s.path),
         inputPatches: freshRows,
         keptPatches: selection.rows.length,
         ...(options.reason ? { reason: options.reason } : {}),
@@ -368,6 +315,6 @@ function pickFilter(o: NonNullable<BankMeta['outliers']>): OutlierFilterConfig {
 }
 
 function withoutStored(meta: BankMeta): FittedBank['meta'] {
-  const { vectors: _v, format: _f, heldOut: _h, ...rest } = meta;
+  const { vectors: _v, format: _f, ...rest } = meta;
   return rest;
 }

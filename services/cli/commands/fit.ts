@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ParseArgsConfig, parseArgs } from 'node:util';
 import { StoredBank, loadBank, saveBank } from '../../../lib/bank/bank-store';
 import type { OutlierRecord } from '../../../lib/bank/bank-meta';
-import { AddOptions, addToBank, checkAddition, readableHeldOut } from '../../../lib/patchcore/incremental';
+import { AddOptions, addToBank, checkAddition } from '../../../lib/patchcore/incremental';
 import { FusedBase, addToFused } from '../../../lib/patchcore/incremental-fused';
 import { fileSources, listImages, readCategory } from '../../../lib/data/mvtec';
 import { BackbonePool, createExtractor, extractorForBank } from '../../../lib/patchcore/engine';
@@ -75,10 +75,8 @@ export const FIT_USAGE = `usage: spi fit --data <good-images or MVTec category f
   --add DIR           new good images for an existing bank (--bank): only they are embedded, the
                       coreset grows by a streaming greedy update, the threshold (and a nominal
                       reference, a fused bank's standardisation: every member grows) is recalibrated
-                      on the bank's earlier held-out images read again (where still on disk,
-                      unchanged) and part of the new ones, else on part of them pooled with the
-                      bank's record, or on --threshold-dir alone, and the version's metadata lists
-                      them; a discriminator head is kept, not retrained,
+                      on part of them pooled with the bank's record, or on --threshold-dir alone, and
+                      the version's metadata lists them; a discriminator head is kept, not retrained,
                       its thresholds recalibrated alike; written to --out (default: --bank itself)
   --bank DIR          the bank that --add grows
   --reason TEXT       recorded with the added images (e.g. "false alarms marked good")
@@ -313,17 +311,11 @@ async function addCommand(
   const progress = new Progress();
   try {
     const dir = values['threshold-dir'];
-    // The bank's own held-out images, where they still are: rescored against the grown bank.
-    const earlier = dir
-      ? undefined
-      : readableHeldOut(('members' in base ? base.members[0] : base).meta.heldOut);
     const options: AddOptions = {
       reason: values.reason,
       thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
-      ...(earlier && earlier.sources.length > 0 ? { priorHoldout: earlier.sources } : {}),
       onProgress: (stage, done, total) => progress.update(stage, done, total),
     };
-    if (earlier) printEarlierHeldOut(earlier);
     const to = { bank: bankDir, out };
     if ('members' in base) await addToFusedFolder(pool, base, images, options, to, progress);
     else await addToBankFolder(pool, base, images, options, to, progress);
@@ -412,7 +404,7 @@ async function carriedHead(
 ): Promise<Record<string, Uint8Array>> {
   if (!meta.head) return {};
   const files = storedHeadFiles(bank, meta.head);
-  await carryHeadInto(pool, bank, grown, meta, images, options);
+  await carryHeadInto(pool, bank, grown, meta, images, options.thresholdImages);
   return files;
 }
 
@@ -423,19 +415,6 @@ function printCarriedHead(before: HeadMeta | undefined, after: HeadMeta | undefi
     `head ${after.kind} carried over, not retrained: thresholds head ${t(before, 'head')} -> ${t(after, 'head')}, ` +
       `combined ${t(before, 'combined')} -> ${t(after, 'combined')}`,
   );
-}
-
-/** What `--add` recalibrates on besides the new images: the bank's earlier held-out images. */
-function printEarlierHeldOut({ sources, missing }: ReturnType<typeof readableHeldOut>): void {
-  if (sources.length > 0)
-    console.log(
-      `recalibrating on the bank's ${sources.length} earlier held-out images (read again, rescored against the grown bank) and the new held-out ones`,
-    );
-  if (missing.length > 0)
-    console.log(
-      `${missing.length} of the bank's earlier held-out images are gone or changed (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''})` +
-        (sources.length > 0 ? '' : ': the threshold and reference are pooled with its record instead'),
-    );
 }
 
 /** The summary line of `spi fit --add`. */

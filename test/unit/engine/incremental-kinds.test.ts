@@ -4,9 +4,6 @@
  * bank's record, and that the grown bank still finds a faint defect.
  */
 import { strict as assert } from 'node:assert';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { BankMeta, DEFAULT_SCORE } from '../../../lib/bank/bank-meta';
 import { DEFAULT_CORESET } from '../../../lib/coreset/coreset';
 import { decodeImage } from '../../../lib/image/decode';
@@ -20,8 +17,7 @@ import {
   fittedInspector,
 } from '../../../lib/patchcore/fit';
 import { fitFused, fusedInspector, pixelStats } from '../../../lib/patchcore/fusion';
-import { addToBank, readableHeldOut, recalibratedByCategory } from '../../../lib/patchcore/incremental';
-import { fileSources } from '../../../lib/data/mvtec';
+import { addToBank, recalibratedByCategory } from '../../../lib/patchcore/incremental';
 import { addToFused, pooledStats } from '../../../lib/patchcore/incremental-fused';
 import { leaveOneOut, referenceFrom } from '../../../lib/score/reference';
 import { fakeExtractor, greyPng, memorySource } from '../../helpers/fake-extractor';
@@ -120,54 +116,6 @@ describe('incremental banks with a nominal reference and fused banks', () => {
     const few = await addToBank(extractor, stored(v1), await prints('f', 2, 154));
     assert.deepEqual(few.meta.reference, old);
     assert.equal(few.meta.threshold.value, v1.meta.threshold.value);
-  });
-
-  it("records its held-out files, and an addition rescores those still on disk, not the smaller bank's record", async () => {
-    const extractor = fakeExtractor();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spi-heldout-'));
-    try {
-      const files = await Promise.all(
-        (await prints('a', 12, 150)).map(async (source) => {
-          const file = path.join(dir, source.path);
-          fs.writeFileSync(file, await source.read());
-          return file;
-        }),
-      );
-      const v1 = await fitBank(extractor, fileSources(files, dir), settings);
-      const recorded = v1.meta.heldOut!;
-      assert.equal(recorded.length, 3, 'a quarter of 12 held out');
-      assert.ok(recorded.every((r) => r.file === path.join(dir, r.path) && /^[0-9a-f]{64}$/.test(r.sha256)));
-      assert.equal((await fitBank(extractor, await prints('a', 12, 150), settings)).meta.heldOut, undefined);
-
-      // Two new prints all go into the bank; the three earlier held-out prints recalibrate it, from
-      // scratch: the same as giving them as a threshold folder.
-      const earlier = readableHeldOut(recorded);
-      assert.deepEqual(earlier.missing, []);
-      const added = await addToBank(extractor, stored(v1), await prints('f', 2, 154), {
-        priorHoldout: earlier.sources,
-      });
-      const folder = await addToBank(extractor, stored(v1), await prints('f', 2, 154), {
-        thresholdImages: earlier.sources,
-      });
-      assert.equal(added.meta.reference!.count, 3);
-      assert.deepEqual(added.meta.reference, folder.meta.reference);
-      assert.notDeepEqual(added.meta.reference, v1.meta.reference, "not the smaller bank's reference");
-      assert.deepEqual(added.meta.threshold, folder.meta.threshold);
-      assert.deepEqual(added.meta.additions!.at(-1)!.heldOut, [], 'no new print held out');
-      assert.deepEqual(added.meta.heldOut, recorded, 'the next addition finds them again');
-
-      // A file changed or gone is left out and named.
-      fs.appendFileSync(path.join(dir, recorded[0].path), 'x');
-      fs.rmSync(path.join(dir, recorded[1].path));
-      const left = readableHeldOut(recorded);
-      assert.deepEqual(
-        left.sources.map((s) => s.path),
-        [recorded[2].path],
-      );
-      assert.deepEqual(left.missing, [recorded[0].file, recorded[1].file]);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
   });
 
   it('grows every member of a fused bank by the same images, then its statistics and threshold', async () => {
