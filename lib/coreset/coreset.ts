@@ -14,7 +14,7 @@
  * own covering radius of a kept one, and N shrinks by the fraction (a 56x56 grid or a tiled board
  * gets a 10 % bank in a fraction of the time).
  */
-import { IndexFlatL2 } from '../knn/faiss';
+import { IndexFlatL2, pairwiseL2 } from '../knn/faiss';
 import { gaussianMatrix, sampleIndices } from '../util/random';
 import { project } from '../embed/patch-embed';
 import { OutlierFilterConfig, OutlierResult, filterOutliers } from './outliers';
@@ -359,19 +359,26 @@ export function greedyKCenter(
   return picked.sort();
 }
 
+/** Candidates from which the batch's mutual distances come from one BLAS call, not pair by pair. */
+const PAIRWISE_MIN_CANDIDATES = 64;
+
 /** Exact greedy among the 4B farthest patches, using distances among the candidates themselves. */
 function pickBatch(x: Float32Array, dim: number, minDist: Float32Array, b: number): number[] {
   const candidates = topIndices(minDist, Math.min(minDist.length, 4 * b));
+  const n = candidates.length;
   const local = Float32Array.from(candidates, (c) => minDist[c]);
+  const pairs =
+    n >= PAIRWISE_MIN_CANDIDATES ? pairwiseL2(gather(x, dim, Int32Array.from(candidates)), dim) : undefined;
   const chosen: number[] = [];
   for (let round = 0; round < b; round++) {
     let best = 0;
-    for (let i = 1; i < local.length; i++) if (local[i] > local[best]) best = i;
+    for (let i = 1; i < n; i++) if (local[i] > local[best]) best = i;
     if (!(local[best] > 0)) break; // every candidate already coincides with a picked patch
     const c = candidates[best];
     chosen.push(c);
-    for (let i = 0; i < local.length; i++) {
-      const dd = squaredDistance(x, dim, c, candidates[i]);
+    local[best] = 0;
+    for (let i = 0; i < n; i++) {
+      const dd = pairs ? Math.max(0, pairs[best * n + i]) : squaredDistance(x, dim, c, candidates[i]);
       if (dd < local[i]) local[i] = dd;
     }
   }
@@ -424,10 +431,10 @@ function updateMinDistances(x: Float32Array, dim: number, block: Float32Array, c
   const first = coverage.add(block);
   const step = Math.max(1, Math.floor(SEARCH_CHUNK_BYTES / (4 * dim)));
   const rows = new Int32Array(step);
-  const queries = new Float32Array(step * dim);
   let filled = 0;
+  // The rows are gathered natively (searchRows): a copy row by row here cost more than it saved.
   const flush = () => {
-    const { distances, labels } = index.searchBuffer(queries.subarray(0, filled * dim), 1);
+    const { distances, labels } = index.searchRows(x, rows.subarray(0, filled), 1);
     for (let j = 0; j < filled; j++) {
       const i = rows[j];
       const dd = Math.max(0, distances[j]);
@@ -444,10 +451,6 @@ function updateMinDistances(x: Float32Array, dim: number, block: Float32Array, c
     if (coverage.skip && a >= 0 && near[a] >= 4 * minDist[i] * (1 + SKIP_MARGIN)) continue;
     searched++;
     rows[filled] = i;
-    // A plain loop: a subarray view per row (hundreds of thousands per update) costs more.
-    const from = i * dim;
-    const to = filled * dim;
-    for (let k = 0; k < dim; k++) queries[to + k] = x[from + k];
     if (++filled === step) flush();
   }
   if (filled > 0) flush();

@@ -18,6 +18,8 @@ declare module 'faiss-node' {
     searchAsync(x: Float32Array, k: number): Promise<BufferSearchResult>;
     /** The same with the queries as float16 bit patterns, widened to float32 on the pool thread. */
     searchHalfAsync(x: Uint16Array, k: number): Promise<BufferSearchResult>;
+    /** The rows of `x` (whole rows) numbered in `rows`, gathered natively and searched. */
+    searchRows(x: Float32Array, rows: Int32Array, k: number): BufferSearchResult;
     setNprobe(n: number): void;
     /** faiss ParameterSpace.set_index_parameter: "nprobe", "efSearch", ... (throws if not settable). */
     setParameter(name: string, value: number): void;
@@ -28,4 +30,6 @@ declare module 'faiss-node' {
     static fromFactory(dims: number, descriptor: string, metric?: number): Index;
   }
   export class IndexFlatL2 extends Index {}
+  /** Squared L2 distance of every pair of rows of x (n x d), row-major n x n (faiss pairwise_L2sqr). */
+  export function pairwiseL2(x: Float32Array, d: number): Float32Array;
 }

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
+import { IndexFlatL2, pairwiseL2 } from '../../../lib/knn/faiss';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
@@ -76,6 +77,27 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     );
     await magnitudesExact(Uint16Array.from([0x0001, 0x03ff, 0x0400, 0x8001, 0x7bff, 0xfbff, 0x3555]));
     await assert.rejects(index.search(new Uint16Array(dim + 1), 1), /not a multiple of the dimension/);
+  });
+
+  it("searches listed rows gathered natively, and gives the pairwise distances of rows (the greedy's helpers)", () => {
+    const index = new IndexFlatL2(dim);
+    index.addBuffer(bank);
+    const rows = Int32Array.from([7, 0, 49, 7]);
+    const gathered = new Float32Array(rows.length * dim);
+    rows.forEach((r, i) => gathered.set(queries.subarray(r * dim, (r + 1) * dim), i * dim));
+    const listed = index.searchRows(queries, rows, 2);
+    const direct = index.searchBuffer(gathered, 2);
+    assert.deepEqual(Array.from(listed.labels), Array.from(direct.labels));
+    assert.deepEqual(Array.from(listed.distances), Array.from(direct.distances));
+    assert.throws(() => index.searchRows(queries, Int32Array.from([50]), 1), /row 50 is outside the 50 rows/);
+    const few = queries.subarray(0, 5 * dim);
+    const pairs = pairwiseL2(few, dim);
+    for (let i = 0; i < 5; i++)
+      for (let j = 0; j < 5; j++) {
+        let s = 0;
+        for (let k = 0; k < dim; k++) s += (few[i * dim + k] - few[j * dim + k]) ** 2;
+        assert.ok(Math.abs(pairs[i * 5 + j] - s) < 1e-4, `pair ${i},${j}: ${pairs[i * 5 + j]} vs ${s}`);
+      }
   });
 
   it('IVF index finds the stored vectors themselves with nprobe = nlist', () => {
