@@ -5,7 +5,8 @@
 # Our patch (scripts/faiss-node-0.5.1.patch) fixes idx_t for faiss 1.7.3 and adds Float32Array
 # add/search that read and write the typed arrays in place (no copies), an async search on the libuv
 # pool (also for float16 queries, widened there: searchHalfAsync), a search of listed rows gathered
-# natively (searchRows) and faiss' pairwise_L2sqr (pairwiseL2) for the coreset's greedy, setNprobe
+# natively (searchRows) and faiss' pairwise_L2sqr (pairwiseL2) for the coreset's greedy, a BLAS
+# matrix product for the random projections (matmul), setNprobe
 # for IVF indexes, and setParameter for any search-time parameter faiss' ParameterSpace knows
 # (efSearch of HNSW indexes).
 set -euo pipefail

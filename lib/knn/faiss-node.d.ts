@@ -32,4 +32,6 @@ declare module 'faiss-node' {
   export class IndexFlatL2 extends Index {}
   /** Squared L2 distance of every pair of rows of x (n x d), row-major n x n (faiss pairwise_L2sqr). */
   export function pairwiseL2(x: Float32Array, d: number): Float32Array;
+  /** Row-major a (rows x aCols) times b (aCols x bCols) by BLAS sgemm. */
+  export function matmul(a: Float32Array, aCols: number, b: Float32Array, bCols: number): Float32Array;
 }

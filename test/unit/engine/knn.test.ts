@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
-import { IndexFlatL2, pairwiseL2 } from '../../../lib/knn/faiss';
+import { IndexFlatL2, matmul, pairwiseL2 } from '../../../lib/knn/faiss';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
@@ -79,7 +79,7 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     await assert.rejects(index.search(new Uint16Array(dim + 1), 1), /not a multiple of the dimension/);
   });
 
-  it("searches listed rows gathered natively, and gives the pairwise distances of rows (the greedy's helpers)", () => {
+  it("searches listed rows gathered natively, and gives the pairwise distances of rows (the greedy's helpers), and multiplies matrices", () => {
     const index = new IndexFlatL2(dim);
     index.addBuffer(bank);
     const rows = Int32Array.from([7, 0, 49, 7]);
@@ -98,6 +98,17 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
         for (let k = 0; k < dim; k++) s += (few[i * dim + k] - few[j * dim + k]) ** 2;
         assert.ok(Math.abs(pairs[i * 5 + j] - s) < 1e-4, `pair ${i},${j}: ${pairs[i * 5 + j]} vs ${s}`);
       }
+    // The projections' product (BLAS): 5 rows of width 16 times a 16 x 3 matrix.
+    const matrix = randomVectors(dim, 3, 4);
+    const product = matmul(few, dim, matrix, 3);
+    for (let r = 0; r < 5; r++)
+      for (let c = 0; c < 3; c++) {
+        let s = 0;
+        for (let k = 0; k < dim; k++) s += few[r * dim + k] * matrix[k * 3 + c];
+        assert.ok(Math.abs(product[r * 3 + c] - s) < 1e-4, `(${r}, ${c}): ${product[r * 3 + c]} vs ${s}`);
+      }
+    assert.throws(() => matmul(few, dim, matrix, 4), /shapes do not agree/);
+    assert.equal(matmul(new Float32Array(0), dim, matrix, 3).length, 0);
   });
 
   it('IVF index finds the stored vectors themselves with nprobe = nlist', () => {
