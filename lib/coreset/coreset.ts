@@ -5,8 +5,10 @@
  * subsampling (the seed's method), kept for comparison.
  *
  * Speed: exact greedy needs one pass over all N patches per pick (N*M*d). We pick in small batches:
- * from the 4B farthest candidates an exact greedy picks B, then one faiss search updates all N
- * distances for the whole batch (BLAS instead of a JS loop). B = 1 is exact greedy.
+ * from the 4B farthest candidates an exact greedy picks B, then one faiss search updates the N
+ * distances for the whole batch (BLAS instead of a JS loop), skipping the rows that no new centre can
+ * come nearer to (their own centre is too far from every new one: updateMinDistances). B = 1 is
+ * exact greedy.
  *
  * The greedy costs about N*M*d however it is batched. With `perImage` > 0 it first runs a greedy
  * inside each image (rows grouped per image by the caller) keeping that fraction of the image's
