@@ -60,7 +60,7 @@ export interface ClusterBenchOptions {
 export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
   shardCounts: [1, 2, 4],
   embedWorkers: [0, 1, 2],
-  hopRuns: 60,
+  hopRuns: 250,
   trainImages: 20,
   coresetRatio: 0.1,
   requests: 60,
