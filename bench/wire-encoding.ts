@@ -21,7 +21,7 @@ import { fileSources, listImages } from '../lib/data/mvtec';
 import { generateDataset } from '../lib/synth';
 import { serviceDefinition } from '../lib/rpc/proto';
 import { VectorEncoding, WireQueries, shardQueries, encodingMsg } from '../lib/cluster/vector-encoding';
-import { fromFloat16, toFloat16 } from '../lib/cluster/float16';
+import { toFloat16 } from '../lib/cluster/float16';
 import { TEST_TMP } from '../services/local/processes';
 
 export interface MapDifference {
@@ -44,8 +44,8 @@ export interface WireBytes {
   f32: number;
   f16: number;
   /** p50 ms to pack the queries as float16 (gateway) and to widen them back (shard). */
+  /** The gateway's float32 -> float16 packing (the shard widens natively, on its search thread). */
   encodeMs: number;
-  decodeMs: number;
 }
 
 /** Median ms of `runs` calls (after as many warm-up calls). */
@@ -95,7 +95,6 @@ export async function wireBytes(extractor: FeatureExtractor, what: string, file:
   const e = await extractor.embed(await decodeImage(fs.readFileSync(file)));
   const rows = e.vectors.length / e.dim;
   const halves = toFloat16(e.vectors);
-  const widened = new Float32Array(halves.length);
   return {
     what,
     rows,
@@ -103,9 +102,6 @@ export async function wireBytes(extractor: FeatureExtractor, what: string, file:
     f32: requestBytes(e.vectors, e.dim, 'f32'),
     f16: requestBytes(e.vectors, e.dim, 'f16'),
     encodeMs: medianMs(() => toFloat16(e.vectors, halves)),
-    // Widening in JavaScript into a reused buffer (the shard now widens natively, on the search's
-    // pool thread: less than this, and off the event loop).
-    decodeMs: medianMs(() => fromFloat16(halves, widened)),
   };
 }
 

@@ -463,10 +463,10 @@ function updateMinDistances(x: Float32Array, dim: number, block: Float32Array, c
 }
 
 /**
- * Rows searched at most this many at a time. The native search copies its queries into a fresh
- * buffer: a 590k-row copy per greedy update (226 MiB, 200 times per fit) is mapped and zero-filled
- * by the kernel each time, while a few MiB are reused from the heap (measured: the greedy of 150k
- * rows 145 s, of which 66 s system time, before the chunking).
+ * Rows searched at most this many at a time, so each call's results (and searchRows' gather buffer)
+ * stay a few MiB that the heap reuses: a 590k-row call per greedy update allocated hundreds of MiB,
+ * mapped and zero-filled by the kernel each time (the greedy of 150k rows: 145 s, 66 s of it system
+ * time, when faiss-node still copied every call's queries).
  */
 const SEARCH_CHUNK_BYTES = 4 * 1024 * 1024;
 

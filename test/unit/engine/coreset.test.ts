@@ -106,7 +106,7 @@ describe('coreset', () => {
     assert.ok(seen.length > 10);
   });
 
-  it('searches large inputs in chunks of rows that cover every row once, without copying', () => {
+  it('searches large inputs in chunks of rows that cover every row once, as views (no copies)', () => {
     const rows = new Float32Array(10 * 3).map((_, i) => i);
     const seen: { first: number; rows: number; shared: boolean }[] = [];
     forEachChunk(
