@@ -91,11 +91,23 @@ async function rotation(ctx: SoakContext): Promise<Record<string, unknown>> {
   return { version, ms: Date.now() - t0 };
 }
 
+export function overloaderNiceness(): number {
+  const raw = process.env.SOAK_OVERLOADER_NICE ?? '19';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 19)
+    throw new Error(`SOAK_OVERLOADER_NICE must be an integer 0-19, got ${raw}`);
+  return n;
+}
+
 /** Bursts of concurrent Inspects from another process (./overload.ts) that never retries. */
 async function overload(ctx: SoakContext): Promise<Record<string, unknown>> {
   const out = path.join(ctx.workDir, `burst-${Date.now()}.json`);
   const proc = spawnNodeService('bench/soak/overload.ts', {
     name: 'overload',
+    // It stands for other machines' traffic: here it shares the cluster's cores, so it takes only
+    // what the cluster leaves (opening a wave's 300 calls costs it ~0.3 s of a core).
+    // SOAK_OVERLOADER_NICE=0 runs it at the cluster's own priority.
+    niceness: overloaderNiceness(),
     args: [
       ctx.cluster.gatewayAddress,
       ctx.certs.ca.cert,

@@ -30,6 +30,8 @@ export interface Sample {
   score?: number;
   /** The gateway's own time for the answer: waiting for admission, then the inspection. */
   gatewayMs?: number;
+  /** The same from the image being in: without the client's upload (timings.upload_ms). */
+  serverMs?: number;
 }
 
 export interface Probe {
@@ -204,8 +206,11 @@ function streamed(frame: { at: number; image: number }, code: string, res?: Insp
   };
 }
 
-function answer(res: InspectResponse | undefined): Pick<Sample, 'version' | 'score' | 'gatewayMs'> {
+function answer(
+  res: InspectResponse | undefined,
+): Pick<Sample, 'version' | 'score' | 'gatewayMs' | 'serverMs'> {
   if (!res) return {};
   const t = res.timings;
-  return { version: res.version, score: res.score, ...(t ? { gatewayMs: t.queueMs + t.totalMs } : {}) };
+  const onGateway = t && { gatewayMs: t.queueMs + t.totalMs, serverMs: t.queueMs - t.uploadMs + t.totalMs };
+  return { version: res.version, score: res.score, ...onGateway };
 }

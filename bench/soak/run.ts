@@ -7,6 +7,7 @@
  * (SOAK_OUT, default the current folder) and prints the table; every process it started is stopped,
  * whatever happens. SOAK_SAMPLES=<file> also writes every request's sample and the fault windows.
  * SOAK_FAULTS=burst,rotation drills only those faults (a shorter run to look into one of them).
+ * SOAK_OVERLOADER_NICE (default 19, the lowest priority) is the overloader's nice value.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,7 +19,7 @@ import { DEFAULT_ADMISSION } from '../../services/gateway/admission';
 import { printDataset, upload } from '../../test/helpers/fixtures';
 import { imageCorpus } from '../../test/helpers/image-corpus';
 import { SpiError } from '../../lib/errors';
-import { FAULT_ORDER, FaultKind, runSchedule } from './faults';
+import { FAULT_ORDER, FaultKind, overloaderNiceness, runSchedule } from './faults';
 import { Probe, Sample, streamLine, unaryLine } from './load';
 import { memorySampler } from './memory';
 import { CorpusResult, markdown, summarize } from './summary';
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
         cycles,
         slotMs: Math.round(slotMs),
         faults,
-        burst: burstSettings,
+        burst: { ...burstSettings, overloaderNice: overloaderNiceness() },
         admission: DEFAULT_ADMISSION,
       },
       samples,

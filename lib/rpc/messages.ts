@@ -38,6 +38,7 @@ export interface InspectResponseMsg {
     scoreMs: number;
     totalMs: number;
     queueMs: number;
+    uploadMs: number;
   } | null;
   errorCode: number;
   error: string;

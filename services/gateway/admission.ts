@@ -19,6 +19,11 @@ export interface AdmissionSettings {
   maxInFlight: number;
   /** Inspections waiting for a slot; 0 = refuse whatever cannot start at once. */
   maxQueue: number;
+  /**
+   * The share of the slots one client may hold (running, queued and arriving together) while
+   * another client is active (0-1; absent or 1 = no cap). See clientCap().
+   */
+  clientShare?: number;
 }
 
 /**
@@ -31,14 +36,14 @@ export interface AdmissionSettings {
  * default is not derived from the core count: k8s/base sets both for its pods.
  */
 export function defaultAdmission(): AdmissionSettings {
-  return { maxInFlight: 4, maxQueue: 4 };
+  return { maxInFlight: 4, maxQueue: 4, clientShare: 0.5 };
 }
 
 export const DEFAULT_ADMISSION: AdmissionSettings = defaultAdmission();
 
 /** Why a request was refused: the queue was full, or its deadline could not be met. */
-export type ShedReason = 'queue_full' | 'deadline' | 'fair_share';
-export const SHED_REASONS: ShedReason[] = ['queue_full', 'deadline', 'fair_share'];
+export type ShedReason = 'queue_full' | 'deadline' | 'fair_share' | 'client_share';
+export const SHED_REASONS: ShedReason[] = ['queue_full', 'deadline', 'fair_share', 'client_share'];
 
 /** Who sent a request, for the fair share (the connection's peer address); one default client. */
 export type ClientKey = string;
@@ -66,6 +71,11 @@ const EWMA = 0.2;
 const MIN_RETRY_MS = 10;
 const MAX_RETRY_MS = 10_000;
 const UNKNOWN_RETRY_MS = 100;
+/**
+ * How long a client counts as active after its last request: longer than a slow line's frame
+ * interval, so a line controller between frames keeps its reserve.
+ */
+export const CLIENT_ACTIVE_MS = 10_000;
 
 export class Admission {
   private running = 0;
@@ -73,6 +83,8 @@ export class Admission {
   private arriving = 0;
   private readonly queue: Waiter[] = [];
   private readonly clients = new Map<ClientKey, Holdings>();
+  /** When each client last asked (pruned after CLIENT_ACTIVE_MS). */
+  private readonly lastSeen = new Map<ClientKey, number>();
   private estimate: number | undefined;
   private readonly shedListeners = new Set<(reason: ShedReason) => void>();
 
@@ -81,6 +93,8 @@ export class Admission {
     private readonly now: () => number = Date.now,
   ) {
     if (settings.maxInFlight < 1) throw new Error('maxInFlight must be at least 1');
+    const share = settings.clientShare ?? 1;
+    if (!(share > 0 && share <= 1)) throw new Error('clientShare must be in (0, 1]');
   }
 
   get inFlight(): number {
@@ -130,6 +144,7 @@ export class Admission {
   arrive(client: ClientKey = ANY_CLIENT): () => void {
     this.arriving++;
     this.count(client, 'arriving', +1);
+    this.lastSeen.set(client, this.now());
     let done = false;
     return () => {
       if (done) return;
@@ -157,6 +172,9 @@ export class Admission {
             `takes here (about ${Math.round(this.estimate)} ms); not started`,
         ),
       );
+    this.lastSeen.set(client, this.now());
+    const cap = this.clientCap(client);
+    if (cap !== undefined && this.held(client) >= cap) return this.overloaded('client_share', cap);
     const { maxInFlight, maxQueue } = this.settings;
     const busy = this.running + (early ? this.arriving : 0);
     if (busy < maxInFlight && this.queue.length === 0) return undefined;
@@ -209,8 +227,48 @@ export class Admission {
     else this.clients.delete(client);
   }
 
-  private canStart(): boolean {
-    return this.running < this.settings.maxInFlight && this.queue.length === 0;
+  /** A free slot, `client` under its cap, and no queued request that may take the slot first. */
+  private canStart(client: ClientKey): boolean {
+    return (
+      this.running < this.settings.maxInFlight &&
+      this.mayRun(client) &&
+      !this.queue.some((w) => this.mayRun(w.client))
+    );
+  }
+
+  private mayRun(client: ClientKey): boolean {
+    const cap = this.clientCap(client);
+    return cap === undefined || this.runningOf(client) < cap;
+  }
+
+  /**
+   * How many requests `client` may hold (running, queued and arriving together) while another
+   * client is active (holds a request, or asked within CLIENT_ACTIVE_MS): its share of the slots,
+   * and no place in the queue beyond them; undefined when it is alone or there is no cap. Requests
+   * it queued while alone wait for its own running ones (each release re-checks).
+   *
+   * Why: the fair share alone let a burst from one connection fill every slot and the queue, and
+   * the other clients' inspections then shared the cores with all of them: in the soak the line
+   * controllers' burst p99 was 2.1-2.8x their unloaded p99, mostly a slower search. With half the
+   * slots and no queue for the burst it was 1.2-1.6x; with half the slots and half of slots + queue
+   * (2 running, 2 waiting) 1.1-2.5x from run to run, and the accepted burst calls waited behind
+   * their own (2-minute burst-only drills, 2026-12-07; README, Fault drill).
+   */
+  private clientCap(client: ClientKey): number | undefined {
+    const share = this.settings.clientShare ?? 1;
+    if (share >= 1 || !this.othersActive(client)) return undefined;
+    return Math.max(1, Math.floor(this.settings.maxInFlight * share));
+  }
+
+  private othersActive(client: ClientKey): boolean {
+    for (const other of this.clients.keys()) if (other !== client) return true;
+    const since = this.now() - CLIENT_ACTIVE_MS;
+    let active = false;
+    for (const [other, at] of this.lastSeen) {
+      if (at < since) this.lastSeen.delete(other);
+      else if (other !== client) active = true;
+    }
+    return active;
   }
 
   private acquire(
@@ -221,7 +279,7 @@ export class Admission {
     if (signal?.aborted) throw new SpiError('UNAVAILABLE', 'the caller cancelled the request');
     const refused = this.refusal(deadline, { client });
     if (refused) throw refused;
-    if (this.canStart()) {
+    if (this.canStart(client)) {
       this.start(client);
       return Promise.resolve();
     }
@@ -264,8 +322,9 @@ export class Admission {
     if (serviceMs !== undefined)
       this.estimate =
         this.estimate === undefined ? serviceMs : this.estimate + EWMA * (serviceMs - this.estimate);
-    while (this.running < this.settings.maxInFlight && this.queue.length > 0) {
+    while (this.running < this.settings.maxInFlight) {
       const next = this.takeNext();
+      if (!next) break;
       if (next.deadline !== undefined && !this.canMeet(next.deadline, 0)) {
         next.refuse(this.overloaded('deadline'));
         continue;
@@ -275,12 +334,18 @@ export class Admission {
     }
   }
 
-  /** Out of the queue: the oldest request of the client with the fewest running. */
-  private takeNext(): Waiter {
-    let best = 0;
-    for (let i = 1; i < this.queue.length; i++)
-      if (this.runningOf(this.queue[i].client) < this.runningOf(this.queue[best].client)) best = i;
-    return this.unqueue(best);
+  /**
+   * Out of the queue: the oldest request of the client with the fewest running, of the clients
+   * under their cap; undefined when none may run.
+   */
+  private takeNext(): Waiter | undefined {
+    let best = -1;
+    for (let i = 0; i < this.queue.length; i++) {
+      const client = this.queue[i].client;
+      if (best >= 0 && this.runningOf(client) >= this.runningOf(this.queue[best].client)) continue;
+      if (this.mayRun(client)) best = i;
+    }
+    return best < 0 ? undefined : this.unqueue(best);
   }
 
   private runningOf(client: ClientKey): number {
@@ -308,14 +373,17 @@ export class Admission {
     return this.now() + wait + service <= deadline;
   }
 
-  private overloaded(reason: ShedReason): SpiError {
-    const { maxInFlight, maxQueue } = this.settings;
+  private overloaded(reason: ShedReason, cap?: number): SpiError {
+    const { maxInFlight, maxQueue, clientShare } = this.settings;
     const retryAfterMs = this.retryHintMs();
     const why = {
       queue_full: 'the queue is full',
       deadline: 'its deadline cannot be met behind the queue',
       fair_share:
         'its place in the queue went to a client with fewer requests (this connection holds the most)',
+      client_share:
+        `this connection already holds its share while other clients are active (${cap} of ` +
+        `${maxInFlight} slots, --max-client-share ${clientShare})`,
     }[reason];
     return this.shed(
       reason,

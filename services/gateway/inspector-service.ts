@@ -67,10 +67,11 @@ export function inspectorHandlers(
     /** When the request reached the gateway (performance.now()): its metadata, or a streamed frame. */
     arrived = performance.now(),
   ): Promise<InspectResponseMsg> => {
+    const uploadMs = performance.now() - arrived;
     return withRequestId(requestId, () =>
       admission.run(
         deadline,
-        () => inspectAdmitted(requestId, req, performance.now() - arrived, deadline),
+        () => inspectAdmitted(requestId, req, { queueMs: performance.now() - arrived, uploadMs }, deadline),
         cancelled,
         client,
       ),
@@ -80,7 +81,7 @@ export function inspectorHandlers(
   const inspectAdmitted = async (
     requestId: string,
     req: InspectRequestMsg,
-    queueMs: number,
+    { queueMs, uploadMs }: { queueMs: number; uploadMs: number },
     deadline?: number,
   ): Promise<InspectResponseMsg> => {
     const started = performance.now();
@@ -102,7 +103,7 @@ export function inspectorHandlers(
       ms: Math.round(ms * 10) / 10,
       queueMs: Math.round(queueMs * 10) / 10,
     });
-    return toResponse(req, record.bank, record.version, r, { totalMs: ms, queueMs });
+    return toResponse(req, record.bank, record.version, r, { totalMs: ms, queueMs, uploadMs });
   };
 
   return {
@@ -201,7 +202,7 @@ function toResponse(
   bank: string,
   version: number,
   r: Inspection,
-  { totalMs, queueMs }: { totalMs: number; queueMs: number },
+  { totalMs, queueMs, uploadMs }: { totalMs: number; queueMs: number; uploadMs: number },
 ): InspectResponseMsg {
   return {
     ...emptyResponse(req),
@@ -232,6 +233,7 @@ function toResponse(
       scoreMs: r.timingsMs.score,
       totalMs,
       queueMs,
+      uploadMs,
     },
   };
 }

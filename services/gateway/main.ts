@@ -54,6 +54,7 @@ export const GATEWAY_FLAGS = {
   'ready-wait-ms': { type: 'string', default: '30000' },
   'max-in-flight': { type: 'string' },
   'max-queue': { type: 'string' },
+  'max-client-share': { type: 'string' },
   'wire-encoding': { type: 'string' },
   'fit-max-memory': { type: 'string' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
@@ -87,6 +88,9 @@ export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi s
                       default ${DEFAULT_ADMISSION.maxInFlight})
   --max-queue N       inspections waiting for a slot; past that RESOURCE_EXHAUSTED with a
                       retry-after-ms hint (env SPI_MAX_QUEUE; default ${DEFAULT_ADMISSION.maxQueue})
+  --max-client-share F  share (0-1] of the slots one client (connection) may hold, running or
+                      waiting, while another is active; 1 = no cap (env SPI_MAX_CLIENT_SHARE;
+                      default ${DEFAULT_ADMISSION.clientShare})
   --wire-encoding E   query embeddings on the hop to the shards: f16 (half the bytes; sent only to
                       shards that decode it, float32 to the others) or f32 (env SPI_WIRE_ENCODING;
                       default ${DEFAULT_WIRE_ENCODING})
@@ -235,9 +239,9 @@ function fitMemoryFrom(raw: string | undefined): MemoryBudget {
   return fitMemoryBudget(maxBytes);
 }
 
-/** --max-in-flight / --max-queue (flags win over SPI_MAX_IN_FLIGHT / SPI_MAX_QUEUE). */
+/** --max-in-flight / --max-queue / --max-client-share (flags win over their SPI_ variables). */
 function admissionFrom(
-  values: { 'max-in-flight'?: string; 'max-queue'?: string },
+  values: { 'max-in-flight'?: string; 'max-queue'?: string; 'max-client-share'?: string },
   env: NodeJS.ProcessEnv,
 ): AdmissionSettings {
   const maxInFlight = intFlag(
@@ -249,7 +253,16 @@ function admissionFrom(
   return {
     maxInFlight,
     maxQueue: intFlag('max-queue', values['max-queue'] ?? env.SPI_MAX_QUEUE, DEFAULT_ADMISSION.maxQueue),
+    clientShare: shareFlag(values['max-client-share'] ?? env.SPI_MAX_CLIENT_SHARE),
   };
+}
+
+function shareFlag(raw: string | undefined): number | undefined {
+  if (raw === undefined) return DEFAULT_ADMISSION.clientShare;
+  const share = Number(raw);
+  if (!(share > 0 && share <= 1))
+    throw invalid(`--max-client-share must be a number above 0 and at most 1, got "${raw}"`);
+  return share;
 }
 
 if (require.main === module) {

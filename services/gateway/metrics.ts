@@ -55,7 +55,8 @@ export function registerAdmissionMetrics(registry: Registry, admission: Admissio
     name: 'spi_inspect_shed_total',
     help:
       'Inspections refused before any work, all RESOURCE_EXHAUSTED: queue_full, deadline (could not be met), ' +
-      'fair_share (a queued one of the busiest connection, to let another client in).',
+      'fair_share (a queued one of the busiest connection, to let another client in), ' +
+      'client_share (a connection past its share while other clients are active).',
     labelNames: ['reason'],
     registers: [registry],
   });

@@ -18,6 +18,8 @@ export interface SpawnOptions {
   name?: string;
   /** Lines kept in memory (default 500). */
   ringLines?: number;
+  /** Run under `nice -n <niceness>` (every thread of it: a load generator sharing the cores). */
+  niceness?: number;
 }
 
 export interface ReadyLine {
@@ -227,15 +229,13 @@ export const GATEWAY_MEMORY_ENV = { ...NATIVE_MEMORY_ENV, MALLOC_TOP_PAD_: Strin
 /** `node --import tsx <file> <args>` from the repository root. */
 export function spawnNodeService(file: string, options: SpawnOptions = {}): ManagedProcess {
   const root = path.resolve(__dirname, '../..');
-  return spawnProcess(
-    process.execPath,
-    ['--import', 'tsx', path.resolve(root, file), ...(options.args ?? [])],
-    {
-      ...options,
-      env: { ...NATIVE_MEMORY_ENV, ...options.env },
-      name: options.name ?? path.basename(file, path.extname(file)),
-    },
-  );
+  const node = [process.execPath, '--import', 'tsx', path.resolve(root, file), ...(options.args ?? [])];
+  const niced = options.niceness === undefined ? node : ['nice', '-n', String(options.niceness), ...node];
+  return spawnProcess(niced[0], niced.slice(1), {
+    ...options,
+    env: { ...NATIVE_MEMORY_ENV, ...options.env },
+    name: options.name ?? path.basename(file, path.extname(file)),
+  });
 }
 
 /** Kills every tracked process still running and waits for them to exit. */

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { Admission, ShedReason } from '../../../services/gateway/admission';
+import { Admission, CLIENT_ACTIVE_MS, ShedReason } from '../../../services/gateway/admission';
 import { SpiError } from '../../../lib/errors';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -9,6 +9,30 @@ function gate() {
   let open!: () => void;
   const opened = new Promise<void>((r) => (open = r));
   return { open, work: () => opened };
+}
+
+/** Requests sent as named clients, each held until its gate opens; what started and was shed. */
+function clients(admission: Admission) {
+  const shed: ShedReason[] = [];
+  admission.onShed((r) => shed.push(r));
+  const started: string[] = [];
+  const gates = new Map<string, ReturnType<typeof gate>>();
+  const send = (client: string, name: string) => {
+    const g = gate();
+    gates.set(name, g);
+    const run = admission.run(
+      undefined,
+      () => {
+        started.push(name);
+        return g.work();
+      },
+      undefined,
+      client,
+    );
+    run.catch(() => undefined); // refusals are asserted where expected
+    return run;
+  };
+  return { shed, started, gates, send };
 }
 
 const refusal = (kind: string, reason?: RegExp) => (err: unknown) => {
@@ -140,23 +164,7 @@ describe('gateway admission control', () => {
   describe('fair share between clients (connections)', () => {
     it('gives a second client the place of the busiest one in a full queue, and the next free slot', async () => {
       const admission = new Admission({ maxInFlight: 2, maxQueue: 2 });
-      const shed: ShedReason[] = [];
-      admission.onShed((r) => shed.push(r));
-      const started: string[] = [];
-      const gates = new Map<string, ReturnType<typeof gate>>();
-      const send = (client: string, name: string) => {
-        const g = gate();
-        gates.set(name, g);
-        return admission.run(
-          undefined,
-          () => {
-            started.push(name);
-            return g.work();
-          },
-          undefined,
-          client,
-        );
-      };
+      const { shed, started, gates, send } = clients(admission);
       // The overloader fills both slots and the queue.
       const a = ['a1', 'a2', 'a3', 'a4'].map((n) => send('overloader', n));
       await sleep(0);
@@ -212,6 +220,101 @@ describe('gateway admission control', () => {
       assert.match(admission.refusal(undefined, { early: true, client: 'x' })!.message, /queue is full/);
       for (const done of [...arrivals, y]) done();
       assert.equal(admission.refusal(undefined, { early: true, client: 'y' }), undefined);
+    });
+  });
+
+  describe("a client's share while others are active (clientShare)", () => {
+    /** An admission on a clock the test moves, and a way to send as a client. */
+    function setUp() {
+      let clock = 1_000_000;
+      const admission = new Admission({ maxInFlight: 4, maxQueue: 4, clientShare: 0.5 }, () => clock);
+      const { shed, started, gates, send } = clients(admission);
+      const finish = async (name: string, run: Promise<unknown>) => {
+        gates.get(name)!.open();
+        await run;
+        await sleep(0);
+      };
+      return { admission, shed, started, send, finish, advance: (ms: number) => (clock += ms) };
+    }
+
+    it('gives a client alone every slot and the whole queue', async () => {
+      const { admission, shed, send, finish } = setUp();
+      const runs = Array.from({ length: 8 }, (_, i) => send('camera', `c${i}`));
+      await sleep(0);
+      assert.deepEqual([admission.inFlight, admission.queued], [4, 4]);
+      assert.deepEqual(shed, []);
+      for (let i = 0; i < 8; i++) await finish(`c${i}`, runs[i]);
+    });
+
+    it('caps a burst at half the slots while a line controller is active, keeping the other half free for it', async () => {
+      const { admission, shed, started, send, finish } = setUp();
+      // A line controller's frame, answered: the controller counts as active from then on.
+      await finish('l0', send('line', 'l0'));
+      const burst = Array.from({ length: 8 }, (_, i) => send('burst', `b${i}`));
+      await sleep(0);
+      // 2 running (half of 4 slots), no place in the queue beyond them: the rest refused at once.
+      assert.deepEqual(started, ['l0', 'b0', 'b1']);
+      assert.deepEqual([admission.inFlight, admission.queued], [2, 0]);
+      for (const run of burst.slice(2))
+        await assert.rejects(
+          run,
+          refusal('RESOURCE_EXHAUSTED', /holds its share.*\(2 of 4 slots, --max-client-share 0.5\)/),
+        );
+      assert.deepEqual(shed, Array(6).fill('client_share'));
+      // The line controller's next frame starts at once.
+      const l1 = send('line', 'l1');
+      await sleep(0);
+      assert.deepEqual([started.at(-1), admission.inFlight], ['l1', 3]);
+      for (const [i, run] of [l1, ...burst.slice(0, 2)].entries()) await finish(['l1', 'b0', 'b1'][i], run);
+      assert.deepEqual([admission.inFlight, admission.queued], [0, 0]);
+    });
+
+    it('holds back what a client queued while alone, once another is active, until the other is quiet', async () => {
+      const { admission, shed, started, send, finish, advance } = setUp();
+      const burst = Array.from({ length: 8 }, (_, i) => send('burst', `b${i}`));
+      await sleep(0);
+      assert.deepEqual([admission.inFlight, admission.queued], [4, 4]);
+      // A line controller arrives: it takes the place of the burst's newest queued request ...
+      const l0 = send('line', 'l0');
+      await assert.rejects(burst[7], refusal('RESOURCE_EXHAUSTED', /went to a client with fewer/));
+      // ... and the first free slot.
+      await finish('b0', burst[0]);
+      assert.equal(started.at(-1), 'l0');
+      // The burst now runs 3 of its 2: a slot it frees stays free for the line controller ...
+      await finish('b1', burst[1]);
+      assert.deepEqual([admission.inFlight, admission.queued], [3, 3]);
+      // ... until it is under its share again.
+      await finish('b2', burst[2]);
+      assert.deepEqual([started.at(-1), admission.inFlight, admission.queued], ['b4', 3, 2]);
+      // The line controller done and quiet for CLIENT_ACTIVE_MS: the burst is alone again.
+      await finish('l0', l0);
+      advance(CLIENT_ACTIVE_MS + 1);
+      await finish('b3', burst[3]);
+      assert.deepEqual([admission.inFlight, admission.queued], [3, 0]);
+      assert.deepEqual(shed, ['fair_share']);
+      for (const i of [4, 5, 6]) await finish(`b${i}`, burst[i]);
+      assert.deepEqual([admission.inFlight, admission.queued], [0, 0]);
+    });
+
+    it('refuses a capped client when its metadata is in, counting its calls still arriving', () => {
+      const { admission, advance } = setUp();
+      admission.arrive('line')();
+      advance(10);
+      const arriving = Array.from({ length: 2 }, () => {
+        assert.equal(admission.refusal(undefined, { early: true, client: 'burst' }), undefined);
+        return admission.arrive('burst');
+      });
+      assert.equal(
+        admission.refusal(undefined, { early: true, client: 'burst' })?.kind,
+        'RESOURCE_EXHAUSTED',
+      );
+      assert.equal(admission.refusal(undefined, { early: true, client: 'line' }), undefined);
+      for (const done of arriving) done();
+    });
+
+    it('refuses a share outside (0, 1]', () => {
+      for (const clientShare of [0, -0.5, 1.5, Number.NaN])
+        assert.throws(() => new Admission({ maxInFlight: 4, maxQueue: 4, clientShare }), /clientShare/);
     });
   });
 });
