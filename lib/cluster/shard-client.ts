@@ -36,6 +36,13 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+export interface SearchOptions extends CallOptions {
+  /** float32 unless the shard advertises another (./vector-encoding.ts). */
+  encoding?: VectorEncoding;
+  /** Cancels the call: its queries still waiting to be sent are dropped, the shard told to stop. */
+  signal?: AbortSignal;
+}
+
 const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 export class ShardClient {
@@ -66,17 +73,20 @@ export class ShardClient {
     queries: Float32Array | WireQueries,
     dim: number,
     k: number,
-    opts: CallOptions & { encoding?: VectorEncoding } = {},
+    opts: SearchOptions = {},
   ): Promise<ShardSearchReply> {
     const wire = queries instanceof WireQueries ? queries : new WireQueries(queries);
     const { encoding, bytes } = wire.payload(opts.encoding ?? 'f32');
+    const { signal } = opts;
     return new Promise((resolve, reject) => {
-      this.client.search(
+      const cancel = () => call.cancel();
+      const call = this.client.search(
         { partition: ref, queries: bytes, dim, k, encoding: encodingMsg(encoding) },
         // The request id of the Inspect this search serves (the gateway's async context).
         requestMetadata(),
         callOptions(opts),
         (err, res) => {
+          signal?.removeEventListener('abort', cancel);
           if (err || !res) return reject(fromServiceError(err));
           try {
             resolve({ distances: float32View(res.distances), labels: int32View(res.labels), k: res.k });
@@ -85,6 +95,8 @@ export class ShardClient {
           }
         },
       );
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 

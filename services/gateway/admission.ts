@@ -249,10 +249,11 @@ export class Admission {
    *
    * Why: the fair share alone let a burst from one connection fill every slot and the queue, and
    * the other clients' inspections then shared the cores with all of them: in the soak the line
-   * controllers' burst p99 was 2.1-2.8x their unloaded p99, mostly a slower search. With half the
-   * slots and no queue for the burst it was 1.2-1.6x; with half the slots and half of slots + queue
-   * (2 running, 2 waiting) 1.1-2.5x from run to run, and the accepted burst calls waited behind
-   * their own (2-minute burst-only drills, 2026-12-07; README, Fault drill).
+   * controllers' burst p99 was 2.1-2.9x their unloaded p99, mostly a slower search. With half the
+   * slots and no queue for the burst it was 1.2-1.6x (the overloader at nice 19; 2.2x at nice 0);
+   * with half the slots and half of slots + queue (2 running, 2 waiting) 1.5-2.3x, and the
+   * accepted burst calls waited behind their own (2-minute burst-only drills, 2026-12-07; README,
+   * Fault drill).
    */
   private clientCap(client: ClientKey): number | undefined {
     const share = this.settings.clientShare ?? 1;

@@ -81,10 +81,15 @@ export class ClusterSearcher implements NeighbourSearcher {
       let done = false;
       const errors: string[] = [];
       let hedge: NodeJS.Timeout | undefined;
+      // The replicas still searching once one has answered (a hedged, paused one) are cancelled:
+      // their queries would otherwise wait in the connection's buffers until the replica resumes
+      // or the deadline passes, and the replica would then search them for nothing.
+      const losers = new AbortController();
       const finish = (fn: () => void) => {
         if (done) return;
         done = true;
         if (hedge) clearTimeout(hedge);
+        losers.abort();
         fn();
       };
       const launch = (): void => {
@@ -99,20 +104,22 @@ export class ClusterSearcher implements NeighbourSearcher {
         if (timeoutMs <= 0) return;
         pending++;
         const encoding = this.shards.encodingOf(id);
-        client.search(ref(this.record, p), queries, dim, k, { timeoutMs, encoding }).then(
-          (reply) => finish(() => resolve(toKnn(reply))),
-          (err: Error) => {
-            pending--;
-            errors.push(`${id}: ${err.message}`);
-            if (next < replicas.length) launch();
-            else if (pending === 0) {
-              const kind = errors.every((e) => /deadline/i.test(e)) ? 'DEADLINE_EXCEEDED' : 'UNAVAILABLE';
-              finish(() =>
-                reject(new SpiError(kind, `${where}: every replica failed (${errors.join('; ')})`)),
-              );
-            }
-          },
-        );
+        client
+          .search(ref(this.record, p), queries, dim, k, { timeoutMs, encoding, signal: losers.signal })
+          .then(
+            (reply) => finish(() => resolve(toKnn(reply))),
+            (err: Error) => {
+              pending--;
+              errors.push(`${id}: ${err.message}`);
+              if (next < replicas.length) launch();
+              else if (pending === 0) {
+                const kind = errors.every((e) => /deadline/i.test(e)) ? 'DEADLINE_EXCEEDED' : 'UNAVAILABLE';
+                finish(() =>
+                  reject(new SpiError(kind, `${where}: every replica failed (${errors.join('; ')})`)),
+                );
+              }
+            },
+          );
         // A replica that neither answers nor fails (a paused process) must not hold the request.
         if (next < replicas.length) hedge = setTimeout(launch, this.settings.hedgeMs);
       };

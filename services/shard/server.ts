@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { Registry as MetricsRegistry } from 'prom-client';
-import { invalid } from '../../lib/errors';
+import { SpiError, invalid } from '../../lib/errors';
 import { Registry } from '../../lib/cluster/registry';
 import { ShardRegistration } from '../../lib/cluster/shard-registration';
 import { bytesOf } from '../../lib/cluster/bytes';
@@ -86,6 +86,9 @@ export function bankShardHandlers(store: PartitionStore, log: Logger): BankShard
       const started = performance.now();
       const ref = refOf(req.partition);
       const queries = shardQueries(req.queries, req.encoding);
+      // Cancelled while queued behind others (a gateway took another replica's answer while this
+      // process was paused): nobody reads the answer.
+      if (call.cancelled) throw new SpiError('UNAVAILABLE', 'the search was cancelled by its caller');
       const res = await store.search(ref, queries, req.dim, req.k);
       log.debug('search', {
         requestId: requestIdOf(call.metadata),
