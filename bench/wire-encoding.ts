@@ -21,7 +21,7 @@ import { fileSources, listImages } from '../lib/data/mvtec';
 import { generateDataset } from '../lib/synth';
 import { serviceDefinition } from '../lib/rpc/proto';
 import { VectorEncoding, WireQueries, shardQueries, encodingMsg } from '../lib/cluster/vector-encoding';
-import { toFloat16 } from '../lib/cluster/float16';
+import { toFloat16 } from '../lib/util/float16';
 import { TEST_TMP } from '../services/local/processes';
 
 export interface MapDifference {

@@ -8,7 +8,7 @@
 import { invalid } from '../errors';
 import { VectorEncodingMsg } from '../rpc/proto';
 import { bytesOf, float32View, uint16View } from './bytes';
-import { allFinite16, toFloat16 } from './float16';
+import { allFinite16, toFloat16 } from '../util/float16';
 
 export type VectorEncoding = 'f32' | 'f16';
 

@@ -13,7 +13,7 @@
  */
 import { Index } from './faiss';
 import { invalid } from '../errors';
-import { fromFloat16 } from '../cluster/float16';
+import { fromFloat16 } from '../util/float16';
 
 export interface KnnConfig {
   /** faiss factory string: "Flat" (exact) or e.g. "IVF1024,Flat". */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { SpiError } from '../../../lib/errors';
-import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
+import { fromFloat16, toFloat16 } from '../../../lib/util/float16';
 import {
   WireQueries,
   shardQueries,

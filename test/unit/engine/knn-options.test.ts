@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256, vectorBytes } from '../../../lib/bank/bank-store';
 import { Logger } from '../../../lib/util/log';
-import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
+import { fromFloat16, toFloat16 } from '../../../lib/util/float16';
 import { PartitionStore } from '../../../services/shard/partition-store';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
 import { buildSpec } from '../../../lib/rpc/messages';

@@ -5,7 +5,7 @@ import { KnnIndex } from '../../../lib/knn/index';
 import { IndexFlatL2, matmul, pairwiseL2 } from '../../../lib/knn/faiss';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
-import { fromFloat16, toFloat16 } from '../../../lib/cluster/float16';
+import { fromFloat16, toFloat16 } from '../../../lib/util/float16';
 
 function randomVectors(n: number, dim: number, seed: number): Float32Array {
   const rand = mulberry32(seed);

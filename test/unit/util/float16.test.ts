@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { allFinite16, fromFloat16, fromHalf, toFloat16, toHalf } from '../../../lib/cluster/float16';
+import { allFinite16, fromFloat16, fromHalf, toFloat16, toHalf } from '../../../lib/util/float16';
 import { mulberry32 } from '../../../lib/util/random';
 
 /** The float32 next to x (by one unit in the last place) upwards or downwards, for x > 0. */
