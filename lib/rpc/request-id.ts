@@ -3,7 +3,8 @@
  * (the typed client makes one per call if the caller gives none), the gateway takes it (or makes
  * one), logs it, hands it to every shard Search in the same metadata, and returns it in the response
  * headers. Inside the gateway the id travels with the request's async context, so the fan-out code
- * needs no extra parameter.
+ * needs no extra parameter; so does the caller's cancellation, which cancels the shard calls made
+ * for a request its caller has given up on.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
@@ -14,16 +15,21 @@ export const REQUEST_ID_KEY = 'x-request-id';
 /** Longest id accepted from a caller; anything longer or with odd characters gets a fresh id. */
 const VALID = /^[\x21-\x7e]{1,128}$/;
 
-const storage = new AsyncLocalStorage<{ requestId: string }>();
+const storage = new AsyncLocalStorage<{ requestId: string; signal?: AbortSignal }>();
 
-/** Runs `fn` with `requestId` as the current request's id. */
-export function withRequestId<T>(requestId: string, fn: () => T): T {
-  return storage.run({ requestId }, fn);
+/** Runs `fn` with `requestId` as the current request's id and `signal` as its cancellation. */
+export function withRequestId<T>(requestId: string, fn: () => T, signal?: AbortSignal): T {
+  return storage.run({ requestId, signal }, fn);
 }
 
 /** The current request's id, if inside `withRequestId`. */
 export function currentRequestId(): string | undefined {
   return storage.getStore()?.requestId;
+}
+
+/** The current request's cancellation, if inside `withRequestId` with one. */
+export function currentRequestSignal(): AbortSignal | undefined {
+  return storage.getStore()?.signal;
 }
 
 export function newRequestId(): string {

@@ -68,13 +68,17 @@ export function inspectorHandlers(
     arrived = performance.now(),
   ): Promise<InspectResponseMsg> => {
     const uploadMs = performance.now() - arrived;
-    return withRequestId(requestId, () =>
-      admission.run(
-        deadline,
-        () => inspectAdmitted(requestId, req, { queueMs: performance.now() - arrived, uploadMs }, deadline),
-        cancelled,
-        client,
-      ),
+    // The caller's cancellation leaves the queue, and cancels the request's shard searches.
+    return withRequestId(
+      requestId,
+      () =>
+        admission.run(
+          deadline,
+          () => inspectAdmitted(requestId, req, { queueMs: performance.now() - arrived, uploadMs }, deadline),
+          cancelled,
+          client,
+        ),
+      cancelled,
     );
   };
 

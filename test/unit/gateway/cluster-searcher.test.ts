@@ -6,6 +6,7 @@ import { ClusterView } from '../../../lib/cluster/view';
 import { RunningServer, startGrpcServer } from '../../../lib/rpc/grpc-server';
 import { serviceDefinition } from '../../../lib/rpc/proto';
 import { ClusterSearcher, ShardDirectory } from '../../../services/gateway/cluster-searcher';
+import { withRequestId } from '../../../lib/rpc/request-id';
 import { quietLog } from '../../helpers/quiet-log';
 
 /** A shard's Search over loopback gRPC: answers at once (one row, distance 1), or never ("paused"). */
@@ -46,13 +47,10 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
     await Promise.all(servers.map((s) => s.shutdown(0)));
   });
 
-  it('cancels the hedged replica that did not answer once another has', async () => {
-    const paused = { cancelled: false, calls: 0 };
-    // (grpc-js reports every closed server call as cancelled, so only the paused one is checked.)
-    const live = { cancelled: false, calls: 0 };
-    servers.push(await shardServer(true, paused), await shardServer(false, live));
+  /** A searcher over one partition held by the given servers (ids sorted as listed). */
+  function searcherOver(ids: string[], settings = { deadlineMs: 10_000, hedgeMs: 50 }) {
     const byId = new Map(
-      ['a-paused', 'b-live'].map((id, i) => [id, new ShardClient(`127.0.0.1:${servers[i].port}`)]),
+      ids.map((id, i) => [id, new ShardClient(`127.0.0.1:${servers[servers.length - ids.length + i].port}`)]),
     );
     clients.push(...byId.values());
     const record: BankVersionRecord = {
@@ -61,20 +59,34 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
       state: 'ready',
       createdAt: '',
       meta: {},
-      partitions: [{ partition: 0, rowOffset: 0, rows: 1, shards: ['a-paused', 'b-live'] }],
+      partitions: [{ partition: 0, rowOffset: 0, rows: 1, shards: ids }],
       index: 'Flat',
       nprobe: 1,
     };
     const view = {
-      shards: new Map([...byId.keys()].map((id) => [id, {}])),
-      loaded: new Map([['b/1/0', new Set(byId.keys())]]),
+      shards: new Map(ids.map((id) => [id, {}])),
+      loaded: new Map([['b/1/0', new Set(ids)]]),
     } as unknown as ClusterView;
     const directory: ShardDirectory = {
       view: () => view,
       client: (id) => byId.get(id),
       encodingOf: () => 'f32',
     };
-    const searcher = new ClusterSearcher(record, directory, { deadlineMs: 10_000, hedgeMs: 50 });
+    return new ClusterSearcher(record, directory, settings);
+  }
+
+  const eventually = async (what: () => boolean, ms = 2000) => {
+    const until = Date.now() + ms;
+    while (!what() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    return what();
+  };
+
+  it('cancels the hedged replica that did not answer once another has', async () => {
+    const paused = { cancelled: false, calls: 0 };
+    // (grpc-js reports every closed server call as cancelled, so only the paused one is checked.)
+    const live = { cancelled: false, calls: 0 };
+    servers.push(await shardServer(true, paused), await shardServer(false, live));
+    const searcher = searcherOver(['a-paused', 'b-live']);
     // Turn 0 asks the paused replica first (ids sorted), the live one after the hedge.
     const t0 = Date.now();
     const result = await searcher.search(new Float32Array(4 * 2), 2, 1);
@@ -82,8 +94,26 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
     assert.ok(Date.now() - t0 < 5000, 'answered by the hedge, not at the deadline');
     assert.deepEqual([paused.calls, live.calls], [1, 1]);
     // The paused replica's call is cancelled at once, not left open until the 10 s deadline.
-    const until = Date.now() + 2000;
-    while (!paused.cancelled && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
-    assert.ok(paused.cancelled, 'the paused replica was told the search is no longer wanted');
+    assert.ok(
+      await eventually(() => paused.cancelled),
+      'the paused replica was told the search is no longer wanted',
+    );
+  });
+
+  it("cancels a request's searches when its caller gives up (the request's signal)", async () => {
+    const seen = [
+      { cancelled: false, calls: 0 },
+      { cancelled: false, calls: 0 },
+    ];
+    servers.push(await shardServer(true, seen[0]), await shardServer(true, seen[1]));
+    const searcher = searcherOver(['p1', 'p2']);
+    const caller = new AbortController();
+    const searching = withRequestId('r-1', () => searcher.search(new Float32Array(2), 2, 1), caller.signal);
+    assert.ok(await eventually(() => seen[0].calls + seen[1].calls === 2), 'both replicas asked (hedged)');
+    const t0 = Date.now();
+    caller.abort();
+    await assert.rejects(searching, /every replica failed.*[Cc]ancelled/);
+    assert.ok(Date.now() - t0 < 2000, 'given up at once, not at the 10 s deadline');
+    assert.ok(await eventually(() => seen.every((s) => s.cancelled)), 'both shards told');
   });
 });
