@@ -1,8 +1,10 @@
 /**
  * The gateway's fan-out: one Search per partition of a bank version, each to one live replica, in
  * parallel, under the request's deadline. A replica that fails is replaced by the next; one that
- * hangs is hedged (the next replica is asked too after `hedgeMs`); the first answer wins. With no
- * replica left the whole request fails UNAVAILABLE: never a silently partial verdict.
+ * hangs is hedged (the next replica is asked too after `hedgeMs`); the first answer wins, and one that
+ * let a hedge fire is asked last for the next `slowMs` (a paused or stalled process otherwise costs
+ * every other request a hedge delay). With no replica left the whole request fails UNAVAILABLE:
+ * never a silently partial verdict.
  */
 import { BankVersionRecord, PartitionAssignment } from '../../lib/cluster/types';
 import { ClusterView } from '../../lib/cluster/view';
@@ -27,12 +29,17 @@ export interface FanOutSettings {
   deadlineMs: number;
   /** Ask a second replica when the first has not answered after this long. */
   hedgeMs: number;
+  /** How long a replica that let a hedge fire is asked last (default 2000 ms). */
+  slowMs?: number;
 }
 
 export const DEFAULT_FAN_OUT: FanOutSettings = { deadlineMs: 5000, hedgeMs: 150 };
+const DEFAULT_SLOW_MS = 2000;
 
 export class ClusterSearcher implements NeighbourSearcher {
   private turn = 0;
+  /** Replicas that let a hedge fire, and until when (epoch ms) they are asked last. */
+  private readonly slowUntil = new Map<string, number>();
 
   constructor(
     readonly record: BankVersionRecord,
@@ -51,7 +58,10 @@ export class ClusterSearcher implements NeighbourSearcher {
     return mergeTopK(parts, queries.length / dim, k);
   }
 
-  /** Live shards that hold this partition, rotated per request to spread the load. */
+  /**
+   * Live shards that hold this partition, rotated per request to spread the load; those that let a
+   * hedge fire lately go last (and are asked first again once `slowMs` has passed).
+   */
   replicasOf(p: PartitionAssignment, turn: number): string[] {
     const view = this.shards.view();
     const key = `${this.record.bank}/${this.record.version}/${p.partition}`;
@@ -59,7 +69,10 @@ export class ClusterSearcher implements NeighbourSearcher {
     const live = [...loaded].filter((id) => view.shards.has(id)).sort();
     if (live.length === 0) return live;
     const start = turn % live.length;
-    return [...live.slice(start), ...live.slice(0, start)];
+    const rotated = [...live.slice(start), ...live.slice(0, start)];
+    const now = Date.now();
+    const slow = (id: string) => (this.slowUntil.get(id) ?? 0) > now;
+    return [...rotated.filter((id) => !slow(id)), ...rotated.filter(slow)];
   }
 
   private searchPartition(
@@ -107,7 +120,10 @@ export class ClusterSearcher implements NeighbourSearcher {
         client
           .search(ref(this.record, p), queries, dim, k, { timeoutMs, encoding, signal: losers.signal })
           .then(
-            (reply) => finish(() => resolve(toKnn(reply))),
+            (reply) => {
+              this.slowUntil.delete(id);
+              finish(() => resolve(toKnn(reply)));
+            },
             (err: Error) => {
               pending--;
               errors.push(`${id}: ${err.message}`);
@@ -121,7 +137,11 @@ export class ClusterSearcher implements NeighbourSearcher {
             },
           );
         // A replica that neither answers nor fails (a paused process) must not hold the request.
-        if (next < replicas.length) hedge = setTimeout(launch, this.settings.hedgeMs);
+        if (next < replicas.length)
+          hedge = setTimeout(() => {
+            this.slowUntil.set(id, Date.now() + (this.settings.slowMs ?? DEFAULT_SLOW_MS));
+            launch();
+          }, this.settings.hedgeMs);
       };
       launch();
       if (pending === 0 && !done)

@@ -5,7 +5,7 @@ import { BankVersionRecord } from '../../../lib/cluster/types';
 import { ClusterView } from '../../../lib/cluster/view';
 import { RunningServer, startGrpcServer } from '../../../lib/rpc/grpc-server';
 import { serviceDefinition } from '../../../lib/rpc/proto';
-import { ClusterSearcher, ShardDirectory } from '../../../services/gateway/cluster-searcher';
+import { ClusterSearcher, FanOutSettings, ShardDirectory } from '../../../services/gateway/cluster-searcher';
 import { withRequestId } from '../../../lib/rpc/request-id';
 import { quietLog } from '../../helpers/quiet-log';
 
@@ -48,7 +48,7 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
   });
 
   /** A searcher over one partition held by the given servers (ids sorted as listed). */
-  function searcherOver(ids: string[], settings = { deadlineMs: 10_000, hedgeMs: 50 }) {
+  function searcherOver(ids: string[], settings: FanOutSettings = { deadlineMs: 10_000, hedgeMs: 50 }) {
     const byId = new Map(
       ids.map((id, i) => [id, new ShardClient(`127.0.0.1:${servers[servers.length - ids.length + i].port}`)]),
     );
@@ -115,5 +115,28 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
     await assert.rejects(searching, /every replica failed.*[Cc]ancelled/);
     assert.ok(Date.now() - t0 < 2000, 'given up at once, not at the 10 s deadline');
     assert.ok(await eventually(() => seen.every((s) => s.cancelled)), 'both shards told');
+  });
+
+  it('asks a replica that let a hedge fire last for slowMs, then first again on its turn', async () => {
+    const paused = { cancelled: false, calls: 0 };
+    const live = { cancelled: false, calls: 0 };
+    servers.push(await shardServer(true, paused), await shardServer(false, live));
+    const searcher = searcherOver(['a-paused', 'b-live'], { deadlineMs: 10_000, hedgeMs: 100, slowMs: 600 });
+    const timed = async () => {
+      const t0 = Date.now();
+      await searcher.search(new Float32Array(2), 2, 1);
+      return Date.now() - t0;
+    };
+    // Turn 0 asks the paused replica first: answered after the hedge.
+    assert.ok((await timed()) >= 100);
+    assert.equal(paused.calls, 1);
+    // Turns 1-4 (2 and 4 would start with the paused one): the live replica at once, no hedge.
+    for (let i = 0; i < 4; i++) assert.ok((await timed()) < 100, 'no hedge delay');
+    assert.equal(paused.calls, 1, 'the slow replica was not asked');
+    // After slowMs it is asked first on its turn again (and hedged again while it stays paused).
+    await new Promise((r) => setTimeout(r, 650));
+    await timed(); // turn 5: live first
+    assert.ok((await timed()) >= 100); // turn 6: paused first
+    assert.equal(paused.calls, 2);
   });
 });
