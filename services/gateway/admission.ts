@@ -144,7 +144,7 @@ export class Admission {
   arrive(client: ClientKey = ANY_CLIENT): () => void {
     this.arriving++;
     this.count(client, 'arriving', +1);
-    this.lastSeen.set(client, this.now());
+    this.seen(client);
     let done = false;
     return () => {
       if (done) return;
@@ -172,7 +172,7 @@ export class Admission {
             `takes here (about ${Math.round(this.estimate)} ms); not started`,
         ),
       );
-    this.lastSeen.set(client, this.now());
+    this.seen(client);
     const cap = this.clientCap(client);
     if (cap !== undefined && this.held(client) >= cap) return this.overloaded('client_share', cap);
     const { maxInFlight, maxQueue } = this.settings;
@@ -259,6 +259,11 @@ export class Admission {
     const share = this.settings.clientShare ?? 1;
     if (share >= 1 || !this.othersActive(client)) return undefined;
     return Math.max(1, Math.floor(this.settings.maxInFlight * share));
+  }
+
+  /** Notes that `client` asked now (only with a cap: nothing else prunes the map). */
+  private seen(client: ClientKey): void {
+    if ((this.settings.clientShare ?? 1) < 1) this.lastSeen.set(client, this.now());
   }
 
   private othersActive(client: ClientKey): boolean {
