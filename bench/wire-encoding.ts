@@ -43,8 +43,7 @@ export interface WireBytes {
   dim: number;
   f32: number;
   f16: number;
-  /** p50 ms to pack the queries as float16 (gateway) and to widen them back (shard). */
-  /** The gateway's float32 -> float16 packing (the shard widens natively, on its search thread). */
+  /** p50 ms of the gateway's float32 -> float16 packing (the shard widens natively, on its search thread). */
   encodeMs: number;
 }
 

@@ -7,7 +7,7 @@ import { sha256 } from '../bank/bank-store';
 import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../rpc/proto';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
 import { fromServiceError } from '../rpc/status';
-import { currentRequestSignal, requestMetadata } from '../rpc/request-id';
+import { requestMetadata } from '../rpc/request-id';
 import { bytesOf, float32View, int32View } from './bytes';
 import { PartitionRef } from './types';
 import { VectorEncoding, WireQueries, encodingMsg } from './vector-encoding';
@@ -39,10 +39,7 @@ export interface CallOptions {
 export interface SearchOptions extends CallOptions {
   /** float32 unless the shard advertises another (./vector-encoding.ts). */
   encoding?: VectorEncoding;
-  /**
-   * Cancels the call: its queries still waiting to be sent are dropped, the shard told to stop.
-   * The request's own cancellation (`withRequestId`) cancels it too.
-   */
+  /** Cancels the call: its queries still waiting to be sent are dropped, the shard told to stop. */
   signal?: AbortSignal;
 }
 
@@ -80,7 +77,7 @@ export class ShardClient {
   ): Promise<ShardSearchReply> {
     const wire = queries instanceof WireQueries ? queries : new WireQueries(queries);
     const { encoding, bytes } = wire.payload(opts.encoding ?? 'f32');
-    const signal = either(opts.signal, currentRequestSignal());
+    const { signal } = opts;
     return new Promise((resolve, reject) => {
       const cancel = () => call.cancel();
       const call = this.client.search(
@@ -178,10 +175,6 @@ export class ShardClient {
   close(): void {
     this.client.close();
   }
-}
-
-function either(a?: AbortSignal, b?: AbortSignal): AbortSignal | undefined {
-  return a && b ? AbortSignal.any([a, b]) : (a ?? b);
 }
 
 function callOptions(opts: CallOptions): Partial<grpc.CallOptions> {

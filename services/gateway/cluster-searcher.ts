@@ -13,6 +13,7 @@ import { VectorEncoding, WireQueries } from '../../lib/cluster/vector-encoding';
 import { KnnResult } from '../../lib/knn/index';
 import { NeighbourSearcher } from '../../lib/patchcore/inspector';
 import { SpiError } from '../../lib/errors';
+import { currentRequestSignal } from '../../lib/rpc/request-id';
 import { mergeTopK } from './merge-topk';
 
 export interface ShardDirectory {
@@ -52,8 +53,10 @@ export class ClusterSearcher implements NeighbourSearcher {
     const turn = this.turn++;
     // Packed once per encoding for every partition and replica of this request.
     const wire = new WireQueries(queries);
+    // The request's cancellation (its caller gave up; lib/rpc/request-id.ts) cancels its searches.
+    const cancelled = currentRequestSignal();
     const parts = await Promise.all(
-      this.record.partitions.map((p) => this.searchPartition(p, wire, dim, k, deadline, turn)),
+      this.record.partitions.map((p) => this.searchPartition(p, wire, dim, k, deadline, turn, cancelled)),
     );
     return mergeTopK(parts, queries.length / dim, k);
   }
@@ -82,6 +85,7 @@ export class ClusterSearcher implements NeighbourSearcher {
     k: number,
     deadline: number,
     turn: number,
+    cancelled?: AbortSignal,
   ): Promise<KnnResult> {
     const replicas = this.replicasOf(p, turn);
     const where = `partition ${p.partition} of bank ${this.record.bank} v${this.record.version}`;
@@ -97,16 +101,23 @@ export class ClusterSearcher implements NeighbourSearcher {
       // The replicas still searching once one has answered (a hedged, paused one) are cancelled:
       // their queries would otherwise wait in the connection's buffers until the replica resumes
       // or the deadline passes, and the replica would then search them for nothing.
+      // The same when the request is cancelled: nothing more is launched, the open calls end
+      // CANCELLED, and the partition fails with them.
       const losers = new AbortController();
+      const giveUp = () => {
+        if (hedge) clearTimeout(hedge);
+        losers.abort();
+      };
+      cancelled?.addEventListener('abort', giveUp, { once: true });
       const finish = (fn: () => void) => {
         if (done) return;
         done = true;
-        if (hedge) clearTimeout(hedge);
-        losers.abort();
+        cancelled?.removeEventListener('abort', giveUp);
+        giveUp();
         fn();
       };
       const launch = (): void => {
-        if (done || next >= replicas.length) return;
+        if (done || losers.signal.aborted || next >= replicas.length) return;
         const id = replicas[next++];
         const client = this.shards.client(id);
         if (!client) {
@@ -127,7 +138,7 @@ export class ClusterSearcher implements NeighbourSearcher {
             (err: Error) => {
               pending--;
               errors.push(`${id}: ${err.message}`);
-              if (next < replicas.length) launch();
+              if (next < replicas.length && !losers.signal.aborted) launch();
               else if (pending === 0) {
                 const kind = errors.every((e) => /deadline/i.test(e)) ? 'DEADLINE_EXCEEDED' : 'UNAVAILABLE';
                 finish(() =>
@@ -143,9 +154,14 @@ export class ClusterSearcher implements NeighbourSearcher {
             launch();
           }, this.settings.hedgeMs);
       };
+      if (cancelled?.aborted) giveUp();
       launch();
       if (pending === 0 && !done)
-        finish(() => reject(new SpiError('UNAVAILABLE', `${where}: ${errors.join('; ')}`)));
+        finish(() =>
+          reject(
+            new SpiError('UNAVAILABLE', `${where}: ${errors.join('; ') || 'the request was cancelled'}`),
+          ),
+        );
     });
   }
 }
