@@ -80,8 +80,9 @@ function upsampleInto(
 }
 
 /**
- * The smoothed anomaly map: tile grids upsampled, stitched and Gaussian-blurred. A single tile that
- * covers the canvas (the usual 224 px frame) takes the fused path below; tiled views stitch first.
+ * The smoothed anomaly map: tile grids upsampled, stitched and Gaussian-blurred. Tiles on a regular
+ * grid (every view's tiles, and the usual 224 px frame as one tile) take the composed path below;
+ * any other layout stitches at full resolution first and blurs that.
  */
 export function anomalyMap(
   grids: Float32Array[],
@@ -94,20 +95,62 @@ export function anomalyMap(
   /** Where the grid's cells sit on a tile (see stitchTiles). */
   placement?: CellPlacement,
 ): Float32Array {
-  const t = tiles[0];
-  const whole = tiles.length === 1 && t.left === 0 && t.top === 0;
-  if (whole && t.width === canvasWidth && t.height === canvasHeight && sigma > 0) {
-    return smoothUpsample(grids[0], gridHeight, gridWidth, canvasWidth, canvasHeight, sigma, placement);
+  const layout = sigma > 0 ? tileLayout(tiles, canvasWidth, canvasHeight) : undefined;
+  if (layout) {
+    const ax = composedAxis(gridWidth, layout.lefts, layout.tileWidth, canvasWidth, sigma, placement?.x);
+    const ay = composedAxis(gridHeight, layout.tops, layout.tileHeight, canvasHeight, sigma, placement?.y);
+    const grid = layout.order.length === 1 ? grids[0] : tileMosaic(grids, gridHeight, gridWidth, layout);
+    return applyComposed(grid, layout.tops.length * gridHeight, layout.lefts.length * gridWidth, ax, ay);
   }
   const raw = stitchTiles(grids, gridHeight, gridWidth, tiles, canvasWidth, canvasHeight, placement);
   return gaussianBlur(raw, canvasWidth, canvasHeight, sigma);
 }
 
+/** Equal tiles at every (top, left) of two sorted lists, each once: what tileGrid() makes. */
+interface TileLayout {
+  tops: number[];
+  lefts: number[];
+  tileWidth: number;
+  tileHeight: number;
+  /** order[r * lefts.length + c]: the index in `tiles` of the tile at (tops[r], lefts[c]). */
+  order: number[];
+}
+
+function tileLayout(tiles: Tile[], canvasWidth: number, canvasHeight: number): TileLayout | undefined {
+  if (tiles.length === 0) return undefined;
+  const { width: tileWidth, height: tileHeight } = tiles[0];
+  const tops = [...new Set(tiles.map((t) => t.top))].sort((a, b) => a - b);
+  const lefts = [...new Set(tiles.map((t) => t.left))].sort((a, b) => a - b);
+  if (tops.length * lefts.length !== tiles.length) return undefined;
+  const order = new Array<number>(tiles.length).fill(-1);
+  for (let i = 0; i < tiles.length; i++) {
+    const t = tiles[i];
+    const inside =
+      t.left >= 0 && t.top >= 0 && t.left + t.width <= canvasWidth && t.top + t.height <= canvasHeight;
+    if (t.width !== tileWidth || t.height !== tileHeight || !inside) return undefined;
+    const at = tops.indexOf(t.top) * lefts.length + lefts.indexOf(t.left);
+    if (order[at] !== -1) return undefined;
+    order[at] = i;
+  }
+  return { tops, lefts, tileWidth, tileHeight, order };
+}
+
+/** The tiles' grids side by side as one (rows*gh x cols*gw) grid, in layout order. */
+function tileMosaic(grids: Float32Array[], gh: number, gw: number, layout: TileLayout): Float32Array {
+  const cols = layout.lefts.length;
+  const width = cols * gw;
+  const out = new Float32Array(layout.tops.length * gh * width);
+  layout.order.forEach((tile, at) => {
+    const r = Math.floor(at / cols);
+    const c = at % cols;
+    for (let i = 0; i < gh; i++)
+      out.set(grids[tile].subarray(i * gw, (i + 1) * gw), (r * gh + i) * width + c * gw);
+  });
+  return out;
+}
+
 /**
- * blur(upsample(grid)) in one step. Both are linear and separable, so per axis they compose into one
- * (output x grid) matrix A = Blur * Upsample, and the map is A_y * grid * A_x^T. Each output pixel
- * only reaches the few grid cells within the kernel's radius, so the band is narrow: about ten times
- * less work than blurring the full-resolution map, with the same result to float rounding.
+ * blur(upsample(grid)) in one step, for a single grid covering the canvas. See applyComposed.
  */
 export function smoothUpsample(
   grid: Float32Array,
@@ -118,8 +161,27 @@ export function smoothUpsample(
   sigma: number,
   placement?: CellPlacement,
 ): Float32Array {
-  const ax = composedAxis(gridWidth, width, sigma, placement?.x);
-  const ay = composedAxis(gridHeight, height, sigma, placement?.y);
+  const ax = composedAxis(gridWidth, [0], width, width, sigma, placement?.x);
+  const ay = composedAxis(gridHeight, [0], height, height, sigma, placement?.y);
+  return applyComposed(grid, gridHeight, gridWidth, ax, ay);
+}
+
+/**
+ * blur(stitch(upsample(tiles))) in one step. Upsampling, the stitch's average over overlapping
+ * tiles and the blur are all linear and separable over a regular tile layout, so per axis they
+ * compose into one (output x cells) matrix A, and the map is A_y * mosaic * A_x^T. Each output pixel
+ * only reaches the few cells within the kernel's radius, so the band is narrow: several times less
+ * work than blurring the full-resolution map, with the same result to float rounding.
+ */
+function applyComposed(
+  grid: Float32Array,
+  gridHeight: number,
+  gridWidth: number,
+  ax: ComposedAxis,
+  ay: ComposedAxis,
+): Float32Array {
+  const width = ax.lo.length;
+  const height = ay.lo.length;
   // Rows: grid (gh x gw) * A_x^T -> gh x width.
   const rows = new Float64Array(gridHeight * width);
   for (let g = 0; g < gridHeight; g++) {
@@ -151,35 +213,59 @@ export function smoothUpsample(
 }
 
 interface ComposedAxis {
-  /** Dense (outSize x inSize) weights of Blur * Upsample along one axis. */
+  /** Dense (outSize x cells) weights of Blur * Stitch * Upsample along one axis. */
   weights: Float64Array;
-  /** Per output index, the band [lo, hi) of grid cells with non-zero weight. */
+  /** Per output index, the band [lo, hi) of cells with non-zero weight. */
   lo: Int32Array;
   hi: Int32Array;
 }
 
 const composedCache = new Map<string, ComposedAxis>();
 
-function composedAxis(inSize: number, outSize: number, sigma: number, placed?: AxisPlacement): ComposedAxis {
-  const key = `${inSize}/${outSize}/${sigma}/${placed ? `${placed.scale}:${placed.offset}` : 'even'}`;
+/**
+ * One axis of the composed operator: tiles of `tileSize` px starting at `starts`, each with `inSize`
+ * cells (cell r * inSize + i is tile r's i-th), on a canvas of `outSize` px.
+ */
+function composedAxis(
+  inSize: number,
+  starts: number[],
+  tileSize: number,
+  outSize: number,
+  sigma: number,
+  placed?: AxisPlacement,
+): ComposedAxis {
+  const where = placed ? `${placed.scale}:${placed.offset}` : 'even';
+  const key = `${inSize}/${starts.join(',')}/${tileSize}/${outSize}/${sigma}/${where}`;
   let axis = composedCache.get(key);
   if (axis) return axis;
   // The same upsampling as upsampleInto: where the cells really are, or spread evenly.
-  const up = placed ? affineAxisWeights(inSize, outSize, pixelAxis(placed)) : axisWeights(inSize, outSize);
+  const up = placed ? affineAxisWeights(inSize, tileSize, pixelAxis(placed)) : axisWeights(inSize, tileSize);
+  // The stitched canvas along this axis: per pixel, its cells and weights (overlaps averaged).
+  const stitched = Array.from({ length: outSize }, () => [] as [number, number][]);
+  for (let p = 0; p < outSize; p++) {
+    const covering = starts.map((s, r) => [s, r]).filter(([s]) => p >= s && p < s + tileSize);
+    for (const [s, r] of covering) {
+      const q = p - s;
+      const share = 1 / covering.length;
+      stitched[p].push(
+        [r * inSize + up.i0[q], share * (1 - up.f[q])],
+        [r * inSize + up.i1[q], share * up.f[q]],
+      );
+    }
+  }
+  const cells = starts.length * inSize;
   const kernel = gaussianKernel(sigma);
   const radius = kernel.length - 1;
-  const weights = new Float64Array(outSize * inSize);
-  const lo = new Int32Array(outSize).fill(inSize);
+  const weights = new Float64Array(outSize * cells);
+  const lo = new Int32Array(outSize).fill(cells);
   const hi = new Int32Array(outSize);
   for (let o = 0; o < outSize; o++) {
     for (let k = -radius; k <= radius; k++) {
-      const p = reflect(o + k, outSize);
       const b = kernel[Math.abs(k)];
-      weights[o * inSize + up.i0[p]] += b * (1 - up.f[p]);
-      weights[o * inSize + up.i1[p]] += b * up.f[p];
+      for (const [cell, w] of stitched[reflect(o + k, outSize)]) weights[o * cells + cell] += b * w;
     }
-    for (let g = 0; g < inSize; g++) {
-      if (weights[o * inSize + g] === 0) continue;
+    for (let g = 0; g < cells; g++) {
+      if (weights[o * cells + g] === 0) continue;
       lo[o] = Math.min(lo[o], g);
       hi[o] = g + 1;
     }

@@ -144,6 +144,36 @@ describe('anomaly map and regions', () => {
     }
   });
 
+  it('the composed map of a tiled canvas equals stitching at full resolution, then blurring', () => {
+    // tileGrid's layouts (overlapping, the last tile flush with the edge, non-square canvas, tiles in
+    // any order), and a layout that is not a grid (the full-resolution path, unchanged).
+    const placement = { x: { scale: 8, offset: 7.5 }, y: { scale: 8, offset: 7.5 } };
+    const view = { ...DEFAULT_VIEW, resize: 0, tile: 40, overlap: 8 };
+    const grid = tileGrid(150, 110, view);
+    const shuffled = [...grid].reverse();
+    const irregular = [
+      { left: 0, top: 0, width: 40, height: 40 },
+      { left: 30, top: 5, width: 40, height: 40 },
+    ];
+    for (const [tiles, p] of [
+      [grid, undefined],
+      [grid, placement],
+      [shuffled, placement],
+      [irregular, undefined],
+    ] as const) {
+      const gh = 5;
+      const gw = 5;
+      const grids = tiles.map((_, t) =>
+        Float32Array.from({ length: gh * gw }, (_, i) => Math.abs(Math.sin((t + 1) * i * 1.3)) * 2 + (i % 3)),
+      );
+      const want = gaussianBlur(stitchTiles(grids, gh, gw, [...tiles], 150, 110, p), 150, 110, 3);
+      const got = anomalyMap(grids, gh, gw, [...tiles], 150, 110, 3, p);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+      assert.ok(worst < 1e-5, `${tiles.length} tiles: largest difference ${worst}`);
+    }
+  });
+
   it('finds connected regions with boxes and peaks, scaled to the image', () => {
     const w = 10;
     const m = new Float32Array(100);
