@@ -10,7 +10,7 @@ ARG NODE_VERSION=20.19.5
 # ---- build: native faiss-node, ONNX backbones, compiled TypeScript ---------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends g++ make python3 patch libfaiss-dev libopenblas-dev \
+ && apt-get install -y --no-install-recommends g++ make python3 patch libfaiss-dev libopenblas-dev libopenblas0-openmp \
  && rm -rf /var/lib/apt/lists/*
 # build-faiss-node.sh passes --nodedir=/usr (Debian's nodejs layout); this image keeps node's headers
 # under /usr/local.
@@ -30,9 +30,10 @@ RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # ---- runtime ---------------------------------------------------------------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim
-# faiss-node links OpenBLAS and GNU OpenMP dynamically (libfaiss itself is static).
+# faiss-node links OpenBLAS (its OpenMP build, by path) and GNU OpenMP dynamically (libfaiss itself
+# is static).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libopenblas0-pthread libgomp1 \
+ && apt-get install -y --no-install-recommends libopenblas0-openmp libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./

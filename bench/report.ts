@@ -1,5 +1,6 @@
 /** The markdown report of `make bench` (bench/results.md), from the same object as results.json. */
 import { HeadCostResult, headCostMarkdown } from './head-cost';
+import { FlatSearchRow, flatSearchMarkdown } from './flat-search';
 import type { ClusterBenchResult, Stages } from './cluster';
 import type { SearchBenchResult } from './search';
 import { SearchOptionsResult, searchOptionsMarkdown } from './search-options';
@@ -31,6 +32,8 @@ export interface BenchResults {
   machine: Machine;
   seconds: number;
   search?: SectionRun<SearchBenchResult>;
+  /** Our blocked exact search against faiss' own (bench/flat-search.ts). */
+  flatSearch?: SectionRun<FlatSearchRow[]>;
   cluster?: SectionRun<ClusterBenchResult>;
   backbones?: SectionRun<Record<string, unknown>[]>;
   /** Where a sheet's time goes, and faiss' search options on it (bench/search-options.ts). */
@@ -270,6 +273,10 @@ export function markdown(b: BenchResults): string {
   if (b.search) {
     out.push(...sectionHeader('Nearest-neighbour search', b.search, m.cores));
     if (b.search.result) out.push(...searchSection(b.search.result));
+  }
+  if (b.flatSearch) {
+    out.push(...sectionHeader("Exact search: blocked against faiss' own path", b.flatSearch, m.cores));
+    if (b.flatSearch.result) out.push(...flatSearchMarkdown(b.flatSearch.result), '');
   }
   if (b.cluster) {
     out.push(...sectionHeader('End to end: Inspect through the cluster vs in-process', b.cluster, m.cores));

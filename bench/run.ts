@@ -1,7 +1,7 @@
 /**
  * `make bench`: speed figures on this machine's CPU, each with a baseline from the same run.
  *
- * node --import tsx bench/run.ts --out bench [--only search|cluster|backbones|sheet-options|coarse-to-fine|head[,...]] [--quick]
+ * node --import tsx bench/run.ts --out bench [--only search|flat-search|cluster|backbones|sheet-options|coarse-to-fine|head[,...]] [--quick]
  *
  * Writes <out>/results.json and <out>/results.md and prints the markdown. A failed section is
  * recorded and the others still run; the exit code is then 1. Every process the cluster section
@@ -17,9 +17,18 @@ import { FULL_SEARCH, QUICK_SEARCH, benchSearch } from './search';
 import { FULL_OPTIONS, QUICK_OPTIONS, benchSearchOptions } from './search-options';
 import { FULL_C2F, benchCoarseToFine } from './coarse-to-fine';
 import { FULL_HEAD, QUICK_HEAD, benchHeadCost } from './head-cost';
+import { FULL_FLAT, QUICK_FLAT, benchFlatSearch } from './flat-search';
 import { runScript } from './lib/script';
 
-const SECTIONS = ['search', 'cluster', 'backbones', 'sheet-options', 'coarse-to-fine', 'head'] as const;
+const SECTIONS = [
+  'search',
+  'flat-search',
+  'cluster',
+  'backbones',
+  'sheet-options',
+  'coarse-to-fine',
+  'head',
+] as const;
 type Section = (typeof SECTIONS)[number];
 
 const log = (message: string) => console.log(`[bench] ${message}`);
@@ -126,6 +135,11 @@ async function main(argv: string[]): Promise<number> {
       benchSearch({ ...(quick ? QUICK_SEARCH : FULL_SEARCH), log }),
     );
   }
+  if (only.includes('flat-search')) {
+    results.flatSearch = await section('flat-search', () =>
+      benchFlatSearch({ ...(quick ? QUICK_FLAT : FULL_FLAT), log }),
+    );
+  }
   if (only.includes('cluster')) {
     results.cluster = await section('cluster', () =>
       benchCluster({ ...(quick ? QUICK_CLUSTER : FULL_CLUSTER), log }),
@@ -154,6 +168,7 @@ async function main(argv: string[]): Promise<number> {
   log(`wrote ${path.join(out, 'results.json')} and results.md in ${results.seconds} s`);
   const failed = [
     results.search,
+    results.flatSearch,
     results.cluster,
     results.backbones,
     results.sheetOptions,

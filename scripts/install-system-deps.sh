@@ -2,11 +2,12 @@
 # Installs the Debian packages the project needs, only those missing (so a second run does nothing).
 #   etcd-server      cluster membership and bank metadata (tests start their own on loopback)
 #   libfaiss-dev     faiss 1.7.3 static library + headers, linked into faiss-node
-#   libopenblas-dev  BLAS for faiss
+#   libopenblas-dev  BLAS for faiss (headers; the pthread build comes with it)
+#   libopenblas0-openmp  the OpenMP build of OpenBLAS, the one faiss-node links (build-faiss-node.sh)
 #   chromium         headless browser that checks the HTML report renders
 #   openssl          the TLS tests make their own certificates with it
 set -euo pipefail
-packages=(etcd-server libfaiss-dev libopenblas-dev chromium patch openssl)
+packages=(etcd-server libfaiss-dev libopenblas-dev libopenblas0-openmp chromium patch openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

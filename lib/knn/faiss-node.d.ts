@@ -34,4 +34,9 @@ declare module 'faiss-node' {
   export function pairwiseL2(x: Float32Array, d: number): Float32Array;
   /** Row-major a (rows x aCols) times b (aCols x bCols) by BLAS sgemm. */
   export function matmul(a: Float32Array, aCols: number, b: Float32Array, bCols: number): Float32Array;
+  /**
+   * Whether exact searches of flat L2 indexes (20+ queries, k <= 16) take our blocked search (the
+   * default) or faiss' own path: for the benchmark's comparison and the tests that both agree.
+   */
+  export function setBlockedFlatSearch(on: boolean): void;
 }

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
-import { IndexFlatL2, matmul, pairwiseL2 } from '../../../lib/knn/faiss';
+import { IndexFlatL2, matmul, pairwiseL2, setBlockedFlatSearch } from '../../../lib/knn/faiss';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 import { fromFloat16, toFloat16 } from '../../../lib/util/float16';
@@ -41,6 +41,47 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     for (let i = 0; i < 50; i++) {
       assert.ok(Math.abs(result.distances[i * 3] - ref[i]) < 1e-4, `query ${i}`);
       assert.ok(result.distances[i * 3] <= result.distances[i * 3 + 1]);
+    }
+  });
+
+  it("the blocked exact search gives the k nearest in order, as brute force and faiss' own path do", async () => {
+    // More bank rows than one slice (8192) and queries in several blocks; k up to the blocked
+    // search's limit (16) and one past it (faiss' path); a factory "Flat" and an IndexFlatL2.
+    const d = 6;
+    const rows = 9000;
+    const big = randomVectors(rows, d, 11);
+    const q = randomVectors(70, d, 12);
+    const brute = (k: number) =>
+      Array.from({ length: 70 }, (_, i) => {
+        const all = Array.from({ length: rows }, (_, j) => {
+          let s = 0;
+          for (let c = 0; c < d; c++) s += (q[i * d + c] - big[j * d + c]) ** 2;
+          return { j, s };
+        });
+        return all.sort((a, b) => a.s - b.s).slice(0, k);
+      });
+    const flat = new IndexFlatL2(d);
+    flat.addBuffer(big);
+    for (const index of [KnnIndex.build(big, d, { factory: 'Flat' }), flat]) {
+      for (const k of [1, 5, 16, 17]) {
+        const want = brute(k);
+        const got = index instanceof KnnIndex ? await index.search(q, k) : await index.searchAsync(q, k);
+        for (let i = 0; i < 70; i++)
+          for (let r = 0; r < k; r++) {
+            assert.equal(got.labels[i * k + r], want[i][r].j, `k ${k}, query ${i}, rank ${r}`);
+            const dist = index instanceof KnnIndex ? got.distances[i * k + r] ** 2 : got.distances[i * k + r];
+            assert.ok(Math.abs(dist - want[i][r].s) < 1e-4, `k ${k}, query ${i}, rank ${r}`);
+          }
+      }
+    }
+    setBlockedFlatSearch(false);
+    try {
+      const theirs = await flat.searchAsync(q, 5);
+      setBlockedFlatSearch(true);
+      const ours = await flat.searchAsync(q, 5);
+      assert.deepEqual(Array.from(ours.labels), Array.from(theirs.labels));
+    } finally {
+      setBlockedFlatSearch(true);
     }
   });
 
