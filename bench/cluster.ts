@@ -35,6 +35,11 @@ export interface SheetOptions {
   runs: number;
   /** Bank indexes measured, each in-process and through the cluster (factory strings or presets). */
   indexes: string[];
+  /**
+   * Also the same canvas in one backbone pass (tile 0), with these indexes: a fully convolutional
+   * backbone needs no tiles, and 224 px tiles every 192 px run it over 1.7x the canvas's pixels.
+   */
+  wholeCanvasIndexes?: string[];
 }
 
 export interface ClusterBenchOptions {
@@ -76,6 +81,7 @@ export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
     overlap: 32,
     runs: 4,
     indexes: ['Flat', 'hnsw'],
+    wholeCanvasIndexes: ['Flat'],
   },
   sheetShards: 1,
 };
@@ -478,6 +484,10 @@ async function benchSheet(
   const rows: SheetRow[] = [];
   for (const [i, index] of s.indexes.entries())
     rows.push(...(await sheetWithIndex(pool, cluster, sheets, s, index, `bench-sheet-${i}`, o)));
+  for (const [i, index] of (s.wholeCanvasIndexes ?? []).entries())
+    rows.push(
+      ...(await sheetWithIndex(pool, cluster, sheets, { ...s, tile: 0 }, index, `bench-whole-${i}`, o)),
+    );
   return rows;
 }
 
@@ -504,6 +514,7 @@ async function sheetWithIndex(
     fitInspector(pool, req.model, { ...req.settings, view, name: bank, version: 1 }, req.images),
   );
   const common = { tiles: tileGrid(canvas, canvas, view).length, index: req.settings.knn.factory };
+  const tiling = s.tile > 0 ? `tile ${s.tile}, overlap ${s.overlap}` : 'whole canvas, one backbone pass';
   o.log(`sheet: cluster bank (${index})`);
   const client = cluster.client({ deadlineMs: DEADLINE_MS });
   const upload = sheets.train.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f) }));
@@ -528,7 +539,7 @@ async function sheetWithIndex(
   );
   const inProcess = {
     shards: null,
-    view: `resize 0, scale ${s.scale} (canvas ${canvas}), tile ${s.tile}, overlap ${s.overlap}`,
+    view: `resize 0, scale ${s.scale} (canvas ${canvas}), ${tiling}`,
     ...common,
     bankPatches: local.value.meta.vectors.rows,
     buildS: round(local.ms / 1000, 1),
@@ -551,7 +562,7 @@ async function sheetWithIndex(
     {
       path: 'cluster',
       shards: o.sheetShards,
-      view: `resize ${canvas}, tile ${s.tile}, overlap ${s.overlap} (BuildSpec has no scale)`,
+      view: `resize ${canvas}, ${tiling} (BuildSpec has no scale)`,
       ...common,
       bankPatches: info.versions[0]?.patches ?? 0,
       buildS: round(buildMs / 1000, 1),
