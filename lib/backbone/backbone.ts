@@ -23,6 +23,18 @@ export interface FeatureMap {
   placement?: CellPlacement;
 }
 
+/** A rectangle of an image, read in place. */
+export interface ImageRegion {
+  image: RgbImage;
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/** Input tensors kept for reuse per backbone (concurrent inspections each take their own). */
+const MAX_FREE_INPUTS = 2;
+
 export interface SessionSettings {
   /** Threads inside one inference (0 = onnxruntime's default: one per core). */
   intraOpThreads: number;
@@ -56,6 +68,7 @@ export function sessionSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Se
 
 export class Backbone {
   private readonly placements = new Map<string, (CellPlacement | undefined)[]>();
+  private readonly freeInputs: Float32Array[] = [];
 
   private constructor(
     readonly spec: ModelSpec,
@@ -113,51 +126,79 @@ export class Backbone {
   }
 
   /** Runs a batch of equally sized tiles; returns, per stage, one FeatureMap per tile. */
-  async run(tiles: RgbImage[]): Promise<FeatureMap[][]> {
-    if (tiles.length === 0) return this.stages.map(() => []);
-    const { width, height } = tiles[0];
-    const input = new Float32Array(tiles.length * 3 * width * height);
-    tiles.forEach((tile, i) => {
-      if (tile.width !== width || tile.height !== height)
-        throw new Error('a backbone batch needs equal tile sizes');
-      this.normalizeInto(tile, input, i * 3 * width * height);
-    });
-    const feeds = {
-      [this.spec.inputName]: new ort.Tensor('float32', input, [tiles.length, 3, height, width]),
-    };
-    const outputs = await this.session.run(feeds);
-    const placements = this.stagePlacements(height, width);
-    return this.stages.map((stage, s) => {
-      const tensor = outputs[stage.tensor];
-      const [n, c, h, w] = tensor.dims as number[];
-      const all = tensor.data as Float32Array;
-      const per = c * h * w;
-      return Array.from({ length: n }, (_, i) => {
-        const map: FeatureMap = {
-          data: all.subarray(i * per, (i + 1) * per),
-          channels: c,
-          height: h,
-          width: w,
-        };
-        if (placements[s]) map.placement = placements[s];
-        return map;
+  run(tiles: RgbImage[]): Promise<FeatureMap[][]> {
+    return this.runRegions(
+      tiles.map((image) => ({ image, left: 0, top: 0, width: image.width, height: image.height })),
+    );
+  }
+
+  /**
+   * Runs a batch of equally sized regions of images (a sheet's tiles, read where they lie in the
+   * canvas: no copy per tile). The batch's input tensor comes from a small free list, so a sheet's
+   * batches do not each fault in megabytes of fresh memory (the services map every allocation over
+   * 128 KiB afresh).
+   */
+  async runRegions(regions: ImageRegion[]): Promise<FeatureMap[][]> {
+    if (regions.length === 0) return this.stages.map(() => []);
+    const { width, height } = regions[0];
+    const length = regions.length * 3 * width * height;
+    const input = this.takeInput(length);
+    try {
+      regions.forEach((region, i) => {
+        if (region.width !== width || region.height !== height)
+          throw new Error('a backbone batch needs equal tile sizes');
+        this.normalizeInto(region, input, i * 3 * width * height);
       });
-    });
+      const feeds = {
+        [this.spec.inputName]: new ort.Tensor('float32', input, [regions.length, 3, height, width]),
+      };
+      const outputs = await this.session.run(feeds);
+      const placements = this.stagePlacements(height, width);
+      return this.stages.map((stage, s) => {
+        const tensor = outputs[stage.tensor];
+        const [n, c, h, w] = tensor.dims as number[];
+        const all = tensor.data as Float32Array;
+        const per = c * h * w;
+        return Array.from({ length: n }, (_, i) => {
+          const map: FeatureMap = {
+            data: all.subarray(i * per, (i + 1) * per),
+            channels: c,
+            height: h,
+            width: w,
+          };
+          if (placements[s]) map.placement = placements[s];
+          return map;
+        });
+      });
+    } finally {
+      // onnxruntime reads the input during the run only; the buffer can serve the next batch.
+      if (this.freeInputs.length < MAX_FREE_INPUTS) this.freeInputs.push(input);
+    }
+  }
+
+  private takeInput(length: number): Float32Array {
+    const at = this.freeInputs.findIndex((b) => b.length === length);
+    return at >= 0 ? this.freeInputs.splice(at, 1)[0] : new Float32Array(length);
   }
 
   async close(): Promise<void> {
     await this.session.release();
   }
 
-  /** HWC bytes -> normalised CHW floats, written straight into the batch buffer. */
-  private normalizeInto(tile: RgbImage, out: Float32Array, offset: number): void {
-    const plane = tile.width * tile.height;
+  /** HWC bytes of a region -> normalised CHW floats, written straight into the batch buffer. */
+  private normalizeInto(region: ImageRegion, out: Float32Array, offset: number): void {
+    const { image, left, top, width, height } = region;
+    const plane = width * height;
     const { mean, std } = this.spec.normalize;
     for (let c = 0; c < 3; c++) {
       const scale = 1 / (255 * std[c]);
       const shift = mean[c] / std[c];
       const base = offset + c * plane;
-      for (let p = 0, q = c; p < plane; p++, q += 3) out[base + p] = tile.data[q] * scale - shift;
+      for (let y = 0; y < height; y++) {
+        const row = base + y * width;
+        const src = ((top + y) * image.width + left) * 3 + c;
+        for (let x = 0, q = src; x < width; x++, q += 3) out[row + x] = image.data[q] * scale - shift;
+      }
     }
   }
 }

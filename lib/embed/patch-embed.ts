@@ -19,12 +19,21 @@ export interface PatchEmbedding {
   placement?: CellPlacement;
 }
 
-/** Embeds one tile from its stage maps (shallow stage first). */
-export function embedPatches(stages: FeatureMap[], projection?: RandomProjection): PatchEmbedding {
+/**
+ * Embeds one tile from its stage maps (shallow stage first). `into`: where to write the patches
+ * (gh * gw * width floats; not with a projection), instead of a fresh array.
+ */
+export function embedPatches(
+  stages: FeatureMap[],
+  projection?: RandomProjection,
+  into?: Float32Array,
+): PatchEmbedding {
   const { height: gh, width: gw } = stages[0];
   const dim = stages.reduce((sum, s) => sum + s.channels, 0);
   const patches = gh * gw;
-  const out = new Float32Array(patches * dim);
+  if (into && (projection || into.length !== patches * dim))
+    throw new Error(`embedPatches: the output must hold ${patches} x ${dim} floats and take no projection`);
+  const out = into ?? new Float32Array(patches * dim);
   let offset = 0;
   for (const stage of stages) {
     let pooled = avgPool3x3(stage);

@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { Backbone } from '../backbone/backbone';
 import { RgbImage } from '../image/decode';
 import { Tile, ViewConfig, reflectPad, tileGrid, toCanvas } from '../image/views';
-import { cropRgb } from '../image/decode';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
 import { CellPlacement } from '../backbone/geometry';
 
@@ -65,7 +64,8 @@ export class FeatureExtractor {
     const jobs = canvases.map((canvas) => ({
       canvas,
       tiles: tileGrid(canvas.width, canvas.height, view),
-      parts: [] as Float32Array[],
+      vectors: null as Float32Array | null,
+      done: 0,
       grid: { gridHeight: 0, gridWidth: 0, dim: 0 } as Grid,
     }));
     const all = jobs.flatMap((job) => job.tiles.map((tile) => ({ job, tile })));
@@ -73,17 +73,34 @@ export class FeatureExtractor {
       let e = b + 1;
       while (e < all.length && e - b < this.options.batchSize && sameSize(all[e].tile, all[b].tile)) e++;
       const batch = all.slice(b, e);
-      const pixels = batch.map(({ job, tile: t }) => cropRgb(job.canvas, t.left, t.top, t.width, t.height));
-      const stageMaps = await this.backbone.run(pixels);
+      // The tiles are read where they lie in the canvas (no copy per tile).
+      const stageMaps = await this.backbone.runRegions(
+        batch.map(({ job, tile }) => ({ image: job.canvas, ...tile })),
+      );
       if (this.options.cellPlacement === false)
         for (const maps of stageMaps) for (const m of maps) delete m.placement;
       batch.forEach(({ job }, i) => {
         const maps = stageMaps.map((perStage) => perStage[i]);
         const inDim = maps.reduce((sum, m) => sum + m.channels, 0);
-        const emb = embedPatches(maps, this.projectionFor(inDim));
+        const projection = this.projectionFor(inDim);
+        // Without a projection each tile's patches go straight into the image's one array (a
+        // sheet's 36 tiles no longer each allocate theirs, then a concatenation of all of them).
+        const perTile = maps[0].height * maps[0].width * inDim;
+        if (!projection && !job.vectors) job.vectors = new Float32Array(job.tiles.length * perTile);
+        const emb = projection
+          ? embedPatches(maps, projection)
+          : embedPatches(
+              maps,
+              undefined,
+              job.vectors!.subarray(job.done * perTile, (job.done + 1) * perTile),
+            );
+        if (projection) {
+          job.vectors ??= new Float32Array(job.tiles.length * emb.vectors.length);
+          job.vectors.set(emb.vectors, job.done * emb.vectors.length);
+        }
+        job.done++;
         job.grid = { gridHeight: emb.gridHeight, gridWidth: emb.gridWidth, dim: emb.dim };
         if (emb.placement) job.grid.placement = emb.placement;
-        job.parts.push(emb.vectors);
       });
       b = e;
     }
@@ -93,7 +110,7 @@ export class FeatureExtractor {
       ...(pad > 0 ? { pad } : {}),
       tiles: job.tiles,
       ...job.grid,
-      vectors: concat(job.parts),
+      vectors: job.vectors ?? new Float32Array(0),
     }));
   }
 

@@ -77,6 +77,51 @@ describe('cell placement', () => {
     }
   });
 
+  it('runs regions of a canvas in place as it runs their crops, batch after batch with reused inputs', async function () {
+    this.timeout(60_000);
+    const b = await Backbone.load('mobilenet_v2-imagenet', ['block_5_add', 'block_9_add']);
+    try {
+      const canvas = {
+        width: 96,
+        height: 80,
+        data: Buffer.from(Array.from({ length: 96 * 80 * 3 }, (_, i) => (i * 37 + (i >> 7)) % 251)),
+      };
+      const crop = (left: number, top: number) => {
+        const data = Buffer.alloc(64 * 64 * 3);
+        for (let y = 0; y < 64; y++)
+          canvas.data.copy(data, y * 64 * 3, ((top + y) * 96 + left) * 3, ((top + y) * 96 + left + 64) * 3);
+        return { width: 64, height: 64, data };
+      };
+      const at = [
+        [0, 0],
+        [32, 16],
+        [17, 5],
+      ];
+      // Two rounds: the second batch of each size runs on the first's (reused) input buffer.
+      for (let round = 0; round < 2; round++) {
+        const order = round === 0 ? at : [...at].reverse();
+        const regions = await b.runRegions(
+          order.map(([left, top]) => ({ image: canvas, left, top, width: 64, height: 64 })),
+        );
+        const crops = await b.run(order.map(([left, top]) => crop(left, top)));
+        for (let s = 0; s < 2; s++)
+          for (let i = 0; i < order.length; i++)
+            assert.deepEqual(
+              Array.from(regions[s][i].data),
+              Array.from(crops[s][i].data),
+              `stage ${s}, tile ${i}`,
+            );
+        // A tile's embedding written into a caller's array equals a fresh one.
+        const maps = regions.map((perStage) => perStage[1]);
+        const into = new Float32Array(embedPatches(maps).vectors.length + 10).subarray(5, -5);
+        embedPatches(maps, undefined, into);
+        assert.deepEqual(Array.from(into), Array.from(embedPatches(maps).vectors));
+      }
+    } finally {
+      await b.close();
+    }
+  });
+
   it('samples a deeper stage where the first stage cells really are', () => {
     // Value = the pixel x of each cell's centre, so a correct resampling reproduces the first grid's x.
     const stage = (n: number, scale: number, offset: number): FeatureMap => {
