@@ -98,6 +98,7 @@ export async function autoFit(
 ): Promise<AutoFitted> {
   const { choice, members } = await planAutoFit(sources, base, o);
   const onProgress: FitProgress = (stage, done, total) => o.onProgress?.(stage, done, total);
+  const fitStarted = performance.now();
   const result = await fitPlanned(o.pool, sources, members, {
     limits: o.limits,
     onProgress,
@@ -108,6 +109,7 @@ export async function autoFit(
     result.kind === 'single'
       ? fittedInspector(result.fitted, result.extractors[0])
       : fusedInspector(result.fitted, result.extractors);
+  choice.record.fitMs = Math.round(performance.now() - fitStarted);
   choice.record.syntheticRecall = await syntheticRecall(inspector, choice, inspector.meta.threshold.value);
   result.fitted.meta.autoConfig = choice.record;
   return { ...result, choice, settings: members[0].settings } as AutoFitted;

@@ -87,6 +87,11 @@ export function formatAutoRecord(r: AutoChoice['record']): string {
     `  successive halving: ${r.rungs.map((g) => `${g.configurations} configurations on ${g.trainImages} images`).join(' -> ')}; ` +
       `selection took ${(r.selectionMs / 1000).toFixed(1)} s`,
   ];
+  if (r.fitMs !== undefined)
+    lines.push(
+      `  time: selection ${(r.selectionMs / 1000).toFixed(1)} s + fit of the chosen bank ${(r.fitMs / 1000).toFixed(1)} s` +
+        ` = ${((r.selectionMs + r.fitMs) / 1000).toFixed(1)} s`,
+    );
   if (r.syntheticRecall !== undefined)
     lines.push(
       `  recall on the synthetic defects at the bank's threshold: ${(r.syntheticRecall * 100).toFixed(1)} %`,

@@ -106,6 +106,8 @@ export interface AutoConfigRecord {
   /** Time spent on each base (embedding, coreset, search) over all rungs, seconds. */
   secondsByBase: Record<string, number>;
   selectionMs: number;
+  /** The chosen configuration's fit on all the images, after the selection (filled in then). */
+  fitMs?: number;
   /** Measured exact-search speed the costs were predicted with (ns per multiply-add). */
   searchNsPerMac: number;
   /** Synthetic defects the fitted bank flags at its threshold (filled in after the final fit). */

@@ -95,7 +95,10 @@ export async function evaluateCategory(
   const chosen = meta.categories.includes(category.name) ? thresholdFor(meta, category.name) : meta.threshold;
   const threshold = chosen.value;
   const auto = options.auto?.record;
-  if (auto) auto.syntheticRecall = await syntheticRecall(inspector, options.auto!, meta.threshold.value);
+  if (auto) {
+    auto.fitMs = Math.round(fitMs);
+    auto.syntheticRecall = await syntheticRecall(inspector, options.auto!, meta.threshold.value);
+  }
 
   const maps: Float32Array[] = [];
   const masks: Uint8Array[] = [];

@@ -147,7 +147,11 @@ function autoConfigPanel(r: AutoConfigRecord | undefined): string {
       'registration',
       `${r.registration.registered ? 'registered' : 'not registered'} (correlation ${r.registration.correlation.toFixed(2)}): nominal reference ${r.registration.registered ? 'offered' : 'not offered'}`,
     ],
-    ['budget', `${r.budgetMs} ms per image; selection took ${fmtDuration(r.selectionMs)}`],
+    [
+      'budget and time',
+      `${r.budgetMs} ms per image; selection took ${fmtDuration(r.selectionMs)}` +
+        (r.fitMs === undefined ? '' : `, the chosen bank's fit ${fmtDuration(r.fitMs)}`),
+    ],
   ];
   const rows = r.table
     .map(

@@ -88,6 +88,9 @@ describe('automatic fit (real backbone)', function () {
     assert.ok(auto.images.syntheticDefects >= 24);
     assert.ok(auto.syntheticRecall! >= 0 && auto.syntheticRecall! <= 1);
     assert.match(printed, /How this bank was configured/);
+    // The fit reports its time: the selection and the chosen bank's own fit after it.
+    assert.ok(auto.selectionMs > 0 && auto.fitMs! > 0);
+    assert.match(printed, /time: selection [\d.]+ s \+ fit of the chosen bank [\d.]+ s = [\d.]+ s/);
     const explained = explainBank(out);
     assert.match(explained, new RegExp(`chosen: ${auto.chosen.replace(/[+/]/g, '.')}`));
     assert.match(explained, /recall on the synthetic defects/);
@@ -209,6 +212,7 @@ describe('automatic fit (real backbone)', function () {
     const metrics = JSON.parse(fs.readFileSync(path.join(out, 'metrics.json'), 'utf8'));
     assert.ok(metrics.autoConfig?.chosen, 'metrics.json records the choice');
     assert.ok(metrics.timings.autoSelectMs > 0);
+    assert.equal(metrics.autoConfig.fitMs, Math.round(metrics.timings.fitMs));
     const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
     assert.match(html, /How this bank was configured/);
     assert.ok(html.includes(metrics.autoConfig.chosen));
