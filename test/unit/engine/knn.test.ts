@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { KnnIndex } from '../../../lib/knn/index';
-import { IndexFlatL2, matmul, pairwiseL2, setBlockedFlatSearch } from '../../../lib/knn/faiss';
+import { IndexFlatL2, matmul, pairwiseL2, setBlockedFlatSearch, toHalves } from '../../../lib/knn/faiss';
 import { buildIndex } from '../../../lib/knn/build-worker';
 import { mulberry32 } from '../../../lib/util/random';
 import { fromFloat16, toFloat16 } from '../../../lib/util/float16';
@@ -90,6 +90,29 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     const [a, b] = await Promise.all([index.search(queries, 2), index.search(queries, 2)]);
     assert.deepEqual(Array.from(a.labels), Array.from(index.searchSync(queries, 2).labels));
     assert.deepEqual(Array.from(a.distances), Array.from(b.distances));
+  });
+
+  it('packs float32 values into halves natively, bit for bit as JavaScript does, and says when one is not finite', () => {
+    const rand = mulberry32(5);
+    const edges = [
+      0, -0, 1, -1, 65504, 65519.99, -65519, 6.1e-5, 6.0e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-9, 1.5, 0.1,
+    ];
+    // Ties at every exponent (the 13 dropped bits exactly half): round to even.
+    // Exponents 2^-24 .. 2^15, every value a half can hold.
+    const ties = Array.from({ length: 40 }, (_, i) => {
+      const bits = new Uint32Array([((103 + i) << 23) | (i % 2 ? 0x3000 : 0x1000)]);
+      return new Float32Array(bits.buffer)[0];
+    });
+    const random = Array.from({ length: 20_000 }, () => (rand() - 0.5) * 10 ** (rand() * 12 - 8));
+    const values = Float32Array.from([...edges, ...ties, ...random]);
+    const halves = new Uint16Array(values.length);
+    assert.equal(toHalves(values, halves), true);
+    assert.deepEqual(Array.from(halves), Array.from(toFloat16(values)));
+    for (const bad of [65520, -1e6, Infinity, NaN]) {
+      const one = Float32Array.from([1, bad, 2, 3, 4, 5, 6, 7, 8]);
+      assert.equal(toHalves(one, new Uint16Array(one.length)), false, String(bad));
+    }
+    assert.throws(() => toHalves(values, new Uint16Array(3)), /as long as src/);
   });
 
   it('float16 queries, as shards get them, are widened natively: the same answers as widened in JavaScript', async () => {
