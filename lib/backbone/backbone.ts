@@ -147,6 +147,11 @@ export class Backbone {
       regions.forEach((region, i) => {
         if (region.width !== width || region.height !== height)
           throw new Error('a backbone batch needs equal tile sizes');
+        const { image, left, top } = region;
+        if (left < 0 || top < 0 || left + width > image.width || top + height > image.height)
+          throw new Error(
+            `tile ${width}x${height} at (${left}, ${top}) is outside its ${image.width}x${image.height} image`,
+          );
         this.normalizeInto(region, input, i * 3 * width * height);
       });
       const feeds = {

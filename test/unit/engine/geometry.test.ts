@@ -117,6 +117,10 @@ describe('cell placement', () => {
         embedPatches(maps, undefined, into);
         assert.deepEqual(Array.from(into), Array.from(embedPatches(maps).vectors));
       }
+      await assert.rejects(
+        b.runRegions([{ image: canvas, left: 40, top: 0, width: 64, height: 64 }]),
+        /outside its 96x80 image/,
+      );
     } finally {
       await b.close();
     }
