@@ -92,6 +92,18 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
     assert.deepEqual(Array.from(a.distances), Array.from(b.distances));
   });
 
+  it('concurrent blocked searches on the pool threads (a shard serving several requests) each get their own answer', async () => {
+    const big = randomVectors(9000, 8, 21);
+    const index = KnnIndex.build(big, 8, { factory: 'Flat' });
+    const sets = Array.from({ length: 8 }, (_, i) => randomVectors(40 + 13 * i, 8, 100 + i));
+    const alone = sets.map((q) => index.searchSync(q, 3));
+    const together = await Promise.all(sets.map((q) => index.search(q, 3)));
+    together.forEach((r, i) => {
+      assert.deepEqual(Array.from(r.labels), Array.from(alone[i].labels), `set ${i}`);
+      assert.deepEqual(Array.from(r.distances), Array.from(alone[i].distances), `set ${i}`);
+    });
+  });
+
   it('packs float32 values into halves natively, bit for bit as JavaScript does, and says when one is not finite', () => {
     const rand = mulberry32(5);
     const edges = [
