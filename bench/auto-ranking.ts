@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       }
       const masks = items.map((v) => maskToGrid(v.mask, v.image.width, v.image.height));
       for (const c of study.configurations) {
-        const s = scoreConfiguration(c, runs, items, masks, () => 1, 0);
+        const s = scoreConfiguration(c, runs, items, masks, () => 1, { nsPerMac: 0, hnswNs: 0 });
         scores[side].set(c.id, { imageAuroc: s.imageAuroc, pixelAuroc: s.pixelAuroc, score: s.score });
       }
     }

@@ -110,6 +110,8 @@ export interface AutoConfigRecord {
   fitMs?: number;
   /** Measured exact-search speed the costs were predicted with (ns per multiply-add). */
   searchNsPerMac: number;
+  /** Measured `hnsw` graph-search speed (ns per query, width unit and doubling of the bank). */
+  searchHnswNs?: number;
   /** Synthetic defects the fitted bank flags at its threshold (filled in after the final fit). */
   syntheticRecall?: number;
 }
@@ -157,7 +159,7 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   const registration = measureRegistration([...goods.map((g) => g.image), ...trainPool.slice(0, 12)]);
 
   const backbones = await Promise.all(o.models.map((m) => backboneInfo(o.pool, m)));
-  const nsPerMac = await calibrateSearch();
+  const rates = await calibrateSearch();
   const { width, height } = goods[0].image;
   const { trials, skipped } = await screenBases(
     o.pool,
@@ -196,7 +198,7 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
     }
     const finalBank = (b: BaseCandidate) => trials.get(b.key)!.bankPatchesFor(finalTrain);
     for (const c of configs) {
-      const s = scoreConfiguration(c, runs, items, masks, finalBank, nsPerMac);
+      const s = scoreConfiguration(c, runs, items, masks, finalBank, rates);
       const scores = {
         imageAuroc: round4(s.imageAuroc),
         pixelAuroc: round4(s.pixelAuroc),
@@ -272,7 +274,8 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
         Object.entries(secondsByBase).map(([k, v]) => [k, Math.round(v * 10) / 10]),
       ),
       selectionMs: Math.round(performance.now() - started),
-      searchNsPerMac: Math.round(nsPerMac * 1e4) / 1e4,
+      searchNsPerMac: Math.round(rates.nsPerMac * 1e4) / 1e4,
+      searchHnswNs: Math.round(rates.hnswNs * 1e4) / 1e4,
     },
   };
 }

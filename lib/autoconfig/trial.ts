@@ -8,7 +8,7 @@ import { DEFAULT_SCORE, BankMeta } from '../bank/bank-meta';
 import { CoresetConfig, coresetSize, selectCoreset } from '../coreset/coreset';
 import { Rng } from '../synth/prng';
 import { RgbImage } from '../image/decode';
-import { KnnIndex } from '../knn/index';
+import { AUTO_HNSW_MIN_ROWS, INDEX_PRESETS, KnnIndex, parseFactory } from '../knn/index';
 import { rocAuc, pixelAuroc } from '../eval/metrics';
 import { maxOf, patchScores } from '../score/anomaly-map';
 import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-extractor';
@@ -184,8 +184,8 @@ export function scoreConfiguration(
   gridMasks: Uint8Array[],
   /** Patches each base's bank will hold when fitted on all training images. */
   finalBankPatches: (base: BaseCandidate) => number,
-  /** Exact search speed on this machine (calibrateSearch). */
-  nsPerMac: number,
+  /** Search speed on this machine (calibrateSearch). */
+  rates: SearchRates,
 ): ConfigurationScore {
   const { maps, scores, width, height } = configurationMaps(config, runs, validation);
   const judged = validation.map((v, i) => i).filter((i) => !validation[i].referenceOnly);
@@ -211,7 +211,7 @@ export function scoreConfiguration(
     const g = run.geometry[0];
     // The places searched: a tiled view's overlaps are searched once (patchcore/shared-cells.ts).
     const queries = distinctCells(g)?.searched.length ?? g.tiles.length * g.gridHeight * g.gridWidth;
-    return sum + run.embedMsPerImage + searchCostMs(queries, finalBankPatches(m), g.dim, nsPerMac);
+    return sum + run.embedMsPerImage + searchCostMs(queries, finalBankPatches(m), g.dim, rates);
   }, 0);
   return {
     imageAuroc,
@@ -221,33 +221,75 @@ export function scoreConfiguration(
   };
 }
 
-/**
- * Exact search cost of one image against the final bank: queries x bank x width multiply-adds at
- * the measured rate. Timing the rung's small banks and scaling would mostly scale call overhead.
- */
-export function searchCostMs(queries: number, bank: number, dim: number, nsPerMac: number): number {
-  return (queries * bank * dim * nsPerMac) / 1e6;
+/** What search costs on this machine (calibrateSearch). */
+export interface SearchRates {
+  /** Exact (Flat) search: ns per multiply-add of queries x bank rows x width. */
+  nsPerMac: number;
+  /** The `hnsw` preset's graph search: ns per query, per unit of width, per doubling of the bank. */
+  hnswNs: number;
 }
 
-/** Nanoseconds per multiply-add of faiss' exact search here, on a bank and batch of typical size. */
-export async function calibrateSearch(): Promise<number> {
+/**
+ * Search cost of one image against the final bank as `--index auto` (the default) will build it:
+ * Flat below AUTO_HNSW_MIN_ROWS, priced per multiply-add; the `hnsw` preset from there, its graph
+ * walk growing with the width and the log of the bank, plus its exact re-rank of 2 % of the
+ * queries (at least 20). Timing the rung's small banks and scaling would mostly scale call overhead.
+ */
+export function searchCostMs(queries: number, bank: number, dim: number, rates: SearchRates): number {
+  if (bank < AUTO_HNSW_MIN_ROWS || !(rates.hnswNs > 0)) return (queries * bank * dim * rates.nsPerMac) / 1e6;
+  const graph = queries * rates.hnswNs * dim * Math.log2(bank);
+  const rerank =
+    Math.min(queries, Math.max(20, Math.ceil(HNSW_RERANK * queries))) * bank * dim * rates.nsPerMac;
+  return (graph + rerank) / 1e6;
+}
+
+/** The share of queries the `hnsw` preset re-ranks exactly (INDEX_PRESETS.hnsw). */
+const HNSW_RERANK = parseFactory(INDEX_PRESETS.hnsw).rerank;
+
+/**
+ * Search speed here, on a bank and batch of typical size: Flat's rate per multiply-add, and the
+ * `hnsw` preset's per query (the best of three each: what the search costs on this machine, not
+ * what else it is doing now).
+ */
+export async function calibrateSearch(): Promise<SearchRates> {
   const dim = 64;
-  const rows = 8000;
+  const rows = AUTO_HNSW_MIN_ROWS;
   const queries = 4000;
   const rng = Rng.of('calibrate-search');
-  const random = (n: number) => Float32Array.from({ length: n * dim }, () => rng.float());
-  const index = KnnIndex.build(random(rows), dim, { factory: 'Flat' });
+  // Clustered like patch embeddings (uniform noise would price a graph search at several times
+  // what real banks cost: it has no neighbourhoods to follow).
+  const centres = Float32Array.from({ length: CALIBRATION_CLUSTERS * dim }, () => rng.float());
+  const random = (n: number) => {
+    const out = new Float32Array(n * dim);
+    for (let i = 0; i < n; i++) {
+      const c = Math.floor(rng.float() * CALIBRATION_CLUSTERS) * dim;
+      for (let d = 0; d < dim; d++) out[i * dim + d] = centres[c + d] + 0.1 * rng.float();
+    }
+    return out;
+  };
+  const bank = random(rows);
   const q = random(queries);
-  await index.search(q.subarray(0, 100 * dim), 1); // warm the thread pool
-  // The best of three: what the search costs on this machine, not what else it is doing now.
-  let best = Infinity;
-  for (let i = 0; i < 3; i++) {
-    const clock = startClock();
-    await index.search(q, 1);
-    best = Math.min(best, clock());
-  }
-  return (best * 1e6) / (queries * rows * dim);
+  const best = async (index: KnnIndex) => {
+    await index.search(q.subarray(0, 100 * dim), 1); // warm the thread pool
+    let ms = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const clock = startClock();
+      await index.search(q, 1);
+      ms = Math.min(ms, clock());
+    }
+    return ms;
+  };
+  const flatMs = await best(KnnIndex.build(bank, dim, { factory: 'Flat' }));
+  const nsPerMac = (flatMs * 1e6) / (queries * rows * dim);
+  // The graph part alone (no re-rank): the re-rank is priced at Flat's rate.
+  const hnswMs = await best(KnnIndex.build(bank, dim, { factory: GRAPH_ONLY }));
+  return { nsPerMac, hnswNs: (hnswMs * 1e6) / (queries * dim * Math.log2(rows)) };
 }
+
+const CALIBRATION_CLUSTERS = 256;
+
+/** The `hnsw` preset without its re-rank. */
+const GRAPH_ONLY = INDEX_PRESETS.hnsw.replace(/,rerank=[\d.]+/, '');
 
 /**
  * A stopwatch for what work costs this machine, not what else it is doing: the elapsed time, but no

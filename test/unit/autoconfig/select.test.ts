@@ -13,10 +13,12 @@ import {
 import { measureRegistration } from '../../../lib/autoconfig/registration';
 import { AutoTableRow, halve, pick, rungs, spread } from '../../../lib/autoconfig/select';
 import {
+  calibrateSearch,
   maskToGrid,
   metricGrid,
   resampleBilinear,
   rungCoreset,
+  searchCostMs,
   startClock,
 } from '../../../lib/autoconfig/trial';
 import { DEFAULT_CORESET } from '../../../lib/coreset/coreset';
@@ -298,5 +300,29 @@ describe('autoconfig: metric grid', () => {
     assert.equal(up[0], 0);
     assert.equal(up[15], 3);
     assert.ok(up[5] > 0 && up[5] < 3);
+  });
+});
+
+describe('autoconfig: search cost', () => {
+  const rates = { nsPerMac: 0.04, hnswNs: 12 };
+  it('prices banks as --index auto builds them: Flat per multiply-add below 10,000 rows, the hnsw graph from there', () => {
+    // Flat: linear in the bank.
+    assert.equal(searchCostMs(784, 5000, 96, rates), (784 * 5000 * 96 * 0.04) / 1e6);
+    // HNSW: the graph walk grows with the log of the bank, plus the exact re-rank of 2 % (20 at least).
+    const at = (bank: number) => searchCostMs(784, bank, 96, rates);
+    const graph = (bank: number) => (784 * 12 * 96 * Math.log2(bank)) / 1e6;
+    assert.ok(Math.abs(at(60_000) - graph(60_000) - (20 * 60_000 * 96 * 0.04) / 1e6) < 1e-9);
+    assert.ok(at(60_000) < searchCostMs(784, 60_000, 96, { ...rates, hnswNs: 0 }) / 3);
+    assert.ok(at(120_000) < 1.5 * at(60_000), 'doubling the bank far less than doubles the cost');
+    // The sheet case re-ranks 2 % of its queries.
+    const sheet = searchCostMs(16_384, 20_000, 96, rates);
+    assert.ok(Math.abs(sheet - graph(20_000) * (16_384 / 784) - (328 * 20_000 * 96 * 0.04) / 1e6) < 1e-6);
+  });
+
+  it('calibrates both rates on this machine', async function () {
+    this.timeout(30_000);
+    const r = await calibrateSearch();
+    assert.ok(r.nsPerMac > 0 && r.nsPerMac < 10, `Flat ${r.nsPerMac} ns per multiply-add`);
+    assert.ok(r.hnswNs > 0 && r.hnswNs < 10_000, `hnsw ${r.hnswNs} ns`);
   });
 });
