@@ -23,15 +23,19 @@ export function findRegions(
     offsetY: 0,
   },
 ): DefectRegion[] {
-  const labels = new Int32Array(width * height);
-  const stack = new Int32Array(width * height);
+  // Most frames have no pixel over the threshold: find that out before allocating anything (a
+  // sheet's map is a million pixels), and size the flood's stack by the pixels over it.
+  let over = 0;
+  for (let i = 0; i < map.length; i++) if (map[i] >= threshold) over++;
+  if (over === 0) return [];
+  const seen = new Uint8Array(width * height);
+  const stack = new Int32Array(over);
   const regions: DefectRegion[] = [];
   for (let start = 0; start < map.length; start++) {
-    if (labels[start] !== 0 || !(map[start] >= threshold)) continue;
-    const id = regions.length + 1;
+    if (seen[start] !== 0 || !(map[start] >= threshold)) continue;
     let top = 0;
     stack[top++] = start;
-    labels[start] = id;
+    seen[start] = 1;
     let minX = width,
       minY = height,
       maxX = -1,
@@ -55,8 +59,8 @@ export function findRegions(
           const nx = px + dx;
           if (nx < 0 || nx >= width) continue;
           const q = ny * width + nx;
-          if (labels[q] === 0 && map[q] >= threshold) {
-            labels[q] = id;
+          if (seen[q] === 0 && map[q] >= threshold) {
+            seen[q] = 1;
             stack[top++] = q;
           }
         }

@@ -174,6 +174,43 @@ describe('anomaly map and regions', () => {
     }
   });
 
+  it('finds every 8-connected region of random maps, and none (with nothing allocated) under the threshold', () => {
+    const rand = mulberry32(9);
+    for (let trial = 0; trial < 20; trial++) {
+      const w = 40;
+      const h = 30;
+      const m = Float32Array.from({ length: w * h }, () => rand());
+      const t = 0.8;
+      // Reference: label components with a union-find over 8-neighbours.
+      const parent = Int32Array.from({ length: w * h }, (_, i) => i);
+      const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i])));
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++) {
+          if (!(m[y * w + x] >= t)) continue;
+          for (const [dx, dy] of [
+            [1, 0],
+            [-1, 1],
+            [0, 1],
+            [1, 1],
+          ]) {
+            const nx = x + dx;
+            const ny = y + dy;
+            if (nx >= 0 && nx < w && ny < h && m[ny * w + nx] >= t)
+              parent[find(ny * w + nx)] = find(y * w + x);
+          }
+        }
+      const areas = new Map<number, number>();
+      for (let i = 0; i < w * h; i++) if (m[i] >= t) areas.set(find(i), (areas.get(find(i)) ?? 0) + 1);
+      const got = findRegions(m, w, h, t);
+      assert.equal(got.length, areas.size, `trial ${trial}`);
+      assert.deepEqual(
+        got.map((r) => r.area).sort((a, b) => a - b),
+        [...areas.values()].sort((a, b) => a - b),
+      );
+    }
+    assert.deepEqual(findRegions(new Float32Array(100), 10, 10, 0.5), []);
+  });
+
   it('finds connected regions with boxes and peaks, scaled to the image', () => {
     const w = 10;
     const m = new Float32Array(100);
