@@ -162,8 +162,11 @@ describe('automatic fit (real backbone)', function () {
       ['--auto', 'off'],
     ]) {
       const out = path.join(tmp, `manual-${flags[0].slice(2)}`);
-      await quietly(() => fitCommand(['--data', root, '--out', out, '--model', MODEL, ...flags]));
+      const printed = await quietly(() =>
+        fitCommand(['--data', root, '--out', out, '--model', MODEL, ...flags]),
+      );
       assert.equal(readMeta(out).autoConfig, undefined, flags.join(' '));
+      assert.match(printed, /fit took [\d.]+ s/, 'a plain fit reports its time too');
       assert.match(explainBank(out), /configured by hand/);
     }
     await assert.rejects(

@@ -106,6 +106,8 @@ export async function fitCommand(argv: string[]): Promise<void> {
   const head = headFitFrom(values);
   const pool = new BackbonePool();
   const progress = new Progress();
+  const started = performance.now();
+  const took = () => `fit took ${((performance.now() - started) / 1000).toFixed(1)} s`;
   try {
     if (auto) {
       if (values['f1-from'])
@@ -126,6 +128,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
         values['threshold-dir'],
         head,
       );
+      console.log(took());
       return;
     }
     const fitted = await fitFromFolder(
@@ -152,6 +155,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
     if (written.head) console.log(formatHead(written.head));
     printOutliers(written.outliers);
     printMemory(written.memory);
+    console.log(took());
   } finally {
     progress.stop();
     await pool.close();
