@@ -55,6 +55,7 @@ export async function planAutoFit(
     holdoutFraction: base.holdoutFraction,
     heldOut: o.thresholdImages,
     fusion: o.fusion,
+    index: base.knn.factory,
     limits: o.limits,
     onProgress: o.onProgress,
   });

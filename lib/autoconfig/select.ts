@@ -62,6 +62,8 @@ export interface AutoOptions {
   heldOut?: ImageSource[];
   /** Offer fused banks (default true). */
   fusion?: boolean;
+  /** The index the final bank will be built with (`--index`; default `auto`): what costs are priced as. */
+  index?: string;
   /** Installed INT8 backbone builds to try for the finalists (default: what build/models holds). */
   int8Builds?: string[];
   /** Keep the trials and every configuration in the result (AutoChoice.study). */
@@ -159,7 +161,7 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
   const registration = measureRegistration([...goods.map((g) => g.image), ...trainPool.slice(0, 12)]);
 
   const backbones = await Promise.all(o.models.map((m) => backboneInfo(o.pool, m)));
-  const rates = await calibrateSearch();
+  const rates = { ...(await calibrateSearch()), index: o.index };
   const { width, height } = goods[0].image;
   const { trials, skipped } = await screenBases(
     o.pool,

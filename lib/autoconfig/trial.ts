@@ -8,7 +8,14 @@ import { DEFAULT_SCORE, BankMeta } from '../bank/bank-meta';
 import { CoresetConfig, coresetSize, selectCoreset } from '../coreset/coreset';
 import { Rng } from '../synth/prng';
 import { RgbImage } from '../image/decode';
-import { AUTO_HNSW_MIN_ROWS, INDEX_PRESETS, KnnIndex, parseFactory } from '../knn/index';
+import {
+  AUTO_HNSW_MIN_ROWS,
+  DEFAULT_KNN,
+  INDEX_PRESETS,
+  KnnIndex,
+  parseFactory,
+  resolveKnn,
+} from '../knn/index';
 import { rocAuc, pixelAuroc } from '../eval/metrics';
 import { maxOf, patchScores } from '../score/anomaly-map';
 import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-extractor';
@@ -227,24 +234,26 @@ export interface SearchRates {
   nsPerMac: number;
   /** The `hnsw` preset's graph search: ns per query, per unit of width, per doubling of the bank. */
   hnswNs: number;
+  /** The index the final bank will be built with (`--index`; default `auto`). */
+  index?: string;
 }
 
 /**
- * Search cost of one image against the final bank as `--index auto` (the default) will build it:
- * Flat below AUTO_HNSW_MIN_ROWS, priced per multiply-add; the `hnsw` preset from there, its graph
- * walk growing with the width and the log of the bank, plus its exact re-rank of 2 % of the
- * queries (at least 20). Timing the rung's small banks and scaling would mostly scale call overhead.
+ * Search cost of one image against the final bank as its index will be built (`rates.index`,
+ * `auto` by default: Flat below AUTO_HNSW_MIN_ROWS, the `hnsw` preset from there). Flat is priced
+ * per multiply-add; an HNSW index by its graph walk, growing with the width and the log of the
+ * bank, plus its exact re-rank (the `hnsw` preset: 2 % of the queries, at least 20) at Flat's rate.
+ * Other indexes (IVF) are priced as Flat, an upper bound. Timing the rung's small banks and
+ * scaling would mostly scale call overhead.
  */
 export function searchCostMs(queries: number, bank: number, dim: number, rates: SearchRates): number {
-  if (bank < AUTO_HNSW_MIN_ROWS || !(rates.hnswNs > 0)) return (queries * bank * dim * rates.nsPerMac) / 1e6;
-  const graph = queries * rates.hnswNs * dim * Math.log2(bank);
-  const rerank =
-    Math.min(queries, Math.max(20, Math.ceil(HNSW_RERANK * queries))) * bank * dim * rates.nsPerMac;
-  return (graph + rerank) / 1e6;
+  const flat = (n: number) => (n * bank * dim * rates.nsPerMac) / 1e6;
+  const built = parseFactory(resolveKnn({ ...DEFAULT_KNN, factory: rates.index ?? 'auto' }, bank).factory);
+  if (!/^HNSW/i.test(built.factory) || !(rates.hnswNs > 0)) return flat(queries);
+  const graph = (queries * rates.hnswNs * dim * Math.log2(bank)) / 1e6;
+  const reranked = built.rerank > 0 ? Math.min(queries, Math.max(20, Math.ceil(built.rerank * queries))) : 0;
+  return graph + flat(reranked);
 }
-
-/** The share of queries the `hnsw` preset re-ranks exactly (INDEX_PRESETS.hnsw). */
-const HNSW_RERANK = parseFactory(INDEX_PRESETS.hnsw).rerank;
 
 /**
  * Search speed here, on a bank and batch of typical size: Flat's rate per multiply-add, and the

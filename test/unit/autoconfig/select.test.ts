@@ -319,6 +319,24 @@ describe('autoconfig: search cost', () => {
     assert.ok(Math.abs(sheet - graph(20_000) * (16_384 / 784) - (328 * 20_000 * 96 * 0.04) / 1e6) < 1e-6);
   });
 
+  it('prices the index the user chose: Flat at any size, hnsw below 10,000 rows, a graph with no re-rank', () => {
+    const flat = (bank: number) => (784 * bank * 96 * 0.04) / 1e6;
+    const graph = (bank: number) => (784 * 12 * 96 * Math.log2(bank)) / 1e6;
+    assert.equal(searchCostMs(784, 60_000, 96, { ...rates, index: 'Flat' }), flat(60_000));
+    assert.ok(
+      Math.abs(
+        searchCostMs(784, 5000, 96, { ...rates, index: 'hnsw' }) -
+          graph(5000) -
+          (20 * 5000 * 96 * 0.04) / 1e6,
+      ) < 1e-9,
+    );
+    assert.ok(
+      Math.abs(searchCostMs(784, 5000, 96, { ...rates, index: 'HNSW32,Flat,efSearch=64' }) - graph(5000)) <
+        1e-9,
+    );
+    assert.equal(searchCostMs(784, 60_000, 96, { ...rates, index: 'IVF256,Flat' }), flat(60_000));
+  });
+
   it('calibrates both rates on this machine', async function () {
     this.timeout(30_000);
     const r = await calibrateSearch();
