@@ -21,7 +21,7 @@ import { fileSources, listImages } from '../lib/data/mvtec';
 import { generateDataset } from '../lib/synth';
 import { serviceDefinition } from '../lib/rpc/proto';
 import { VectorEncoding, WireQueries, shardQueries, encodingMsg } from '../lib/cluster/vector-encoding';
-import { toFloat16 } from '../lib/util/float16';
+import { toHalves } from '../lib/knn/faiss';
 import { TEST_TMP } from '../services/local/processes';
 
 export interface MapDifference {
@@ -93,14 +93,15 @@ function requestBytes(vectors: Float32Array, dim: number, encoding: VectorEncodi
 export async function wireBytes(extractor: FeatureExtractor, what: string, file: string): Promise<WireBytes> {
   const e = await extractor.embed(await decodeImage(fs.readFileSync(file)));
   const rows = e.vectors.length / e.dim;
-  const halves = toFloat16(e.vectors);
+  const halves = new Uint16Array(e.vectors.length);
   return {
     what,
     rows,
     dim: e.dim,
     f32: requestBytes(e.vectors, e.dim, 'f32'),
     f16: requestBytes(e.vectors, e.dim, 'f16'),
-    encodeMs: medianMs(() => toFloat16(e.vectors, halves)),
+    // The gateway's packing (WireQueries): native, into a fresh array per request.
+    encodeMs: medianMs(() => toHalves(e.vectors, halves)),
   };
 }
 

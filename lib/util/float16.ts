@@ -6,7 +6,8 @@
  * every half value, subnormals (below 2^-14) kept down to 2^-24 and flushed to signed zero under
  * half of that, NaN stays NaN (quiet), and magnitudes of 65520 and more (past the largest half,
  * 65504, by half a unit or more) become infinity, not clamped: a clamped value would be silently
- * wrong. Callers that must not lose values check `allFinite16()` and keep float32 instead.
+ * wrong. The gateway packs natively (`toHalves()` of our faiss-node patch, the same rounding; this
+ * file is its reference in the tests) and keeps float32 when a half is not finite.
  * float16 -> float32 is exact (every half is a float32) through a 65536-entry table.
  */
 
@@ -90,10 +91,4 @@ export function fromFloat16(
   const t = halfTable();
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
   return out;
-}
-
-/** False when any half is infinite or NaN (a value out of half range, or one that already was). */
-export function allFinite16(halves: Uint16Array): boolean {
-  for (let i = 0; i < halves.length; i++) if ((halves[i] & 0x7c00) === 0x7c00) return false;
-  return true;
 }
