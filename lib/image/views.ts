@@ -4,7 +4,7 @@
  * whole, or cut into overlapping square tiles so small defects keep their pixels; tile maps are
  * stitched back onto the canvas. Masks and anomaly maps live at canvas resolution.
  */
-import { RgbImage, cropRgb, resizeRgb } from './decode';
+import { RgbImage, cropRgb, resizeRgb, sentSize } from './decode';
 import { invalid } from '../errors';
 
 export interface ViewConfig {
@@ -50,8 +50,10 @@ export function canvasSize(
   };
 }
 
+/** An image decoded at its canvas size already (decodeImage's `sizeFor`) is only cropped. */
 export async function toCanvas(image: RgbImage, view: ViewConfig): Promise<RgbImage> {
-  const size = canvasSize(view, image.width, image.height);
+  const sent = sentSize(image);
+  const size = canvasSize(view, sent.width, sent.height);
   const resized = await resizeRgb(image, size.width, size.height);
   return cropCentre(resized, view.crop);
 }

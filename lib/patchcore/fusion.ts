@@ -18,6 +18,7 @@ import type { AutoConfigRecord } from '../autoconfig/select';
 import type { HeadMeta } from '../head/head-bank';
 import { StoredBank, loadBank, saveBank } from '../bank/bank-store';
 import { RgbImage } from '../image/decode';
+import { canvasSize } from '../image/views';
 import { KnnIndex } from '../knn/index';
 import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { maxOf } from '../score/anomaly-map';
@@ -197,8 +198,11 @@ export class FusedInspector {
 
   /** Decodes once (within the first member's limits), then inspects with every member. */
   inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
-    return inspectDecoded(bytes, this.members[0].limits, (image) =>
-      this.inspectImage(image, threshold, deadline),
+    return inspectDecoded(
+      bytes,
+      this.members[0].limits,
+      (image) => this.inspectImage(image, threshold, deadline),
+      (w, h) => sharedCanvas(this.members, w, h),
     );
   }
 
@@ -293,4 +297,11 @@ export async function openFused(pool: BackbonePool, dir: string): Promise<FusedI
     members.push(new Inspector(m.meta, extractor, new LocalSearcher(index)));
   }
   return new FusedInspector(meta, members);
+}
+
+/** The members' common canvas size, decoded to directly; members that differ get the full image. */
+function sharedCanvas(members: Inspector[], width: number, height: number) {
+  const sizes = members.map((m) => canvasSize(m.meta.view, width, height));
+  const same = sizes.every((s) => s.width === sizes[0].width && s.height === sizes[0].height);
+  return same ? sizes[0] : { width, height };
 }

@@ -3,7 +3,15 @@
  * shards, behind NeighbourSearcher), score, map, regions, verdict.
  */
 import { BankMeta } from '../bank/bank-meta';
-import { DecodeLimits, DEFAULT_DECODE_LIMITS, RgbImage, decodeImage } from '../image/decode';
+import {
+  DecodeLimits,
+  DEFAULT_DECODE_LIMITS,
+  DecodeSize,
+  RgbImage,
+  decodeImage,
+  sentSize,
+} from '../image/decode';
+import { canvasSize } from '../image/views';
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
@@ -12,6 +20,9 @@ import { REWEIGHT_NEIGHBOURS, reweightFactor } from '../score/reweight';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
 import { DistinctCellCache, cellCentres, expandToCells, gatherRows } from './shared-cells';
 import { SpiError } from '../errors';
+
+/** An image's pixel size, and the size it was sent at when it was resized while decoding. */
+export type DecodedSize = Pick<RgbImage, 'width' | 'height' | 'scaledFrom'>;
 
 /** Where the nearest bank patches come from: a local faiss index or the shard cluster. */
 export interface NeighbourSearcher {
@@ -57,7 +68,12 @@ export class Inspector {
   }
 
   inspectBytes(bytes: Uint8Array, threshold?: number, deadline?: number): Promise<Inspection> {
-    return inspectDecoded(bytes, this.limits, (image) => this.inspectImage(image, threshold, deadline));
+    return inspectDecoded(
+      bytes,
+      this.limits,
+      (image) => this.inspectImage(image, threshold, deadline),
+      (w, h) => canvasSize(this.meta.view, w, h),
+    );
   }
 
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
@@ -76,7 +92,7 @@ export class Inspector {
     result: Inspection,
     embedding: ImageEmbedding,
     knn: KnnResult,
-    image: { width: number; height: number },
+    image: DecodedSize,
     threshold: number,
   ): Promise<Inspection> {
     const scores = patchScores(knn.distances, knn.k, this.meta.score.k);
@@ -137,16 +153,18 @@ export async function searchCells(
 }
 
 /**
- * Decodes `bytes` within `limits`, then inspects the image with `inspect`; the answer's decode time
- * is what the whole took beyond the inspection's own stages.
+ * Decodes `bytes` within `limits` (straight to the canvas size `sizeFor` gives, where given), then
+ * inspects the image with `inspect`; the answer's decode time is what the whole took beyond the
+ * inspection's own stages.
  */
 export async function inspectDecoded(
   bytes: Uint8Array,
   limits: DecodeLimits,
   inspect: (image: RgbImage) => Promise<Inspection>,
+  sizeFor?: DecodeSize,
 ): Promise<Inspection> {
   const t0 = performance.now();
-  const image = await decodeImage(bytes, limits);
+  const image = await decodeImage(bytes, limits, sizeFor);
   const result = await inspect(image);
   result.timingsMs.decode = performance.now() - t0 - sumTimings(result.timingsMs);
   return result;
@@ -157,7 +175,7 @@ export function scoreEmbedding(
   meta: BankMeta,
   embedding: ImageEmbedding,
   knn: KnnResult,
-  image: { width: number; height: number },
+  image: DecodedSize,
   threshold: number,
 ): Inspection {
   const scores = patchScores(knn.distances, knn.k, meta.score.k);
@@ -170,7 +188,7 @@ export function scorePatches(
   meta: BankMeta,
   embedding: Omit<ImageEmbedding, 'vectors'>,
   scores: Float32Array,
-  image: { width: number; height: number },
+  image: DecodedSize,
   threshold: number,
 ): Inspection {
   const perTile = embedding.gridHeight * embedding.gridWidth;
@@ -206,11 +224,12 @@ export function verdict(
   h: number,
   score: number,
   maxPatchScore: number,
-  image: { width: number; height: number },
+  decoded: DecodedSize,
   threshold: number,
 ): Inspection {
   const isDefective = score >= threshold;
-  // Regions in original-image pixels; with a centre crop the canvas maps to the cropped window.
+  // Regions in the pixels of the image as sent; with a centre crop the canvas maps to the cropped window.
+  const image = sentSize(decoded);
   const toImage = canvasToImage(meta, image.width, image.height, w, h);
   let regions = findRegions(map, w, h, threshold, toImage);
   // The verdict can rest on a peak just at the threshold: still say where it is.

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import sharp from 'sharp';
-import { decodeImage } from '../../../lib/image/decode';
+import { decodeImage, resizeRgb, sentSize } from '../../../lib/image/decode';
 import { tileGrid, DEFAULT_VIEW, toCanvas } from '../../../lib/image/views';
 import { SpiError } from '../../../lib/errors';
 import { pngHeader } from '../../helpers/fixtures';
@@ -81,5 +81,45 @@ describe('image decoding', () => {
         for (let x = 0; x < t.width; x++) covered[(t.top + y) * 80 + t.left + x] = 1;
     assert.ok(covered.every((c) => c === 1));
     assert.throws(() => tileGrid(20, 20, { ...DEFAULT_VIEW, tile: 32 }), /larger than the canvas/);
+  });
+
+  it('decodes straight to a canvas size with the pixels of decode-then-resize', async () => {
+    // Busy pixels, so that a resample at another phase or before a turn would show.
+    const w = 90;
+    const h = 60;
+    const raw = Buffer.alloc(w * h * 4);
+    for (let i = 0; i < w * h; i++)
+      raw.set([(i * 7) % 251, (i * 13) % 253, (i >> 3) % 256, 128 + (i % 128)], i * 4);
+    const image = () => sharp(raw, { raw: { width: w, height: h, channels: 4 } });
+    const cases: [string, Buffer][] = [
+      ['png', await image().removeAlpha().png().toBuffer()],
+      ['png with alpha', await image().png().toBuffer()],
+      ['grey png', await image().removeAlpha().greyscale().png().toBuffer()],
+      ['16-bit png', await image().removeAlpha().toColourspace('rgb16').png().toBuffer()],
+      ['jpeg', await image().removeAlpha().jpeg().toBuffer()],
+      ['jpeg turned by EXIF', await image().removeAlpha().jpeg().withMetadata({ orientation: 6 }).toBuffer()],
+    ];
+    for (const [name, bytes] of cases)
+      for (const factor of [0.5, 0.37, 2]) {
+        const full = await decodeImage(bytes);
+        const size = (width: number, height: number) => ({
+          width: Math.round(width * factor),
+          height: Math.round(height * factor),
+        });
+        const expected = await resizeRgb(
+          full,
+          size(full.width, full.height).width,
+          size(full.width, full.height).height,
+        );
+        const direct = await decodeImage(bytes, undefined, size);
+        assert.deepEqual([direct.width, direct.height], [expected.width, expected.height], name);
+        assert.deepEqual(sentSize(direct), { width: full.width, height: full.height }, name);
+        assert.ok(direct.data.equals(expected.data), `${name} x${factor}: pixels differ`);
+        // The canvas of a view is then the decoded image itself, not resized a second time.
+        const view = { ...DEFAULT_VIEW, resize: 0, scale: factor };
+        assert.equal(await toCanvas(direct, view), direct, name);
+      }
+    const same = await decodeImage(cases[0][1], undefined, (width, height) => ({ width, height }));
+    assert.equal(same.scaledFrom, undefined, 'its own size is no resize');
   });
 });
