@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BackbonePool, DEFAULT_MODEL, createExtractor } from '../lib/patchcore/engine';
-import { DEFAULT_FIT, FitSettings, fitBank, fittedInspector } from '../lib/patchcore/fit';
+import { DEFAULT_FIT, FitSettings, LocalSearcher, fitBank, fittedInspector } from '../lib/patchcore/fit';
 import { NeighbourSearcher, scoreEmbedding } from '../lib/patchcore/inspector';
 import { KnnIndex, KnnResult } from '../lib/knn/index';
 import { FeatureExtractor } from '../lib/patchcore/feature-extractor';
@@ -69,11 +69,17 @@ export class WireSearcher implements NeighbourSearcher {
   constructor(
     readonly index: KnnIndex,
     readonly encoding: VectorEncoding = 'f16',
+    /** The bank's rows, which ReadRows serves as loaded (float32). */
+    private readonly vectors?: Float32Array,
   ) {}
 
   search(queries: Float32Array, _dim: number, k: number): Promise<KnnResult> {
     const p = new WireQueries(queries).payload(this.encoding);
     return this.index.search(shardQueries(p.bytes, encodingMsg(p.encoding)), k);
+  }
+
+  bankRows(ids: ArrayLike<number>, dim: number): Promise<Float32Array> {
+    return new LocalSearcher(this.index, this.vectors).bankRows(ids, dim);
   }
 }
 

@@ -45,7 +45,15 @@ export interface ScoreConfig {
    * 2026-12-07 have no field and keep it). See patchcore/shared-cells.ts.
    */
   sharedCells?: SharedCellRule;
+  /**
+   * Whose bank neighbourhood the reweighted image score weighs the top patch by: its nearest bank
+   * patch's, as PatchCore has it (match), or the top patch's own (query: banks built before
+   * 2026-12-08 have no field and keep it, their thresholds were set with it). See score/reweight.ts.
+   */
+  reweightAround?: ReweightNeighbourhood;
 }
+
+export type ReweightNeighbourhood = 'match' | 'query';
 
 export const DEFAULT_SCORE: ScoreConfig = {
   k: 1,
@@ -53,6 +61,7 @@ export const DEFAULT_SCORE: ScoreConfig = {
   imageScore: 'map-max',
   reference: 'none',
   sharedCells: 'interior',
+  reweightAround: 'match',
 };
 
 export interface BankMeta {

@@ -164,6 +164,25 @@ export class ShardClient {
     });
   }
 
+  /** A few of a partition's vectors by global bank row (ReadRows), [rows x dim] in that order. */
+  readRows(ref: PartitionRef, rows: readonly number[], opts: CallOptions = {}): Promise<Float32Array> {
+    return new Promise((resolve, reject) => {
+      this.client.readRows(
+        { partition: ref, rows: [...rows] },
+        requestMetadata(),
+        callOptions(opts),
+        (err, res) => {
+          if (err || !res) return reject(fromServiceError(err));
+          try {
+            resolve(float32View(res.vectors));
+          } catch (e) {
+            reject(e);
+          }
+        },
+      );
+    });
+  }
+
   listPartitions(opts: CallOptions = {}): Promise<PartitionInfoMsg[]> {
     return new Promise((resolve, reject) => {
       this.client.listPartitions({}, new grpc.Metadata(), callOptions(opts), (err, res) =>

@@ -542,7 +542,11 @@ export async function fitHeadInspector(
     bank.dim,
     bank.index.size,
   );
-  return inspectorWith(new Inspector(meta, extractor, new LocalSearcher(bank.index)), extractor, head);
+  return inspectorWith(
+    new Inspector(meta, extractor, new LocalSearcher(bank.index, bank.vectors)),
+    extractor,
+    head,
+  );
 }
 
 /** The same beside a freshly fitted fused bank (its metadata gets the head). */

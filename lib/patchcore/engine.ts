@@ -125,7 +125,7 @@ export async function openBank(
   const inspector = new Inspector(
     meta,
     await extractorForBank(pool, meta),
-    searcher ?? new LocalSearcher(index),
+    searcher ?? new LocalSearcher(index, vectors),
   );
   return { meta, index, inspector };
 }

@@ -70,12 +70,38 @@ export interface FittedBank {
   heldOutMaps?: Float32Array[];
 }
 
-/** Local faiss search behind the searcher interface the inspector uses. */
+/**
+ * Local faiss search behind the searcher interface the inspector uses; with the bank's `vectors`,
+ * also its rows (the re-weighted image score reads its match's neighbourhood).
+ */
 export class LocalSearcher implements NeighbourSearcher {
-  constructor(readonly index: KnnIndex) {}
+  constructor(
+    readonly index: KnnIndex,
+    private readonly vectors?: Float32Array,
+  ) {}
+
   search(queries: Float32Array, _dim: number, k: number) {
     return this.index.search(queries, k);
   }
+
+  async bankRows(ids: ArrayLike<number>, dim: number): Promise<Float32Array> {
+    if (!this.vectors)
+      throw new SpiError('FAILED_PRECONDITION', 'this in-process bank was opened without its rows');
+    return copyRows(this.vectors, dim, ids);
+  }
+}
+
+/** Rows `ids` of a row-major [rows x dim] array, one after another; an id outside it is refused. */
+export function copyRows(vectors: Float32Array, dim: number, ids: ArrayLike<number>): Float32Array {
+  const rows = vectors.length / dim;
+  const out = new Float32Array(ids.length * dim);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!Number.isInteger(id) || id < 0 || id >= rows)
+      throw invalid(`bank row ${id} is outside 0..${rows - 1}`);
+    out.set(vectors.subarray(id * dim, (id + 1) * dim), i * dim);
+  }
+  return out;
 }
 
 export async function fitBank(
@@ -145,7 +171,7 @@ export async function fitBank(
     await chooseThreshold(
       meta,
       extractor,
-      index,
+      new LocalSearcher(index, vectors),
       split.holdout,
       settings.threshold,
       limits,
@@ -227,7 +253,7 @@ export function outlierMeta(
 async function chooseThreshold(
   meta: FittedBank['meta'],
   extractor: FeatureExtractor,
-  index: KnnIndex,
+  searcher: LocalSearcher,
   holdout: ImageSource[],
   manual: number | undefined,
   limits: DecodeLimits,
@@ -237,9 +263,9 @@ async function chooseThreshold(
   const withReference = meta.score.reference === 'mean';
   if (manual !== undefined && !withReference) return { threshold: manualThreshold(manual) };
   const inspector = new Inspector(
-    completeMeta(meta, index.dim, index.size),
+    completeMeta(meta, searcher.index.dim, searcher.index.size),
     extractor,
-    new LocalSearcher(index),
+    searcher,
     limits,
   );
   if (withReference) {
@@ -358,6 +384,6 @@ export function fittedInspector(fitted: FittedBank, extractor: FeatureExtractor)
   return new Inspector(
     completeMeta(fitted.meta, fitted.dim, fitted.index.size),
     extractor,
-    new LocalSearcher(fitted.index),
+    new LocalSearcher(fitted.index, fitted.vectors),
   );
 }

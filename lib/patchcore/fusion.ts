@@ -250,7 +250,11 @@ export function fusedInspector(fitted: FittedFusion, extractors: FeatureExtracto
     fitted.meta,
     fitted.members.map(
       (f, i) =>
-        new Inspector(completeMeta(f.meta, f.dim, f.index.size), extractors[i], new LocalSearcher(f.index)),
+        new Inspector(
+          completeMeta(f.meta, f.dim, f.index.size),
+          extractors[i],
+          new LocalSearcher(f.index, f.vectors),
+        ),
     ),
   );
 }
@@ -294,7 +298,7 @@ export async function openFused(pool: BackbonePool, dir: string): Promise<FusedI
   for (const m of stored) {
     const index = KnnIndex.build(m.vectors, m.meta.vectors.dim, m.meta.knn);
     const extractor = await extractorForBank(pool, m.meta);
-    members.push(new Inspector(m.meta, extractor, new LocalSearcher(index)));
+    members.push(new Inspector(m.meta, extractor, new LocalSearcher(index, m.vectors)));
   }
   return new FusedInspector(meta, members);
 }

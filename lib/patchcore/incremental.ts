@@ -228,7 +228,7 @@ async function recalibrate(
   const inspector = new Inspector(
     completeMeta(grown.meta, grown.dim, grown.index.size),
     extractor,
-    new LocalSearcher(grown.index),
+    new LocalSearcher(grown.index, grown.vectors),
     limits,
   );
   let scores: number[] = [];

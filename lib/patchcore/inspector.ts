@@ -16,8 +16,8 @@ import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { subtractReference } from '../score/reference';
-import { REWEIGHT_NEIGHBOURS, reweightFactor } from '../score/reweight';
 import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
+import { reweightWeight } from './reweighting';
 import { DistinctCellCache, cellCentres, expandToCells, gatherRows } from './shared-cells';
 import { SpiError } from '../errors';
 
@@ -28,6 +28,11 @@ export type DecodedSize = Pick<RgbImage, 'width' | 'height' | 'scaledFrom'>;
 export interface NeighbourSearcher {
   /** `deadline`: epoch ms by which the answer is needed (the caller's gRPC deadline), if any. */
   search(queries: Float32Array, dim: number, k: number, deadline?: number): Promise<KnnResult>;
+  /**
+   * The bank's vectors of these rows (as search labels them), one after another: the re-weighted
+   * image score reads its match's neighbourhood. Absent where the bank's rows cannot be read.
+   */
+  bankRows?(ids: ArrayLike<number>, dim: number, deadline?: number): Promise<Float32Array>;
 }
 
 export interface Inspection {
@@ -82,7 +87,7 @@ export class Inspector {
     const limit = threshold ?? this.meta.threshold.value;
     let result = scoreEmbedding(this.meta, embedding, knn, image, limit);
     if (this.meta.score.imageScore === 'reweighted')
-      result = await this.reweighted(result, embedding, knn, image, limit);
+      result = await this.reweighted(result, embedding, knn, image, limit, deadline);
     result.timingsMs = { decode: 0, embed: embedMs, search: searchMs, score: performance.now() - t2 };
     return result;
   }
@@ -94,13 +99,15 @@ export class Inspector {
     knn: KnnResult,
     image: DecodedSize,
     threshold: number,
+    deadline?: number,
   ): Promise<Inspection> {
     const scores = patchScores(knn.distances, knn.k, this.meta.score.k);
     const top = scores.indexOf(result.maxPatchScore);
     const dim = embedding.dim;
-    const query = embedding.vectors.subarray(top * dim, (top + 1) * dim);
-    const around = await this.searcher.search(Float32Array.from(query), dim, REWEIGHT_NEIGHBOURS);
-    const weight = reweightFactor(around.distances.subarray(0, around.k));
+    const query = Float32Array.from(embedding.vectors.subarray(top * dim, (top + 1) * dim));
+    const match = Number(knn.labels[top * knn.k]);
+    const around = this.meta.score.reweightAround ?? 'query';
+    const weight = await reweightWeight(this.searcher, around, query, match, deadline);
     // The map in the score's units, so its regions are cut at the same threshold.
     const map = Float32Array.from(result.map, (v) => v * weight);
     const { canvasWidth: w, canvasHeight: h } = result;

@@ -112,6 +112,16 @@ export interface PartitionChunkMsg {
   data: Buffer;
 }
 
+export interface ReadRowsRequestMsg {
+  partition: PartitionRefMsg | null;
+  rows: number[];
+}
+
+export interface ReadRowsResponseMsg {
+  vectors: Buffer;
+  dim: number;
+}
+
 export interface ListPartitionsResponseMsg {
   partitions: PartitionInfoMsg[];
 }
@@ -123,6 +133,7 @@ export interface BankShardHandlers extends grpc.UntypedServiceImplementation {
   dropPartition: grpc.handleUnaryCall<PartitionRefMsg, DropPartitionResponseMsg>;
   listPartitions: grpc.handleUnaryCall<ListPartitionsRequestMsg, ListPartitionsResponseMsg>;
   readPartition: grpc.handleServerStreamingCall<PartitionRefMsg, PartitionChunkMsg>;
+  readRows: grpc.handleUnaryCall<ReadRowsRequestMsg, ReadRowsResponseMsg>;
 }
 
 type Unary<Req, Res> = (
@@ -149,6 +160,7 @@ export interface BankShardGrpcClient extends grpc.Client {
     metadata: grpc.Metadata,
     options: Partial<grpc.CallOptions>,
   ) => grpc.ClientReadableStream<PartitionChunkMsg>;
+  readRows: Unary<ReadRowsRequestMsg, ReadRowsResponseMsg>;
 }
 
 export function newBankShardClient(

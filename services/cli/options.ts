@@ -236,7 +236,7 @@ export function fitFrom(v: EngineFlagValues, name: string, categories: string[])
       perImage: num(v, 'coreset-per-image'),
     },
     knn: resolveKnn({ factory: v.index ?? DEFAULT_KNN.factory, nprobe: num(v, 'nprobe') }),
-    score: { k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference, sharedCells },
+    score: { ...DEFAULT_SCORE, k: num(v, 'k'), sigma: num(v, 'sigma'), imageScore, reference, sharedCells },
     outliers: outliersFrom(v),
     holdoutFraction: num(v, 'holdout'),
     threshold: v.threshold !== undefined ? num(v, 'threshold') : undefined,

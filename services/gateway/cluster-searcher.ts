@@ -62,6 +62,65 @@ export class ClusterSearcher implements NeighbourSearcher {
   }
 
   /**
+   * Bank rows by global row (the re-weighted image score's neighbourhood): one ReadRows per
+   * partition that holds some, each from one live replica (the next on failure).
+   */
+  async bankRows(ids: ArrayLike<number>, dim: number, callerDeadline?: number): Promise<Float32Array> {
+    const deadline = callerDeadline ?? Date.now() + this.settings.deadlineMs;
+    const turn = this.turn++;
+    const out = new Float32Array(ids.length * dim);
+    const wanted = new Map<PartitionAssignment, number[]>();
+    for (let i = 0; i < ids.length; i++) {
+      const p = this.record.partitions.find((q) => ids[i] >= q.rowOffset && ids[i] < q.rowOffset + q.rows);
+      if (!p)
+        throw new SpiError(
+          'INVALID_ARGUMENT',
+          `row ${ids[i]} is not in bank ${this.record.bank} v${this.record.version}`,
+        );
+      wanted.set(p, [...(wanted.get(p) ?? []), i]);
+    }
+    await Promise.all(
+      [...wanted].map(async ([p, at]) => {
+        const rows = await this.readRows(
+          p,
+          at.map((i) => ids[i]),
+          deadline,
+          turn,
+        );
+        at.forEach((i, j) => out.set(rows.subarray(j * dim, (j + 1) * dim), i * dim));
+      }),
+    );
+    return out;
+  }
+
+  private async readRows(p: PartitionAssignment, rows: number[], deadline: number, turn: number) {
+    const where = `partition ${p.partition} of bank ${this.record.bank} v${this.record.version}`;
+    const errors: string[] = [];
+    for (const id of this.replicasOf(p, turn)) {
+      const client = this.shards.client(id);
+      const timeoutMs = deadline - Date.now();
+      if (!client || timeoutMs <= 0) continue;
+      try {
+        return await client.readRows(ref(this.record, p), rows, { timeoutMs });
+      } catch (err) {
+        // A row outside the partition is the caller's error, not the replica's: no other would do.
+        if (err instanceof SpiError && err.kind === 'INVALID_ARGUMENT') throw err;
+        errors.push(`${id}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    // Shards of an earlier release do not know ReadRows; a retry will not change that.
+    if (errors.length > 0 && errors.every((e) => /does not implement/i.test(e)))
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `${where}: its shards do not serve bank rows (ReadRows, needed by the re-weighted image score): upgrade them`,
+      );
+    throw new SpiError(
+      'UNAVAILABLE',
+      `${where}: no replica read its rows (${errors.join('; ') || 'none live'})`,
+    );
+  }
+
+  /**
    * Live shards that hold this partition, rotated per request to spread the load; those that let a
    * hedge fire lately go last (and are asked first again once `slowMs` has passed).
    */

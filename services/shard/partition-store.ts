@@ -73,6 +73,8 @@ interface Partition extends PartitionSummary {
 }
 
 const INT32_MAX = 0x7fffffff;
+/** Rows one ReadRows may ask for (a neighbourhood is a handful). */
+export const MAX_READ_ROWS = 4096;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export class PartitionStore {
@@ -164,6 +166,49 @@ export class PartitionStore {
     if (bytes.length !== p.rows * p.dim * 4)
       throw new SpiError('DATA_LOSS', `${file} holds ${bytes.length} bytes, not ${p.rows}x${p.dim} float32`);
     return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  }
+
+  /**
+   * A few vectors of a partition by their global bank rows (the re-weighted image score), in the
+   * order asked: from memory, or read row by row from the file beside the partition's.
+   */
+  readRows(ref: PartitionRef, rows: readonly number[]): Float32Array {
+    checkRef(ref);
+    const p = this.partitions.get(partitionKey(ref));
+    if (!p) throw new SpiError('NOT_FOUND', `${this.name} does not hold ${refString(ref)}`);
+    if (rows.length > MAX_READ_ROWS)
+      throw invalid(`at most ${MAX_READ_ROWS} rows per ReadRows, got ${rows.length}`);
+    const local = rows.map((row) => {
+      const r = row - p.rowOffset;
+      if (!Number.isInteger(r) || r < 0 || r >= p.rows)
+        throw invalid(
+          `row ${row} is not in ${refString(ref)} (rows ${p.rowOffset}..${p.rowOffset + p.rows - 1})`,
+        );
+      return r;
+    });
+    const out = new Float32Array(local.length * p.dim);
+    if (p.vectors) {
+      local.forEach((r, i) => out.set(p.vectors!.subarray(r * p.dim, (r + 1) * p.dim), i * p.dim));
+      return out;
+    }
+    const file = this.options.dataDir ? vectorsFile(partitionFile(this.options.dataDir, ref)) : '';
+    if (!file || !fs.existsSync(file))
+      throw new SpiError(
+        'FAILED_PRECONDITION',
+        `${refString(ref)} on ${this.name} was loaded before shards kept partition vectors: rebuild the bank`,
+      );
+    const rowBytes = p.dim * 4;
+    const bytes = new Uint8Array(out.buffer);
+    const fd = fs.openSync(file, 'r');
+    try {
+      local.forEach((r, i) => {
+        const read = fs.readSync(fd, bytes, i * rowBytes, rowBytes, r * rowBytes);
+        if (read !== rowBytes) throw new SpiError('DATA_LOSS', `${file} ends before row ${r}`);
+      });
+    } finally {
+      fs.closeSync(fd);
+    }
+    return out;
   }
 
   /** Starts receiving a partition's vectors; `finish()` checks, builds, persists and swaps it in. */

@@ -104,6 +104,11 @@ export function bankShardHandlers(store: PartitionStore, log: Logger): BankShard
     loadPartition: wrapClientStream(async (call) => infoOf(await receivePartition(store, call)), log),
     dropPartition: wrapUnary(async (call) => ({ dropped: await store.drop(refOf(call.request)) }), log),
     listPartitions: wrapUnary(async () => ({ partitions: store.list().map(infoOf) }), log),
+    readRows: wrapUnary(async (call) => {
+      const ref = refOf(call.request.partition);
+      const v = store.readRows(ref, call.request.rows);
+      return { vectors: bytesOf(v), dim: store.get(ref)?.dim ?? 0 };
+    }, log),
     readPartition: (call) => {
       try {
         const v = store.readVectors(refOf(call.request));

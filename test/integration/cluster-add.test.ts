@@ -239,7 +239,7 @@ describe('cluster: RotateBank adding images to the active version', function () 
     const local = new Inspector(
       fittedInspector(fitted, extractor).meta,
       extractor,
-      new WireSearcher(fitted.index, 'f16'),
+      new WireSearcher(fitted.index, 'f16', fitted.vectors),
     );
     for (const file of [data.testDefective[0], data.testGood[0]]) {
       const want = await local.inspectBytes(fs.readFileSync(file));

@@ -129,7 +129,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     assert.equal(b.meta.threshold.value, a.meta.threshold.value);
   });
 
-  it('--image-score reweighted: the top patch score times its weight from its 9 nearest bank patches', async () => {
+  it("--image-score reweighted: the top patch score times its weight from its match's 9 nearest bank patches", async () => {
     const bank = path.join(out, 'reweighted');
     const good = folder('rw-data', data.train.slice(0, 6));
     const args = ['fit', '--data', good, '--out', bank, '--auto', 'off', '--image-score', 'reweighted'];
@@ -137,15 +137,24 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     const pool = new BackbonePool();
     try {
       const { inspector, index, meta } = await openBank(pool, bank);
+      const { vectors } = loadBank(bank);
+      const dim = meta.vectors.dim;
       assert.equal(meta.score.imageScore, 'reweighted');
+      assert.equal(meta.score.reweightAround, 'match');
       const rgb = await decodeImage(fs.readFileSync(data.testDefective[0]));
       const r = await inspector.inspectImage(rgb);
-      // The same by hand: the top patch's 9 nearest bank patches, softmax of their distances.
+      // The same by hand (PatchCore eq. 7): the top patch's nearest bank patch m*, the 9 nearest
+      // bank patches of m* (m* first), softmax of the top patch's distances to them.
       const { embedding, knn } = await inspector.search(rgb);
       const scores = patchScores(knn.distances, knn.k, 1);
       const top = scores.indexOf(r.maxPatchScore);
-      const q = embedding.vectors.slice(top * embedding.dim, (top + 1) * embedding.dim);
-      const d = Array.from(index.searchSync(q, 9).distances);
+      const q = embedding.vectors.slice(top * dim, (top + 1) * dim);
+      const match = Number(knn.labels[top * knn.k]);
+      const row = (i: number) => vectors.subarray(i * dim, (i + 1) * dim);
+      const near = Array.from(index.searchSync(row(match).slice(), 9).labels, Number);
+      const support = [match, ...near.filter((l) => l !== match)].slice(0, 9);
+      const dist = (i: number) => Math.sqrt(row(i).reduce((s, v, j) => s + (v - q[j]) ** 2, 0));
+      const d = support.map(dist);
       const w = 1 - Math.exp(d[0]) / d.reduce((s, x) => s + Math.exp(x), 0);
       assert.ok(
         Math.abs(r.score - w * r.maxPatchScore) < 1e-5 * r.maxPatchScore,
@@ -153,6 +162,15 @@ describe('plant folders: contaminated good folders and incremental banks', funct
       );
       assert.ok(r.score < r.maxPatchScore);
       assert.equal(r.isDefective, r.score >= meta.threshold.value);
+      // A bank built before (no reweightAround) keeps the neighbourhood of the top patch itself.
+      const old = await inspector.withScore({ reweightAround: undefined }).inspectImage(rgb);
+      const dq = Array.from(index.searchSync(q, 9).distances);
+      const wq = 1 - Math.exp(dq[0]) / dq.reduce((s, x) => s + Math.exp(x), 0);
+      assert.ok(
+        Math.abs(old.score - wq * r.maxPatchScore) < 1e-5 * r.maxPatchScore,
+        `${old.score} vs ${wq * r.maxPatchScore}`,
+      );
+      assert.notEqual(old.score, r.score, 'the two neighbourhoods differ');
     } finally {
       await pool.close();
     }

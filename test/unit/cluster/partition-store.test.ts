@@ -181,4 +181,28 @@ describe('services/shard/partition-store (no gRPC)', function () {
     await disk.drop(ref);
     assert.equal(fs.existsSync(path.join(dir, 'partitions', 'b')), false, 'nothing left behind');
   });
+
+  it('reads a few rows by their global bank row (ReadRows), from memory and from disk', async () => {
+    const ref = { bank: 'b', version: 1, partition: 0 };
+    const rows = [100 + 7, 100 + 0, 100 + 299, 100 + 7];
+    const want = new Float32Array(rows.length * dim);
+    rows.forEach((r, i) => want.set(vectors.subarray((r - 100) * dim, (r - 99) * dim), i * dim));
+    const memory = PartitionStore.open({ log: quiet });
+    await memory.load(header(vectors, dim), vectors);
+    assert.deepEqual(memory.readRows(ref, rows), want);
+    const disk = PartitionStore.open({ dataDir: dir, log: quiet });
+    await disk.load(header(vectors, dim), vectors);
+    assert.deepEqual(PartitionStore.open({ dataDir: dir, log: quiet }).readRows(ref, rows), want);
+    // Rows are global: the partition starts at row 100 and holds 300.
+    for (const row of [99, 400, 1.5])
+      await rejectsKind(
+        Promise.resolve().then(() => disk.readRows(ref, [row])),
+        'INVALID_ARGUMENT',
+        /100\.\.399/,
+      );
+    await rejectsKind(
+      Promise.resolve().then(() => disk.readRows({ ...ref, partition: 5 }, [100])),
+      'NOT_FOUND',
+    );
+  });
 });
