@@ -8,6 +8,7 @@ import { serviceDefinition } from '../../../lib/rpc/proto';
 import { ClusterSearcher, FanOutSettings, ShardDirectory } from '../../../services/gateway/cluster-searcher';
 import { withRequestId } from '../../../lib/rpc/request-id';
 import { quietLog } from '../../helpers/quiet-log';
+import { SpiError } from '../../../lib/errors';
 
 /** A shard's Search over loopback gRPC: answers at once (one row, distance 1), or never ("paused"). */
 async function shardServer(paused: boolean, seen: { cancelled: boolean; calls: number }) {
@@ -138,5 +139,105 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
     await timed(); // turn 5: live first
     assert.ok((await timed()) >= 100); // turn 6: paused first
     assert.equal(paused.calls, 2);
+  });
+});
+
+describe('the gateway reading bank rows from the shards (ReadRows, real loopback gRPC)', () => {
+  const dim = 2;
+  const servers: RunningServer[] = [];
+  const clients: ShardClient[] = [];
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(servers.map((s) => s.shutdown(0)));
+  });
+
+  /** A shard whose row r is [r, -r]; `mode` fail answers UNAVAILABLE, old has no ReadRows at all. */
+  async function rowServer(mode: 'ok' | 'fail' | 'old', calls: number[][]) {
+    const readRows = (
+      call: grpc.ServerUnaryCall<{ rows: number[] }, unknown>,
+      cb: grpc.sendUnaryData<unknown>,
+    ) => {
+      calls.push(call.request.rows);
+      if (mode === 'fail') return cb({ code: grpc.status.UNAVAILABLE, details: 'disk gone' });
+      const v = Float32Array.from(call.request.rows.flatMap((r) => [r, -r]));
+      cb(null, { vectors: Buffer.from(v.buffer), dim });
+    };
+    const server = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log: quietLog,
+      services: [
+        {
+          definition: serviceDefinition('BankShard'),
+          implementation: mode === 'old' ? {} : { readRows },
+        },
+      ],
+    });
+    servers.push(server);
+    const client = new ShardClient(`127.0.0.1:${server.port}`);
+    clients.push(client);
+    return client;
+  }
+
+  /** Rows 0-9 in partition 0 (replicas a, b), rows 10-19 in partition 1 (replica c). */
+  function searcherOver(byId: Map<string, ShardClient>) {
+    const record: BankVersionRecord = {
+      bank: 'b',
+      version: 1,
+      state: 'ready',
+      createdAt: '',
+      meta: {},
+      partitions: [
+        { partition: 0, rowOffset: 0, rows: 10, shards: ['a', 'b'] },
+        { partition: 1, rowOffset: 10, rows: 10, shards: ['c'] },
+      ],
+      index: 'Flat',
+      nprobe: 1,
+    };
+    const view = {
+      shards: new Map([...byId.keys()].map((id) => [id, {}])),
+      loaded: new Map([
+        ['b/1/0', new Set(['a', 'b'])],
+        ['b/1/1', new Set(['c'])],
+      ]),
+    } as unknown as ClusterView;
+    return new ClusterSearcher(record, {
+      view: () => view,
+      client: (id) => byId.get(id),
+      encodingOf: () => 'f32',
+    });
+  }
+
+  it('reads each row from the partition that holds it, in the order asked, past a failing replica', async () => {
+    const calls = { a: [] as number[][], b: [] as number[][], c: [] as number[][] };
+    const searcher = searcherOver(
+      new Map([
+        ['a', await rowServer('fail', calls.a)],
+        ['b', await rowServer('ok', calls.b)],
+        ['c', await rowServer('ok', calls.c)],
+      ]),
+    );
+    const rows = await searcher.bankRows([12, 3, 15, 3], dim);
+    assert.deepEqual(Array.from(rows), [12, -12, 3, -3, 15, -15, 3, -3]);
+    // One call per partition: partition 0 failed on a and was read from b; partition 1 from c.
+    assert.deepEqual(calls.a, [[3, 3]]);
+    assert.deepEqual(calls.b, [[3, 3]]);
+    assert.deepEqual(calls.c, [[12, 15]]);
+    await assert.rejects(searcher.bankRows([20], dim), (err: SpiError) => err.kind === 'INVALID_ARGUMENT');
+  });
+
+  it('says plainly that shards of an earlier release cannot serve the rows', async () => {
+    const old = await rowServer('old', []);
+    const searcher = searcherOver(
+      new Map([
+        ['a', old],
+        ['b', old],
+        ['c', old],
+      ]),
+    );
+    await assert.rejects(
+      searcher.bankRows([1], dim),
+      (err: SpiError) => err.kind === 'FAILED_PRECONDITION' && /upgrade/.test(err.message),
+    );
   });
 });
