@@ -58,4 +58,30 @@ describe('--index hnsw: a bank fitted, saved, opened and inspected with HNSW and
       assert.equal(approx.isDefective, truth.isDefective, path.basename(file));
     }
   });
+
+  it('inspects bytes decoded straight to the canvas as it inspects the full-size image', async () => {
+    // A scaled canvas (sheets) and a resized one (frames): the same score, map and regions, and
+    // sizes and regions reported in the pixels of the image as sent.
+    for (const [name, view] of [
+      ['scaled', ['--resize', '0', '--scale', '0.5']],
+      ['resized', ['--resize', '160']],
+    ] as const) {
+      const bank = path.join(out, `canvas-${name}`);
+      assert.equal(await run(['fit', '--data', data.root, '--out', bank, '--auto', 'off', ...view]), 0);
+      const { inspector } = await openBank(pool, bank);
+      for (const file of [data.testDefective[0], data.testGood[0]]) {
+        const bytes = fs.readFileSync(file);
+        const full = await decodeImage(bytes);
+        const direct = await inspector.inspectBytes(bytes, 0);
+        const twoStep = await inspector.inspectImage(full, 0);
+        assert.equal(direct.score, twoStep.score, `${name} ${path.basename(file)}`);
+        assert.deepEqual(direct.map, twoStep.map);
+        assert.deepEqual(direct.regions, twoStep.regions);
+        assert.deepEqual([direct.imageWidth, direct.imageHeight], [full.width, full.height]);
+        assert.ok(direct.regions.length > 0, 'threshold 0: the whole frame is a region');
+        for (const r of direct.regions)
+          assert.ok(r.x + r.width <= full.width && r.y + r.height <= full.height);
+      }
+    }
+  });
 });
