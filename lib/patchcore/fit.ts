@@ -6,8 +6,8 @@ import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } 
 import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
-import { DecodeLimits, DEFAULT_DECODE_LIMITS, decodeImage } from '../image/decode';
-import { DEFAULT_VIEW, ViewConfig } from '../image/views';
+import { DecodeLimits, DEFAULT_DECODE_LIMITS, DecodeSize, decodeImage, sentSize } from '../image/decode';
+import { DEFAULT_VIEW, ViewConfig, canvasSize } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, ImageEmbedding, concat } from './feature-extractor';
@@ -193,7 +193,8 @@ async function* embedSources(
   for (const [index, source] of train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
-    yield { index, embedding: await extractor.embed(await decodeNamed(source.path, bytes, limits)) };
+    const image = await decodeNamed(source.path, bytes, limits, canvasOf(extractor.options.view));
+    yield { index, embedding: await extractor.embed(image) };
     onProgress?.('embed', index + 1, train.length);
   }
 }
@@ -325,13 +326,13 @@ export async function referenceAndScores(
   const measured = [];
   const grids: Float32Array[] = [];
   for (const [i, source] of holdout.entries()) {
-    const image = await decodeNamed(source.path, await source.read(), limits);
+    const image = await decodeNamed(source.path, await source.read(), limits, canvasOf(meta.view));
     const { embedding, knn } = await inspector.search(image);
     grids.push(patchScores(knn.distances, knn.k, meta.score.k));
     // Only the grid geometry is needed from here on, not the patch vectors.
     measured.push({
       embedding: { ...embedding, vectors: undefined },
-      size: { width: image.width, height: image.height },
+      size: sentSize(image),
     });
     onProgress?.('threshold', i + 1, holdout.length);
   }
@@ -359,10 +360,18 @@ export function splitHoldout(images: ImageSource[], settings: FitSettings, thres
   };
 }
 
-/** Decodes a training image; a bad one is named in the error, so the engineer knows which to fix. */
-export async function decodeNamed(name: string, bytes: Uint8Array, limits: DecodeLimits) {
+/**
+ * Decodes a training image (straight to its canvas size with `sizeFor`: the pixels the view would
+ * resize it to, in one pass); a bad one is named in the error, so the engineer knows which to fix.
+ */
+export async function decodeNamed(
+  name: string,
+  bytes: Uint8Array,
+  limits: DecodeLimits,
+  sizeFor?: DecodeSize,
+) {
   try {
-    return await decodeImage(bytes, limits);
+    return await decodeImage(bytes, limits, sizeFor);
   } catch (err) {
     if (err instanceof SpiError) throw new SpiError(err.kind, `image "${name}": ${err.message}`);
     throw err;
@@ -386,4 +395,9 @@ export function fittedInspector(fitted: FittedBank, extractor: FeatureExtractor)
     extractor,
     new LocalSearcher(fitted.index, fitted.vectors),
   );
+}
+
+/** The decode size of a view's canvas (decodeImage's `sizeFor`). */
+export function canvasOf(view: ViewConfig): DecodeSize {
+  return (width, height) => canvasSize(view, width, height);
 }

@@ -31,6 +31,7 @@ import {
   ImageSource,
   LocalSearcher,
   completeMeta,
+  canvasOf,
   decodeNamed,
   gather,
   outlierMeta,
@@ -155,7 +156,8 @@ async function extendBank(
   for (const [i, source] of split.train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
-    const embedding = await extractor.embed(await decodeNamed(source.path, bytes, limits));
+    const image = await decodeNamed(source.path, bytes, limits, canvasOf(extractor.options.view));
+    const embedding = await extractor.embed(image);
     if (embedding.dim !== dim)
       throw invalid(`image "${source.path}" embeds to width ${embedding.dim}, the bank's is ${dim}`);
     parts.push(embedding.vectors);
