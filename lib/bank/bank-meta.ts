@@ -148,6 +148,8 @@ export interface BankAddition {
   reason?: string;
   /** The outlier filter on the added patches (absent when it was off). */
   outliers?: OutlierRecord;
+  /** The memory budget the new patches were held under, and in how many chunks they went in. */
+  memory?: FitMemoryRecord;
 }
 
 /**

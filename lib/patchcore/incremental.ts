@@ -17,7 +17,8 @@
  */
 import { BankMeta, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
-import { CoresetConfig, extendCoreset } from '../coreset/coreset';
+import { CoresetConfig, CoresetSelection, coresetProjector, extendCoreset } from '../coreset/coreset';
+import { ChunkPlan, MemoryBudget, planChunks } from './memory-budget';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS } from '../image/decode';
 import { KnnIndex } from '../knn/index';
@@ -53,6 +54,8 @@ export interface AddOptions {
   outliers?: OutlierFilterConfig;
   /** Recorded in the addition (e.g. "operator feedback"). */
   reason?: string;
+  /** Hold only as many new patches at once as fit this budget (spi fit --add --max-memory). */
+  memory?: MemoryBudget;
   /** The new version's number (default: the bank's + 1; a cluster numbers past every version it has). */
   version?: number;
   limits?: DecodeLimits;
@@ -141,7 +144,12 @@ export async function growBank(
   return grown;
 }
 
-/** The bank's rows plus the new images' picks, its index, and its metadata with the addition. */
+/**
+ * The bank's rows plus the new images' picks, its index, and its metadata with the addition. Under a
+ * memory budget (`options.memory`) the new images go in chunks that fit it: each chunk's patches
+ * extend the bank as it stands after the chunks before (the same streaming greedy, chunk after
+ * chunk), so only one chunk's patches are held however many images are added.
+ */
 async function extendBank(
   extractor: FeatureExtractor,
   base: { meta: BankMeta; vectors: Float32Array },
@@ -151,8 +159,39 @@ async function extendBank(
   const { meta: old } = base;
   const dim = old.vectors.dim;
   const limits = options.limits ?? DEFAULT_DECODE_LIMITS;
-  const parts: Float32Array[] = [];
   const sources: { path: string; sha256: string }[] = [];
+  const coreset = coresetOf(old.coreset);
+  const filter = options.outliers ?? (old.outliers ? pickFilter(old.outliers) : undefined);
+  let vectors = base.vectors;
+  let freshRows = 0;
+  let picked = 0;
+  const filtered: NonNullable<CoresetSelection['outliers']>[] = [];
+  let chunk: Float32Array[] = [];
+  let held = 0;
+  let plan: ChunkPlan | undefined;
+  let chunks = 0;
+  const extend = () => {
+    const fresh = concat(chunk);
+    const groups = chunk.map((p) => p.length / dim);
+    chunk = [];
+    held = 0;
+    const rows = fresh.length / dim;
+    const selection = extendCoreset(
+      vectors,
+      fresh,
+      dim,
+      coreset,
+      newPicks(old.coreset, rows),
+      filter,
+      (d, t) => options.onProgress?.('coreset', d, t),
+      groups,
+    );
+    vectors = concat([vectors, gather(fresh, dim, selection.rows)]);
+    freshRows += rows;
+    picked += selection.rows.length;
+    chunks++;
+    if (selection.outliers) filtered.push(selection.outliers);
+  };
   for (const [i, source] of split.train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
@@ -160,32 +199,28 @@ async function extendBank(
     const embedding = await extractor.embed(image);
     if (embedding.dim !== dim)
       throw invalid(`image "${source.path}" embeds to width ${embedding.dim}, the bank's is ${dim}`);
-    parts.push(embedding.vectors);
+    const rows = embedding.vectors.length / dim;
+    if (options.memory && !plan) {
+      // Planned on the first image (a job's images share their size): the bank as it will be, and
+      // what the process holds besides the bank and this image's patches.
+      const budget = options.memory;
+      const resident =
+        budget.residentBytes ?? process.memoryUsage().rss - vectors.byteLength - embedding.vectors.byteLength;
+      const m = vectors.length / dim + newPicks(old.coreset, rows * split.train.length);
+      const reference = filter && filter.fraction > 0 ? filter.reference : 0;
+      plan = planChunks(budget, resident, m, dim, coresetProjector(dim, coreset).d, rows, reference);
+    }
+    if (plan && chunk.length > 0 && held + rows > plan.chunkRows) extend();
+    chunk.push(embedding.vectors);
+    held += rows;
     options.onProgress?.('embed', i + 1, split.train.length);
   }
-  if (parts.length === 0) throw invalid('every new image was held back for the threshold: add more images');
-  const fresh = concat(parts);
-  const groups = parts.map((p) => p.length / dim);
-  parts.length = 0;
-  const coreset = coresetOf(old.coreset);
-  const freshRows = fresh.length / dim;
-  const picks = newPicks(old.coreset, freshRows);
-  const filter = options.outliers ?? (old.outliers ? pickFilter(old.outliers) : undefined);
-  const selection = extendCoreset(
-    base.vectors,
-    fresh,
-    dim,
-    coreset,
-    picks,
-    filter,
-    (d, t) => options.onProgress?.('coreset', d, t),
-    groups,
-  );
-  const vectors = concat([base.vectors, gather(fresh, dim, selection.rows)]);
+  if (chunk.length === 0) throw invalid('every new image was held back for the threshold: add more images');
+  extend();
   const index = KnnIndex.build(vectors, dim, old.knn);
   const version = options.version ?? old.version + 1;
   const createdAt = new Date().toISOString();
-  const added = outlierMeta(selection, filter, sources).outliers;
+  const added = outlierMeta({ outliers: mergeFiltered(filtered) }, filter, sources).outliers;
   const meta: FittedBank['meta'] = {
     ...withoutStored(old),
     version,
@@ -204,7 +239,20 @@ async function extendBank(
         images: sources.map((s) => s.path),
         heldOut: split.fromScratch ? [] : split.holdout.map((s) => s.path),
         inputPatches: freshRows,
-        keptPatches: selection.rows.length,
+        keptPatches: picked,
+        ...(plan
+          ? {
+              memory: {
+                maxBytes: options.memory!.maxBytes,
+                residentBytes: plan.residentBytes,
+                chunkRows: plan.chunkRows,
+                candidates: freshRows,
+                chunks,
+                spilled: false,
+                spilledBytes: 0,
+              },
+            }
+          : {}),
         ...(options.reason ? { reason: options.reason } : {}),
         ...(added ? { outliers: added } : {}),
       },
@@ -292,6 +340,20 @@ export function recalibrated(old: Threshold, scores: number[], fromScratch: bool
   const pooled = [...previous, ...scores];
   if (pooled.length === 0) return old;
   return thresholdFromNominal(pooled);
+}
+
+/** The outlier filter's record over every chunk (images in order, as the sources are). */
+function mergeFiltered(
+  parts: NonNullable<CoresetSelection['outliers']>[],
+): CoresetSelection['outliers'] | undefined {
+  if (parts.length === 0) return undefined;
+  return {
+    considered: parts.reduce((n, p) => n + p.considered, 0),
+    dropped: parts.reduce((n, p) => n + p.dropped, 0),
+    droppedPerGroup: Int32Array.from(parts.flatMap((p) => Array.from(p.droppedPerGroup))),
+    candidatesPerGroup: Int32Array.from(parts.flatMap((p) => Array.from(p.candidatesPerGroup))),
+    cutoff: Math.min(...parts.map((p) => p.cutoff)),
+  };
 }
 
 /** New bank rows for `fresh` new patches: the bank's own kept/input ratio (all of them with "none"). */

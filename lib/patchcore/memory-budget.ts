@@ -106,9 +106,12 @@ export function planChunks(
 
 /** One line on a fit's memory: its budget, and what went to disk (fit summary, BankVersionInfo). */
 export function describeFitMemory(m: FitMemoryRecord): string {
+  // An addition (spi fit --add) never spills: its chunks extend the bank one after another.
   const where = m.spilled
     ? `spilled ${formatBytes(m.spilledBytes)} of candidates to disk in ${m.chunks} chunks (coreset in two stages)`
-    : 'nothing spilled';
+    : m.chunks > 1
+      ? `held in ${m.chunks} chunks of at most ${m.chunkRows} patches, each added to the bank in turn`
+      : 'nothing spilled';
   return `budget ${formatBytes(m.maxBytes)} (${formatBytes(m.residentBytes)} in use before the patches), ${m.candidates} candidate patches, ${where}`;
 }
 

@@ -249,8 +249,9 @@ export const MEMORY_FLAGS = { 'max-memory': { type: 'string' } } satisfies Parse
 export const MEMORY_USAGE = `  --max-memory SIZE   memory budget of the fit, e.g. 2GiB or 800MiB: beyond it the patches (each
                       image's reduced by --coreset-per-image as it comes) spill to a temporary file
                       in $TMPDIR and the coreset is chosen chunk by chunk, so thousands of images
-                      fit in fixed memory; an error when not even the bank fits (default: half this
-                      machine's RAM, 1 to 16 GiB: ${formatBytes(defaultMaxMemory())} here)`;
+                      fit in fixed memory; new images added to a bank go in chunks that fit, each
+                      added to it in turn; an error when not even the bank fits (default: half
+                      this machine's RAM, 1 to 16 GiB: ${formatBytes(defaultMaxMemory())} here)`;
 
 /** `--max-memory SIZE` (spi fit, spi eval): the fit's memory budget; absent = the machine's default. */
 export function memoryFrom(v: { 'max-memory'?: string }): MemoryBudget {

@@ -8,7 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { run } from '../../services/cli/spi';
 import { loadBank } from '../../lib/bank/bank-store';
-import { BackbonePool, openBank } from '../../lib/patchcore/engine';
+import { coresetProjector } from '../../lib/coreset/coreset';
+import { DEFAULT_OUTLIER_FILTER } from '../../lib/coreset/outliers';
+import { fileSources, listImages } from '../../lib/data/mvtec';
+import { fittedInspector } from '../../lib/patchcore/fit';
+import { addToBank } from '../../lib/patchcore/incremental';
+import { MiB, finalBytes, rowBytes, searchBytes } from '../../lib/patchcore/memory-budget';
+import { BackbonePool, extractorForBank, openBank } from '../../lib/patchcore/engine';
 import { TEST_TMP } from '../helpers/processes';
 import { decodeImage } from '../../lib/image/decode';
 import { patchScores } from '../../lib/score/anomaly-map';
@@ -127,6 +133,60 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     assert.equal(added.images.length, 2);
     assert.deepEqual(added.heldOut, []);
     assert.equal(b.meta.threshold.value, a.meta.threshold.value);
+  });
+
+  it('spi fit --add under a memory budget holds one chunk of new patches at a time', async () => {
+    const v1 = path.join(out, 'v1');
+    const base = loadBank(v1);
+    const later = fileSources(listImages(path.join(out, 'later')), path.join(out, 'later'));
+    const dim = base.meta.vectors.dim;
+    const pool = new BackbonePool();
+    try {
+      const extractor = await extractorForBank(pool, base.meta);
+      const whole = await addToBank(extractor, base, later, {});
+      // A budget (with the resident size fixed, as the library allows) that holds about 2.5 images'
+      // patches beside the bank: the new training images go two to a chunk.
+      const images = whole.meta.additions!.at(-1)!.images.length;
+      const imageRows = whole.meta.additions!.at(-1)!.inputPatches / images;
+      const d = coresetProjector(dim, whole.meta.coreset).d;
+      const resident = 100 * MiB;
+      const need = (rows: number) =>
+        (resident +
+          finalBytes(whole.vectors.length / dim, dim, d) +
+          searchBytes(DEFAULT_OUTLIER_FILTER.reference, d) +
+          rows * rowBytes(dim, d)) /
+        0.9;
+      const memory = { maxBytes: Math.ceil(need(2.5 * imageRows)), residentBytes: resident };
+      const chunked = await addToBank(extractor, base, later, { memory });
+      const added = chunked.meta.additions!.at(-1)!;
+      assert.ok(images >= 6);
+      assert.equal(added.memory?.chunks, Math.ceil(images / 2));
+      assert.equal(added.memory?.candidates, added.inputPatches);
+      assert.equal(added.inputPatches, whole.meta.additions!.at(-1)!.inputPatches);
+      // The same number of picks, give or take the per-chunk rounding.
+      assert.ok(Math.abs(added.keptPatches - whole.meta.additions!.at(-1)!.keptPatches) <= images);
+      assert.equal(chunked.vectors.length / dim, base.meta.vectors.rows + added.keptPatches);
+      assert.equal(added.outliers?.considered, added.inputPatches);
+      // And it tells the defects from the good prints about as well as the one-chunk addition.
+      const caught = async (fitted: typeof whole) => {
+        const inspector = fittedInspector(fitted, extractor);
+        const score = async (f: string) => (await inspector.inspectBytes(fs.readFileSync(f))).score;
+        const good = await Promise.all(data.testGood.map(score));
+        const bad = await Promise.all(data.testDefective.map(score));
+        return bad.filter((s) => s > Math.max(...good)).length;
+      };
+      const [cc, cw] = [await caught(chunked), await caught(whole)];
+      assert.ok(cc >= cw - 1, `chunked ${cc}, whole ${cw} of ${data.testDefective.length}`);
+      // A budget that cannot hold the bank and two images' patches is refused, with its figures.
+      await assert.rejects(
+        addToBank(extractor, base, later, {
+          memory: { maxBytes: Math.floor(need(imageRows)), residentBytes: resident },
+        }),
+        /memory budget .* is too small/,
+      );
+    } finally {
+      await pool.close();
+    }
   });
 
   it("--image-score reweighted: the top patch score times its weight from its match's 9 nearest bank patches", async () => {

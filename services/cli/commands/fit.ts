@@ -304,9 +304,10 @@ async function addCommand(
   folder: string,
   bankDir: string | undefined,
   out: string | undefined,
-  values: { reason?: string; 'threshold-dir'?: string },
+  values: { reason?: string; 'threshold-dir'?: string; 'max-memory'?: string },
 ): Promise<void> {
   if (!bankDir || !out) throw invalid('--add needs --bank <bank dir> (and optionally --out)');
+  const memory = memoryFrom(values);
   const base = isFusedBank(bankDir) ? loadFused(bankDir) : loadBank(bankDir);
   const images = addedImages(folder, base.meta.categories);
   // Refused before the backbone loads.
@@ -318,6 +319,7 @@ async function addCommand(
     const options: AddOptions = {
       reason: values.reason,
       thresholdImages: dir ? fileSources(listImages(dir), dir) : undefined,
+      memory,
       onProgress: (stage, done, total) => progress.update(stage, done, total),
     };
     const to = { bank: bankDir, out };
@@ -366,6 +368,7 @@ async function addToBankFolder(
     addedLine(base.meta, written, added, `+${added.keptPatches} patches -> ${written.vectors.rows}`, out),
   );
   printOutliers(added.outliers);
+  printMemory(added.memory);
   printCarriedHead(base.meta.head, written.head);
 }
 
