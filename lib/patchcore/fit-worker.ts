@@ -169,8 +169,9 @@ export async function fitJob(
   return single(pool, fitted, images, job, onProgress);
 }
 
+/** An addition's options: under the gateway's fit budget (--fit-max-memory), as its builds are. */
 function addOptions(job: FitJob, onProgress: FitProgress): AddOptions {
-  return { onProgress, reason: job.add?.reason, version: job.settings.version };
+  return { onProgress, reason: job.add?.reason, version: job.settings.version, memory: job.settings.memory };
 }
 
 /**
