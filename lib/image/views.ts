@@ -4,7 +4,7 @@
  * whole, or cut into overlapping square tiles so small defects keep their pixels; tile maps are
  * stitched back onto the canvas. Masks and anomaly maps live at canvas resolution.
  */
-import { RgbImage, cropRgb, resizeRgb, sentSize } from './decode';
+import { DecodeSize, RgbImage, cropRgb, resizeRgb, sentSize } from './decode';
 import { invalid } from '../errors';
 
 export interface ViewConfig {
@@ -48,6 +48,11 @@ export function canvasSize(
     width: Math.max(1, Math.round(width * view.scale)),
     height: Math.max(1, Math.round(height * view.scale)),
   };
+}
+
+/** The decode size of a view's canvas (decodeImage's `sizeFor`: decoded straight to the canvas). */
+export function canvasOf(view: ViewConfig): DecodeSize {
+  return (width, height) => canvasSize(view, width, height);
 }
 
 /** An image decoded at its canvas size already (decodeImage's `sizeFor`) is only cropped. */

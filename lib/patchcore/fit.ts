@@ -7,7 +7,7 @@ import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, DecodeSize, decodeImage, sentSize } from '../image/decode';
-import { DEFAULT_VIEW, ViewConfig, canvasSize } from '../image/views';
+import { DEFAULT_VIEW, ViewConfig, canvasOf } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { FeatureExtractor, ImageEmbedding, concat } from './feature-extractor';
@@ -395,9 +395,4 @@ export function fittedInspector(fitted: FittedBank, extractor: FeatureExtractor)
     extractor,
     new LocalSearcher(fitted.index, fitted.vectors),
   );
-}
-
-/** The decode size of a view's canvas (decodeImage's `sizeFor`). */
-export function canvasOf(view: ViewConfig): DecodeSize {
-  return (width, height) => canvasSize(view, width, height);
 }

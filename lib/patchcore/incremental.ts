@@ -21,6 +21,7 @@ import { CoresetConfig, CoresetSelection, coresetProjector, extendCoreset } from
 import { ChunkPlan, MemoryBudget, planChunks } from './memory-budget';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS } from '../image/decode';
+import { canvasOf } from '../image/views';
 import { KnnIndex } from '../knn/index';
 import { Threshold, thresholdFromNominal } from '../threshold/threshold';
 import { invalid } from '../errors';
@@ -32,7 +33,6 @@ import {
   ImageSource,
   LocalSearcher,
   completeMeta,
-  canvasOf,
   decodeNamed,
   gather,
   outlierMeta,

@@ -11,7 +11,7 @@ import {
   decodeImage,
   sentSize,
 } from '../image/decode';
-import { canvasSize } from '../image/views';
+import { canvasOf } from '../image/views';
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
@@ -77,7 +77,7 @@ export class Inspector {
       bytes,
       this.limits,
       (image) => this.inspectImage(image, threshold, deadline),
-      (w, h) => canvasSize(this.meta.view, w, h),
+      canvasOf(this.meta.view),
     );
   }
 
