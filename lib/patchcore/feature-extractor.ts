@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Backbone } from '../backbone/backbone';
-import { RgbImage } from '../image/decode';
-import { Tile, ViewConfig, reflectPad, tileGrid, toCanvas } from '../image/views';
+import { DecodeSize, RgbImage } from '../image/decode';
+import { Tile, ViewConfig, canvasOf, reflectPad, tileGrid, toCanvas } from '../image/views';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
 import { CellPlacement } from '../backbone/geometry';
 
@@ -124,6 +124,16 @@ export class FeatureExtractor {
 }
 
 type Grid = Pick<ImageEmbedding, 'gridHeight' | 'gridWidth' | 'dim' | 'placement'>;
+
+/**
+ * The size to decode an image to for this extractor: its view's canvas (decodeImage's `sizeFor`), so
+ * a large image is never held at full size; none for an extractor without a view (test stand-ins
+ * that embed the image as it is).
+ */
+export function decodeSizeFor(extractor: Pick<FeatureExtractor, 'options'>): DecodeSize | undefined {
+  const view = extractor.options?.view;
+  return view ? canvasOf(view) : undefined;
+}
 
 function sameSize(a: Tile, b: Tile): boolean {
   return a.width === b.width && a.height === b.height;

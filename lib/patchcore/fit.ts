@@ -7,10 +7,10 @@ import { sha256 } from '../bank/bank-store';
 import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, DecodeSize, decodeImage, sentSize } from '../image/decode';
-import { DEFAULT_VIEW, ViewConfig, canvasOf } from '../image/views';
+import { DEFAULT_VIEW, ViewConfig } from '../image/views';
 import { DEFAULT_KNN, KnnConfig, KnnIndex, resolveKnn } from '../knn/index';
 import { manualThreshold, thresholdFromNominal } from '../threshold/threshold';
-import { FeatureExtractor, ImageEmbedding, concat } from './feature-extractor';
+import { FeatureExtractor, ImageEmbedding, concat, decodeSizeFor } from './feature-extractor';
 import { BoundedChoice, chooseBounded } from './bounded-fit';
 import { MemoryBudget } from './memory-budget';
 import { Inspector, NeighbourSearcher, scorePatches } from './inspector';
@@ -193,7 +193,7 @@ async function* embedSources(
   for (const [index, source] of train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
-    const image = await decodeNamed(source.path, bytes, limits, canvasOf(extractor.options.view));
+    const image = await decodeNamed(source.path, bytes, limits, decodeSizeFor(extractor));
     yield { index, embedding: await extractor.embed(image) };
     onProgress?.('embed', index + 1, train.length);
   }
@@ -326,7 +326,7 @@ export async function referenceAndScores(
   const measured = [];
   const grids: Float32Array[] = [];
   for (const [i, source] of holdout.entries()) {
-    const image = await decodeNamed(source.path, await source.read(), limits, canvasOf(meta.view));
+    const image = await decodeNamed(source.path, await source.read(), limits, inspector.decodeSize);
     const { embedding, knn } = await inspector.search(image);
     grids.push(patchScores(knn.distances, knn.k, meta.score.k));
     // Only the grid geometry is needed from here on, not the patch vectors.

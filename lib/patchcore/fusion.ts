@@ -17,8 +17,7 @@ import { BankAddition, BankMeta } from '../bank/bank-meta';
 import type { AutoConfigRecord } from '../autoconfig/select';
 import type { HeadMeta } from '../head/head-bank';
 import { StoredBank, loadBank, saveBank } from '../bank/bank-store';
-import { RgbImage } from '../image/decode';
-import { canvasSize } from '../image/views';
+import { DecodeSize, RgbImage } from '../image/decode';
 import { KnnIndex } from '../knn/index';
 import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { maxOf } from '../score/anomaly-map';
@@ -202,7 +201,7 @@ export class FusedInspector {
       bytes,
       this.members[0].limits,
       (image) => this.inspectImage(image, threshold, deadline),
-      (w, h) => sharedCanvas(this.members, w, h),
+      sharedCanvas(this.members),
     );
   }
 
@@ -304,8 +303,12 @@ export async function openFused(pool: BackbonePool, dir: string): Promise<FusedI
 }
 
 /** The members' common canvas size, decoded to directly; members that differ get the full image. */
-function sharedCanvas(members: Inspector[], width: number, height: number) {
-  const sizes = members.map((m) => canvasSize(m.meta.view, width, height));
-  const same = sizes.every((s) => s.width === sizes[0].width && s.height === sizes[0].height);
-  return same ? sizes[0] : { width, height };
+function sharedCanvas(members: Inspector[]): DecodeSize | undefined {
+  const each = members.map((m) => m.decodeSize);
+  if (each.some((f) => !f)) return undefined;
+  return (width, height) => {
+    const sizes = each.map((f) => f!(width, height));
+    const same = sizes.every((s) => s.width === sizes[0].width && s.height === sizes[0].height);
+    return same ? sizes[0] : { width, height };
+  };
 }

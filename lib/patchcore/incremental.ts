@@ -21,11 +21,10 @@ import { CoresetConfig, CoresetSelection, coresetProjector, extendCoreset } from
 import { ChunkPlan, MemoryBudget, planChunks } from './memory-budget';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS } from '../image/decode';
-import { canvasOf } from '../image/views';
 import { KnnIndex } from '../knn/index';
 import { Threshold, thresholdFromNominal } from '../threshold/threshold';
 import { invalid } from '../errors';
-import { FeatureExtractor, concat } from './feature-extractor';
+import { FeatureExtractor, concat, decodeSizeFor } from './feature-extractor';
 import {
   DEFAULT_FIT,
   FitProgress,
@@ -195,7 +194,7 @@ async function extendBank(
   for (const [i, source] of split.train.entries()) {
     const bytes = await source.read();
     sources.push({ path: source.path, sha256: sha256(bytes) });
-    const image = await decodeNamed(source.path, bytes, limits, canvasOf(extractor.options.view));
+    const image = await decodeNamed(source.path, bytes, limits, decodeSizeFor(extractor));
     const embedding = await extractor.embed(image);
     if (embedding.dim !== dim)
       throw invalid(`image "${source.path}" embeds to width ${embedding.dim}, the bank's is ${dim}`);

@@ -11,12 +11,11 @@ import {
   decodeImage,
   sentSize,
 } from '../image/decode';
-import { canvasOf } from '../image/views';
 import { KnnResult } from '../knn/index';
 import { DefectRegion, findRegions } from '../score/regions';
 import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { subtractReference } from '../score/reference';
-import { FeatureExtractor, ImageEmbedding } from './feature-extractor';
+import { FeatureExtractor, ImageEmbedding, decodeSizeFor } from './feature-extractor';
 import { reweightWeight } from './reweighting';
 import { DistinctCellCache, cellCentres, expandToCells, gatherRows } from './shared-cells';
 import { SpiError } from '../errors';
@@ -77,8 +76,13 @@ export class Inspector {
       bytes,
       this.limits,
       (image) => this.inspectImage(image, threshold, deadline),
-      canvasOf(this.meta.view),
+      this.decodeSize,
     );
+  }
+
+  /** What this inspector's images are decoded to: its extractor's canvas (feature-extractor.ts). */
+  get decodeSize(): DecodeSize | undefined {
+    return decodeSizeFor(this.extractor);
   }
 
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
