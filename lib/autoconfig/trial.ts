@@ -169,8 +169,8 @@ export function configurationMaps(
     );
   });
   const first = memberMaps[0];
-  const width = first.map((_, i) => canvasOf(runs.get(config.members[0].key)!, i).width);
-  const height = first.map((_, i) => canvasOf(runs.get(config.members[0].key)!, i).height);
+  const width = first.map((_, i) => mapSizeOf(runs.get(config.members[0].key)!, i).width);
+  const height = first.map((_, i) => mapSizeOf(runs.get(config.members[0].key)!, i).height);
   if (memberMaps.length === 1) {
     const maps = first.map((r) => r.map);
     return { maps, scores: maps.map(maxOf), width, height };
@@ -390,7 +390,8 @@ function isNominal(v: ValidationItem): boolean {
   return v.label === 0 && v.source >= 0;
 }
 
-function canvasOf(run: BaseRun, i: number): { width: number; height: number } {
+/** The unpadded canvas of validation image i: the size of its anomaly map. */
+function mapSizeOf(run: BaseRun, i: number): { width: number; height: number } {
   const g = run.geometry[i];
   const pad = g.pad ?? 0;
   return { width: g.canvasWidth - 2 * pad, height: g.canvasHeight - 2 * pad };
