@@ -45,8 +45,8 @@ export const DEFAULT_DECODE_LIMITS: DecodeLimits = {
 
 /**
  * `sizeFor`, when given, resizes in the same libvips pipeline as the decode (an inspection's canvas:
- * a 2048 px sheet scaled to 1024 px is never held at full size in 8-bit RGB, and one pass replaces
- * two: ~130 -> ~80 ms per sheet here). The result then carries `scaledFrom`.
+ * a 2048 px sheet scaled to 1024 px is never held as a 12 MB full-size RGB copy, which on a gateway
+ * was garbage to collect and pages to fault). The result then carries `scaledFrom`.
  */
 export async function decodeImage(
   bytes: Uint8Array,
