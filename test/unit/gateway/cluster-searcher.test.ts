@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as grpc from '@grpc/grpc-js';
 import { ShardClient } from '../../../lib/cluster/shard-client';
-import { BankVersionRecord } from '../../../lib/cluster/types';
+import { BankVersionRecord, PartitionAssignment } from '../../../lib/cluster/types';
 import { ClusterView } from '../../../lib/cluster/view';
 import { RunningServer, startGrpcServer } from '../../../lib/rpc/grpc-server';
 import { serviceDefinition } from '../../../lib/rpc/proto';
@@ -9,6 +9,20 @@ import { ClusterSearcher, FanOutSettings, ShardDirectory } from '../../../servic
 import { withRequestId } from '../../../lib/rpc/request-id';
 import { quietLog } from '../../helpers/quiet-log';
 import { SpiError } from '../../../lib/errors';
+
+/** Version 1 of bank "b", ready, over these partitions. */
+function versionRecord(partitions: PartitionAssignment[]): BankVersionRecord {
+  return {
+    bank: 'b',
+    version: 1,
+    state: 'ready',
+    createdAt: '',
+    meta: {},
+    partitions,
+    index: 'Flat',
+    nprobe: 1,
+  };
+}
 
 /** A shard's Search over loopback gRPC: answers at once (one row, distance 1), or never ("paused"). */
 async function shardServer(paused: boolean, seen: { cancelled: boolean; calls: number }) {
@@ -54,16 +68,7 @@ describe('the gateway fan-out (real loopback gRPC)', () => {
       ids.map((id, i) => [id, new ShardClient(`127.0.0.1:${servers[servers.length - ids.length + i].port}`)]),
     );
     clients.push(...byId.values());
-    const record: BankVersionRecord = {
-      bank: 'b',
-      version: 1,
-      state: 'ready',
-      createdAt: '',
-      meta: {},
-      partitions: [{ partition: 0, rowOffset: 0, rows: 1, shards: ids }],
-      index: 'Flat',
-      nprobe: 1,
-    };
+    const record = versionRecord([{ partition: 0, rowOffset: 0, rows: 1, shards: ids }]);
     const view = {
       shards: new Map(ids.map((id) => [id, {}])),
       loaded: new Map([['b/1/0', new Set(ids)]]),
@@ -181,19 +186,10 @@ describe('the gateway reading bank rows from the shards (ReadRows, real loopback
 
   /** Rows 0-9 in partition 0 (replicas a, b), rows 10-19 in partition 1 (replica c). */
   function searcherOver(byId: Map<string, ShardClient>) {
-    const record: BankVersionRecord = {
-      bank: 'b',
-      version: 1,
-      state: 'ready',
-      createdAt: '',
-      meta: {},
-      partitions: [
-        { partition: 0, rowOffset: 0, rows: 10, shards: ['a', 'b'] },
-        { partition: 1, rowOffset: 10, rows: 10, shards: ['c'] },
-      ],
-      index: 'Flat',
-      nprobe: 1,
-    };
+    const record = versionRecord([
+      { partition: 0, rowOffset: 0, rows: 10, shards: ['a', 'b'] },
+      { partition: 1, rowOffset: 10, rows: 10, shards: ['c'] },
+    ]);
     const view = {
       shards: new Map([...byId.keys()].map((id) => [id, {}])),
       loaded: new Map([
