@@ -394,6 +394,10 @@ async function addToFusedFolder(
   console.log(
     addedLine(base.meta, fitted.meta, fitted.meta.additions!.at(-1)!, `patches ${patches.join(', ')}`, out),
   );
+  for (const f of fitted.members) {
+    const m = f.meta.additions!.at(-1)!.memory;
+    if (m) console.log(`memory (${f.meta.model.stages.join('+')}): ${describeFitMemory(m)}`);
+  }
   printCarriedHead(base.meta.head, fitted.meta.head);
 }
 
