@@ -60,11 +60,12 @@ describe('--index hnsw: a bank fitted, saved, opened and inspected with HNSW and
   });
 
   it('inspects bytes decoded straight to the canvas as it inspects the full-size image', async () => {
-    // A scaled canvas (sheets) and a resized one (frames): the same score, map and regions, and
+    // A scaled canvas (sheets), a resized one (frames) and a centre crop: the same score, map and regions, and
     // sizes and regions reported in the pixels of the image as sent.
     for (const [name, view] of [
       ['scaled', ['--resize', '0', '--scale', '0.5']],
       ['resized', ['--resize', '160']],
+      ['cropped', ['--resize', '160', '--crop', '128']],
     ] as const) {
       const bank = path.join(out, `canvas-${name}`);
       assert.equal(await run(['fit', '--data', data.root, '--out', bank, '--auto', 'off', ...view]), 0);
