@@ -109,8 +109,7 @@ index and scores:
   --sigma S           Gaussian smoothing of the anomaly map, in canvas pixels (default ${D.sigma.default})
   --image-score M     map-max (max of the smoothed map) | patch-max (max raw patch score) |
                       reweighted (PatchCore: the top patch's score weighted by how sparse the bank
-                      is around its nearest bank patch; not with --reference mean) (default
-                      ${D['image-score'].default})
+                      is around its match; not with --reference mean) (default ${D['image-score'].default})
   --reference M       none | mean: subtract the held-out good images' mean score at each position;
                       for products always framed the same way, not for varying layouts or unified
                       banks (default ${D.reference.default})
