@@ -203,6 +203,16 @@ export function toBuildRequest(
   };
 }
 
+/**
+ * The memory line of the build that made this version: an addition's own record (its chunks of new
+ * patches) for a version an addition made, not the first fit's that its metadata carries along.
+ */
+function fitMemoryOf(meta: Partial<BankMeta>, version: number): string {
+  const last = meta.additions?.at(-1);
+  const memory = last && last.version === version ? last.memory : meta.memory;
+  return memory ? describeFitMemory(memory) : '';
+}
+
 export async function bankInfo(registry: ClusterRegistry, bank: string): Promise<BankInfoMsg> {
   const [versions, active] = await Promise.all([registry.listVersions(bank), registry.getActive(bank)]);
   return { name: bank, activeVersion: active ?? 0, versions: versions.map((r) => versionInfo(r, active)) };
@@ -236,7 +246,7 @@ function versionInfo(r: BankVersionRecord, active: number | null) {
     createdAt: r.createdAt,
     sourceImages: meta.sources?.length ?? 0,
     configuredBy: autoConfig ? `auto: ${autoConfig.chosen} (${autoConfig.reason})` : 'manual',
-    fitMemory: meta.memory ? describeFitMemory(meta.memory) : '',
+    fitMemory: fitMemoryOf(meta, r.version),
     members: (fused?.memberBanks ?? []).map(
       (m) => `${m.meta.model.stages.join('+')}: ${m.meta.vectors.rows} patches x ${m.meta.vectors.dim}`,
     ),

@@ -195,7 +195,7 @@ describe('embedded gateway (no etcd)', function () {
         ]),
         (err: SpiError) => err.kind === 'INVALID_ARGUMENT' && /stray\.png.*category folder/.test(err.message),
       );
-      await client.createBank({ ...spec, categories: ['labels', 'cartons'] }, images);
+      const created = await client.createBank({ ...spec, categories: ['labels', 'cartons'] }, images);
       const image = fs.readFileSync(data.testDefective[0]);
       const overall = await client.inspect({ bank: 'mixed', image });
       const labels = await client.inspect({ bank: 'mixed', image, category: 'labels' });
@@ -235,6 +235,9 @@ describe('embedded gateway (no etcd)', function () {
       );
       const v2 = grown.versions.find((v) => v.version === grown.activeVersion)!;
       assert.equal(v2.sourceImages, images.length - 2 + 3, 'two images and the sheet joined the bank');
+      // The addition's own memory line (its new patches, under the gateway's fit budget), not the first fit's.
+      assert.notEqual(v2.fitMemory, created.versions.find((v) => v.version === 1)!.fitMemory);
+      assert.match(v2.fitMemory, /^budget .*, \d+ candidate patches, nothing spilled$/);
       const after = await client.inspect({ bank: 'mixed', image, category: 'labels' });
       assert.equal(after.version, grown.activeVersion);
       assert.equal(
