@@ -269,7 +269,7 @@ export function preReduceImage(
   return greedyKCenter(x, dim, want, Math.max(1, Math.ceil(want / 25)), seed);
 }
 
-export function gather(x: Float32Array, dim: number, rows: Int32Array): Float32Array {
+export function gather(x: Float32Array, dim: number, rows: ArrayLike<number>): Float32Array {
   const out = new Float32Array(rows.length * dim);
   for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
   return out;

@@ -94,14 +94,10 @@ export class LocalSearcher implements NeighbourSearcher {
 /** Rows `ids` of a row-major [rows x dim] array, one after another; an id outside it is refused. */
 export function copyRows(vectors: Float32Array, dim: number, ids: ArrayLike<number>): Float32Array {
   const rows = vectors.length / dim;
-  const out = new Float32Array(ids.length * dim);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (!Number.isInteger(id) || id < 0 || id >= rows)
-      throw invalid(`bank row ${id} is outside 0..${rows - 1}`);
-    out.set(vectors.subarray(id * dim, (id + 1) * dim), i * dim);
-  }
-  return out;
+  for (let i = 0; i < ids.length; i++)
+    if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= rows)
+      throw invalid(`bank row ${ids[i]} is outside 0..${rows - 1}`);
+  return gather(vectors, dim, ids);
 }
 
 export async function fitBank(

@@ -77,7 +77,9 @@ export class ClusterSearcher implements NeighbourSearcher {
           'INVALID_ARGUMENT',
           `row ${ids[i]} is not in bank ${this.record.bank} v${this.record.version}`,
         );
-      wanted.set(p, [...(wanted.get(p) ?? []), i]);
+      const at = wanted.get(p);
+      if (at) at.push(i);
+      else wanted.set(p, [i]);
     }
     await Promise.all(
       [...wanted].map(async ([p, at]) => {

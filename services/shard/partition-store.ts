@@ -7,6 +7,7 @@ import { createHash, Hash } from 'node:crypto';
 import { buildIndex } from '../../lib/knn/build-worker';
 import { KnnIndex, resolveKnn } from '../../lib/knn/index';
 import { SpiError, invalid } from '../../lib/errors';
+import { gather } from '../../lib/coreset/coreset';
 import { sha256 } from '../../lib/bank/bank-store';
 import { Announcer, PartitionRef, checkRef, refString } from '../../lib/cluster/types';
 import { partitionKey } from '../../lib/cluster/keys';
@@ -186,11 +187,8 @@ export class PartitionStore {
         );
       return r;
     });
+    if (p.vectors) return gather(p.vectors, p.dim, local);
     const out = new Float32Array(local.length * p.dim);
-    if (p.vectors) {
-      local.forEach((r, i) => out.set(p.vectors!.subarray(r * p.dim, (r + 1) * p.dim), i * p.dim));
-      return out;
-    }
     const file = this.options.dataDir ? vectorsFile(partitionFile(this.options.dataDir, ref)) : '';
     if (!file || !fs.existsSync(file))
       throw new SpiError(

@@ -12,6 +12,7 @@ import { coresetProjector } from '../../lib/coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER } from '../../lib/coreset/outliers';
 import { fileSources, listImages } from '../../lib/data/mvtec';
 import { fittedInspector } from '../../lib/patchcore/fit';
+import { Inspector } from '../../lib/patchcore/inspector';
 import { addToBank } from '../../lib/patchcore/incremental';
 import { MiB, finalBytes, rowBytes, searchBytes } from '../../lib/patchcore/memory-budget';
 import { BackbonePool, extractorForBank, openBank } from '../../lib/patchcore/engine';
@@ -38,6 +39,14 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     out = fs.mkdtempSync(path.join(TEST_TMP, 'plant-'));
   });
   after(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  /** Defective test prints scored above every good one: how well a bank tells them apart. */
+  const caughtBy = async (inspector: Pick<Inspector, 'inspectBytes'>) => {
+    const score = async (f: string) => (await inspector.inspectBytes(fs.readFileSync(f))).score;
+    const good = await Promise.all(data.testGood.map(score));
+    const bad = await Promise.all(data.testDefective.map(score));
+    return bad.filter((s) => s > Math.max(...good)).length;
+  };
 
   it('spi fit drops the defective sheets of a good folder before the coreset and lists them as suspects', async () => {
     const defective = data.testDefective.slice(0, 3);
@@ -108,13 +117,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
     );
     const pool = new BackbonePool();
     try {
-      const caught = async (dir: string) => {
-        const { inspector } = await openBank(pool, dir);
-        const score = async (f: string) => (await inspector.inspectBytes(fs.readFileSync(f))).score;
-        const good = await Promise.all(data.testGood.map(score));
-        const bad = await Promise.all(data.testDefective.map(score));
-        return bad.filter((s) => s > Math.max(...good)).length;
-      };
+      const caught = async (dir: string) => caughtBy((await openBank(pool, dir)).inspector);
       const [c2, cr] = [await caught(v2), await caught(rebuilt)];
       assert.ok(c2 >= cr - 1, `added ${c2}, rebuilt ${cr} of ${data.testDefective.length}`);
     } finally {
@@ -168,13 +171,7 @@ describe('plant folders: contaminated good folders and incremental banks', funct
       assert.equal(chunked.vectors.length / dim, base.meta.vectors.rows + added.keptPatches);
       assert.equal(added.outliers?.considered, added.inputPatches);
       // And it tells the defects from the good prints about as well as the one-chunk addition.
-      const caught = async (fitted: typeof whole) => {
-        const inspector = fittedInspector(fitted, extractor);
-        const score = async (f: string) => (await inspector.inspectBytes(fs.readFileSync(f))).score;
-        const good = await Promise.all(data.testGood.map(score));
-        const bad = await Promise.all(data.testDefective.map(score));
-        return bad.filter((s) => s > Math.max(...good)).length;
-      };
+      const caught = (fitted: typeof whole) => caughtBy(fittedInspector(fitted, extractor));
       const [cc, cw] = [await caught(chunked), await caught(whole)];
       assert.ok(cc >= cw - 1, `chunked ${cc}, whole ${cw} of ${data.testDefective.length}`);
       // A budget that cannot hold the bank and two images' patches is refused, with its figures.
