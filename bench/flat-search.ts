@@ -43,6 +43,7 @@ export const FULL_FLAT: Omit<FlatSearchOptions, 'log'> = {
     { name: '224 px frame, large bank', bank: 100_000, queries: 784, k: 1 },
     { name: '2048 px sheet, 36 tiles', bank: 8_467, queries: 28_224, k: 1 },
     { name: '2048 px sheet, 36 tiles', bank: 16_934, queries: 28_224, k: 1 },
+    { name: '2048 px sheet, whole canvas', bank: 4_915, queries: 16_384, k: 1 },
     { name: 'outlier filter, one fold', bank: 20_000, queries: 20_000, k: 3 },
   ],
   runs: 7,

@@ -13,6 +13,8 @@ export interface Machine {
   node: string;
   platform: string;
   ompEnv: Record<string, string>;
+  /** The CPU kernels OpenBLAS runs (exact search, coreset): its own choice or OPENBLAS_CORETYPE's. */
+  blasCore?: string;
 }
 
 export interface SectionRun<T> {
@@ -267,7 +269,8 @@ export function markdown(b: BenchResults): string {
     `# Speed on CPU${b.quick ? ' (quick run: smaller sizes, fewer runs)' : ''}`,
     '',
     `${b.date}; ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}, ${m.platform}` +
-      `${omp.length > 0 ? `; ${omp.join(' ')}` : ''}; whole run ${b.seconds.toFixed(0)} s.`,
+      `${omp.length > 0 ? `; ${omp.join(' ')}` : ''}${m.blasCore ? `; OpenBLAS kernels ${m.blasCore}` : ''}; ` +
+      `whole run ${b.seconds.toFixed(0)} s.`,
     '',
   ];
   if (b.search) {

@@ -19,6 +19,7 @@ import { FULL_C2F, benchCoarseToFine } from './coarse-to-fine';
 import { FULL_HEAD, QUICK_HEAD, benchHeadCost } from './head-cost';
 import { FULL_FLAT, QUICK_FLAT, benchFlatSearch } from './flat-search';
 import { runScript } from './lib/script';
+import { blasCore } from '../lib/knn/faiss';
 
 const SECTIONS = [
   'search',
@@ -48,6 +49,7 @@ function machine(): Machine {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     ompEnv,
+    blasCore: blasCore(),
   };
 }
 

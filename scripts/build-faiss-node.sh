@@ -6,7 +6,7 @@
 # add/search that read and write the typed arrays in place (no copies), an async search on the libuv
 # pool (also for float16 queries, widened there: searchHalfAsync; and float32 narrowed to halves for
 # the gateway's side of the hop: toHalves), an exact search of flat L2
-# indexes by blocks (setBlockedFlatSearch turns it off for comparisons), a search of listed rows gathered
+# indexes by blocks (setBlockedFlatSearch turns it off for comparisons; blasCore names the kernels OpenBLAS chose), a search of listed rows gathered
 # natively (searchRows) and faiss' pairwise_L2sqr (pairwiseL2) for the coreset's greedy, a BLAS
 # matrix product for the random projections (matmul), setNprobe
 # for IVF indexes, and setParameter for any search-time parameter faiss' ParameterSpace knows

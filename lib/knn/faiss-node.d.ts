@@ -39,6 +39,8 @@ declare module 'faiss-node' {
    * default) or faiss' own path: for the benchmark's comparison and the tests that both agree.
    */
   export function setBlockedFlatSearch(on: boolean): void;
+  /** The CPU kernels OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...). */
+  export function blasCore(): string;
   /**
    * Float32 values to IEEE halves (round to nearest even, as lib/util/float16.ts), natively (F16C
    * where the CPU has it); true when every half is finite.

@@ -45,10 +45,11 @@ describe('knn (faiss-node built against Debian libfaiss)', () => {
   });
 
   it("the blocked exact search gives the k nearest in order, as brute force and faiss' own path do", async () => {
-    // More bank rows than one slice (8192) and queries in several blocks; k up to the blocked
-    // search's limit (16) and one past it (faiss' path); a factory "Flat" and an IndexFlatL2.
+    // Bank rows over several slices (1,024 rows), the last one not a multiple of the eight distances
+    // the vector scan compares at once; queries in several blocks; k up to the blocked search's limit
+    // (16) and one past it (faiss' path); a factory "Flat" and an IndexFlatL2.
     const d = 6;
-    const rows = 9000;
+    const rows = 9003;
     const big = randomVectors(rows, d, 11);
     const q = randomVectors(70, d, 12);
     const brute = (k: number) =>
