@@ -93,6 +93,7 @@ export function readCategory(root: string): Category {
 export function fileSources(files: string[], relativeTo: string): ImageSource[] {
   return files.map((file) => ({
     path: path.relative(relativeTo, file),
+    file,
     read: () => fs.promises.readFile(file),
   }));
 }

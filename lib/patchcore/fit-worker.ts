@@ -3,6 +3,7 @@
  * embedding maths); on its own thread it never stalls the gRPC event loop of the process that
  * serves inspections meanwhile (a gateway rotating a bank under load).
  */
+import * as fs from 'node:fs';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BackbonePool, createExtractor, extractorForBank } from './engine';
 import { AddOptions, addToBank } from './incremental';
@@ -21,7 +22,8 @@ import type { FeatureExtractor } from './feature-extractor';
 export interface FitJob {
   model: string;
   settings: FitSettings;
-  images: { path: string; data: Uint8Array }[];
+  /** Each image's bytes, or the file the worker reads them from when the fit needs them. */
+  images: JobImage[];
   /**
    * Let the automatic fit choose backbone, stages, view, reference and fusion (lib/autoconfig)
    * among these models; `fusion: false` leaves fused banks out.
@@ -43,6 +45,15 @@ export interface FitJob {
    * inline in its metadata (lib/head/; not with `add`).
    */
   head?: HeadRequest;
+}
+
+export type JobImage = { path: string; data: Uint8Array } | { path: string; file: string };
+
+/** A job's image for the worker: a file stays a file (read there, once per pass), bytes are sent. */
+export async function jobImage(source: ImageSource): Promise<JobImage> {
+  return source.file
+    ? { path: source.path, file: source.file }
+    : { path: source.path, data: await source.read() };
 }
 
 /** The bank an added version grows: a single one, or a fused one's metadata and members. */
@@ -126,7 +137,11 @@ export async function fitJob(
   job: FitJob,
   onProgress: (stage: string, done: number, total: number) => void,
 ): Promise<FitOutcome> {
-  const images = job.images.map((im) => ({ path: im.path, read: async () => im.data }));
+  const images: ImageSource[] = job.images.map((im) =>
+    'file' in im
+      ? { path: im.path, file: im.file, read: () => fs.promises.readFile(im.file) }
+      : { path: im.path, read: async () => im.data },
+  );
   if (job.auto && !job.add) {
     const keepHeldOutMaps = job.head !== undefined;
     const result = await autoFit(images, job.settings, { pool, ...job.auto, onProgress, keepHeldOutMaps });

@@ -24,6 +24,11 @@ export interface ImageSource {
   /** Name recorded in the bank (a relative path, an upload name). */
   path: string;
   read(): Promise<Uint8Array>;
+  /**
+   * The file the bytes lie in on this machine, when they do: a fit on a worker thread reads them
+   * there itself instead of being handed a copy of every image.
+   */
+  file?: string;
 }
 
 export interface FitSettings {

@@ -21,6 +21,7 @@ import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
 import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
+import { DEFAULT_UPLOAD_DIR, UploadSpool } from './upload-spool';
 import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
@@ -37,6 +38,8 @@ export interface AdminDefaults {
    * take the node's memory from the inspections it serves.
    */
   fitMemory: MemoryBudget;
+  /** Where uploaded images wait on disk for their build (`--upload-dir`; upload-spool.ts). */
+  uploadDir: string;
 }
 
 export const DEFAULT_ADMIN: AdminDefaults = {
@@ -44,6 +47,7 @@ export const DEFAULT_ADMIN: AdminDefaults = {
   resize: 224,
   replicas: 2,
   fitMemory: fitMemoryBudget(),
+  uploadDir: DEFAULT_UPLOAD_DIR,
 };
 
 /** The gateway's fit budget: `maxBytes` or the machine's default (half its RAM or its container limit). */
@@ -60,16 +64,22 @@ export function adminHandlers(
   const build =
     (mode: 'create' | 'rotate') => (call: grpc.ServerDuplexStream<BuildRequestMsg, BuildProgressMsg>) => {
       void (async () => {
+        // The build's uploads are removed before the caller hears how it ended.
+        const spool = new UploadSpool(defaults.uploadDir);
+        const removeUploads = () =>
+          spool.remove().catch((err) => log.warn("could not remove a build's uploads", { err }));
         try {
-          const { spec, images } = await receiveBuild(call);
+          const { spec, images } = await receiveBuild(call, spool);
           const req = toBuildRequest(mode, spec, images, defaults);
           const record = await builder.build(
             req,
             throttled((p) => call.write(p)),
           );
+          await removeUploads();
           call.write({ stage: 'done', done: 1, total: 1, bank: await bankInfo(registry, record.bank) });
           call.end();
         } catch (err) {
+          await removeUploads();
           log.warn(`${mode} bank failed`, { err });
           call.emit('error', toServiceError(err, log));
         }
@@ -101,7 +111,10 @@ export function adminHandlers(
   };
 }
 
-async function receiveBuild(call: Readable): Promise<{ spec: BuildSpecMsg; images: ImageSource[] }> {
+async function receiveBuild(
+  call: Readable,
+  spool: UploadSpool,
+): Promise<{ spec: BuildSpecMsg; images: ImageSource[] }> {
   let spec: BuildSpecMsg | undefined;
   const images: ImageSource[] = [];
   for await (const msg of incoming<BuildRequestMsg>(call)) {
@@ -112,7 +125,7 @@ async function receiveBuild(call: Readable): Promise<{ spec: BuildSpecMsg; image
       if (!spec) throw invalid('the first BuildRequest must carry the spec');
       const { name, data } = msg.image;
       if (!data || data.length === 0) throw invalid(`uploaded image "${name}" is empty`);
-      images.push({ path: name || `upload-${images.length}`, read: async () => data });
+      images.push(await spool.add(name || `upload-${images.length}`, data));
     }
   }
   if (!spec) throw invalid('the build stream carried no spec');

@@ -10,7 +10,7 @@ import { StoredBank, sha256, vectorBytes } from '../../lib/bank/bank-store';
 import { ClusterRegistry } from '../../lib/cluster/cluster-registry';
 import { BankVersionRecord, PartitionAssignment, checkBankName } from '../../lib/cluster/types';
 import { FitSettings, ImageSource, completeMeta } from '../../lib/patchcore/fit';
-import { AddBase, FitJob, fitInWorker } from '../../lib/patchcore/fit-worker';
+import { AddBase, FitJob, fitInWorker, jobImage } from '../../lib/patchcore/fit-worker';
 import { checkAddition } from '../../lib/patchcore/incremental';
 import { SpiError, invalid, notFound } from '../../lib/errors';
 import { Logger } from '../../lib/util/log';
@@ -229,9 +229,8 @@ export class BankBuilder {
     add?: AddBase,
   ): Promise<BankVersionRecord> {
     // Fitting runs on a worker thread: this process keeps answering inspections meanwhile.
-    const images = await Promise.all(
-      req.images.map(async (im) => ({ path: im.path, data: await im.read() })),
-    );
+    // Uploads and server folders are files: the worker reads them itself (none is held in memory).
+    const images = await Promise.all(req.images.map(jobImage));
     const fitted = await fitInWorker(
       {
         model: add ? primaryOf(add).model.id : req.model,

@@ -1,7 +1,8 @@
 /**
- * A full disk, for real: a 256 KiB tmpfs as the shard's data dir and as a bank folder's parent.
- * A partition or bank that does not fit is refused RESOURCE_EXHAUSTED saying so, what was there
- * before stays whole, no temporary file is left, and the shard goes on serving. Mounting needs root
+ * A full disk, for real: a 256 KiB tmpfs as the shard's data dir, as a bank folder's parent and as
+ * the gateway's upload folder. A partition, bank or upload that does not fit is refused
+ * RESOURCE_EXHAUSTED saying so, what was there before stays whole, no temporary file is left, and
+ * the shard or gateway goes on serving. Mounting needs root
  * (as `make setup` does); elsewhere the suite is skipped with the reason.
  */
 import assert from 'node:assert/strict';
@@ -9,11 +10,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadBank, saveBank } from '../../lib/bank/bank-store';
+import { InspectionClient } from '../../lib/client/inspection-client';
 import { ShardClient } from '../../lib/cluster/shard-client';
 import { PartitionRef } from '../../lib/cluster/types';
 import { SpiError } from '../../lib/errors';
 import { mulberry32 } from '../../lib/util/random';
 import { testBankMeta } from '../helpers/bank-meta';
+import { printDataset, upload } from '../helpers/fixtures';
+import { UploadSpool } from '../../services/gateway/upload-spool';
 import { ManagedProcess, TEST_TMP, spawnNodeService } from '../helpers/processes';
 
 const DIM = 64;
@@ -131,6 +135,58 @@ describe('a full disk (real tmpfs)', function () {
       assert.equal(kept.meta.version, 1);
       assert.deepEqual(kept.vectors, first);
       assert.deepEqual(fs.readdirSync(path.dirname(dir)), ['job-1']);
+    });
+  });
+
+  describe('gateway upload folder', () => {
+    it('spools uploads to disk, refuses the build whose uploads do not fit and leaves nothing', async () => {
+      const uploads = path.join(mount, 'uploads');
+      const spool = new UploadSpool(uploads);
+      const image = Buffer.alloc(96 * 1024, 7);
+      const stored = await spool.add('../../etc/passwd', image);
+      // Stored under a number in the build's own folder; the client's name is only recorded.
+      assert.equal(stored.path, '../../etc/passwd');
+      assert.equal(path.dirname(path.dirname(stored.file!)), uploads);
+      assert.deepEqual(await stored.read(), image);
+      await assert.rejects(
+        (async () => {
+          for (let i = 0; i < 4; i++) await spool.add(`sheet-${i}.png`, image);
+        })(),
+        diskFull(
+          /upload folder .*uploads is full after [1-3] images \(.*\).*larger --upload-dir; nothing was built/,
+        ),
+      );
+      await spool.remove();
+      assert.deepEqual(fs.readdirSync(uploads), [], 'the build folder is gone');
+    });
+
+    it('a CreateBank whose uploads fill the disk fails RESOURCE_EXHAUSTED; the gateway goes on', async () => {
+      const data = await printDataset();
+      const uploads = path.join(mount, 'gateway-uploads');
+      const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'full-disk-gateway-'));
+      const gateway = spawnNodeService('services/gateway/main.ts', {
+        name: 'full-disk-gateway',
+        args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '1', '--metrics-port', 'off'],
+        env: { SPI_UPLOAD_DIR: uploads },
+      });
+      let client: InspectionClient | undefined;
+      try {
+        const ready = await gateway.waitForLine('gateway ready', 60_000);
+        client = new InspectionClient(`127.0.0.1:${Number(ready.fields.port)}`, { deadlineMs: 30_000 });
+        // More bytes than the tmpfs holds, whatever the other cases left on it.
+        const files = upload(data.train);
+        while (files.reduce((n, f) => n + f.data.length, 0) < 320 * 1024) files.push(...upload(data.train));
+        await assert.rejects(
+          client.createBank({ bank: 'big', partitions: 1, replicas: 1 }, files),
+          diskFull(/upload folder .*gateway-uploads is full after \d+ images/),
+        );
+        assert.deepEqual(filesUnder(uploads), [], 'no upload left behind');
+        assert.deepEqual(await client.listBanks(), []);
+      } finally {
+        client?.close();
+        await gateway.stop();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
     });
   });
 });

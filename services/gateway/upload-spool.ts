@@ -1,0 +1,75 @@
+/**
+ * Images uploaded to CreateBank/RotateBank go to disk as they arrive, not into the gateway's heap: a
+ * plant's good folder of thousands of sheets (7 MB each at 2048 px) would otherwise have to fit in
+ * the gateway's memory beside the inspections it serves, and again in the fit worker's (each upload
+ * was copied to it). Each build gets its own folder under the gateway's --upload-dir, removed when the
+ * build ends, whatever the outcome. Files are numbered, never named after the client's file name.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { SpiError } from '../../lib/errors';
+import { ImageSource } from '../../lib/patchcore/fit';
+import { formatBytes } from '../../lib/patchcore/memory-budget';
+
+/** Where uploads wait for their build when the gateway is given no --upload-dir. */
+export const DEFAULT_UPLOAD_DIR = path.join(os.tmpdir(), 'spi-uploads');
+
+export class UploadSpool {
+  private folder: string | undefined;
+  private count = 0;
+  private bytes = 0;
+
+  constructor(private readonly root: string) {}
+
+  /** Writes one uploaded image to disk; the source reads it back from there. */
+  async add(name: string, data: Uint8Array): Promise<ImageSource> {
+    const file = path.join(await this.open(), `${String(this.count).padStart(6, '0')}.img`);
+    try {
+      await fs.promises.writeFile(file, data);
+    } catch (err) {
+      throw this.writeError(err);
+    }
+    this.count++;
+    this.bytes += data.length;
+    return { path: name, file, read: () => fs.promises.readFile(file) };
+  }
+
+  /** Images and bytes received so far. */
+  get received(): { images: number; bytes: number } {
+    return { images: this.count, bytes: this.bytes };
+  }
+
+  /** Removes the build's folder and everything in it (safe to call more than once). */
+  async remove(): Promise<void> {
+    const folder = this.folder;
+    this.folder = undefined;
+    if (folder) await fs.promises.rm(folder, { recursive: true, force: true });
+  }
+
+  private async open(): Promise<string> {
+    if (this.folder) return this.folder;
+    try {
+      await fs.promises.mkdir(this.root, { recursive: true });
+      this.folder = await fs.promises.mkdtemp(path.join(this.root, 'build-'));
+    } catch (err) {
+      throw this.writeError(err);
+    }
+    return this.folder;
+  }
+
+  private writeError(err: unknown): SpiError {
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `the gateway's upload folder ${this.root}`;
+    const sofar = `after ${this.count} images (${formatBytes(this.bytes)})`;
+    if (code === 'ENOSPC' || code === 'EDQUOT')
+      return new SpiError(
+        'RESOURCE_EXHAUSTED',
+        `${where} is full ${sofar}: free space there or give the gateway a larger --upload-dir; nothing was built`,
+      );
+    return new SpiError(
+      'INTERNAL',
+      `cannot store an uploaded image in ${where} ${sofar}: ${(err as Error).message}; nothing was built`,
+    );
+  }
+}
