@@ -20,6 +20,7 @@ import { IndexFlatL2, pairwiseL2 } from '../knn/faiss';
 import { gaussianMatrix, sampleIndices } from '../util/random';
 import { project } from '../embed/patch-embed';
 import { OutlierFilterConfig, OutlierResult, filterOutliers } from './outliers';
+import { gatherRows } from '../util/rows';
 
 export type CoresetMethod = 'greedy' | 'random' | 'none';
 
@@ -269,11 +270,8 @@ export function preReduceImage(
   return greedyKCenter(x, dim, want, Math.max(1, Math.ceil(want / 25)), seed);
 }
 
-export function gather(x: Float32Array, dim: number, rows: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
-  return out;
-}
+/** Rows of `x` in the order asked (the picks of a selection, for its callers). */
+export const gather = gatherRows;
 
 /**
  * The greedy's coverage of the rows: each row's squared distance to its nearest centre (picked, or

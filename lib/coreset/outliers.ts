@@ -18,6 +18,7 @@
  */
 import { IndexFlatL2 } from '../knn/faiss';
 import { mulberry32, sampleIndices } from '../util/random';
+import { gatherRows } from '../util/rows';
 
 /** The least neighbourhood spread a patch is measured against, as a share of the mean k-distance. */
 export const DENSITY_FLOOR = 0.25;
@@ -237,11 +238,5 @@ function groupIndex(groups: ArrayLike<number>, n: number): Int32Array {
     offset += groups[g];
   }
   if (offset !== n) throw new Error(`outlier filter groups cover ${offset} rows, not ${n}`);
-  return out;
-}
-
-function gatherRows(x: Float32Array, dim: number, rows: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  for (let i = 0; i < rows.length; i++) out.set(x.subarray(rows[i] * dim, (rows[i] + 1) * dim), i * dim);
   return out;
 }

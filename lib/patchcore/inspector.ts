@@ -17,7 +17,8 @@ import { anomalyMap, maxOf, patchScores } from '../score/anomaly-map';
 import { subtractReference } from '../score/reference';
 import { FeatureExtractor, ImageEmbedding, decodeSizeFor } from './feature-extractor';
 import { reweightWeight } from './reweighting';
-import { DistinctCellCache, cellCentres, expandToCells, gatherRows } from './shared-cells';
+import { DistinctCellCache, cellCentres, expandToCells } from './shared-cells';
+import { gatherRows } from '../util/rows';
 import { SpiError } from '../errors';
 
 /** An image's pixel size, and the size it was sent at when it was resized while decoding. */

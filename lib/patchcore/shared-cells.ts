@@ -98,13 +98,6 @@ function innerEdges(tile: Tile, canvasWidth: number, canvasHeight: number) {
   };
 }
 
-/** The rows `rows` of a row-major [n x dim] matrix. */
-export function gatherRows(vectors: Float32Array, dim: number, rows: Int32Array): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => out.set(vectors.subarray(r * dim, (r + 1) * dim), i * dim));
-  return out;
-}
-
 /** A search answer for the distinct cells, copied out to every cell of the layout. */
 export function expandToCells(knn: KnnResult, rowOf: Int32Array): KnnResult {
   const { k } = knn;

@@ -7,6 +7,7 @@ import {
   suspectImages,
 } from '../../../lib/coreset/outliers';
 import { mulberry32 } from '../../../lib/util/random';
+import { gatherRows } from '../../../lib/util/rows';
 
 const DIM = 8;
 
@@ -123,7 +124,7 @@ describe('streaming coreset update', () => {
   it('picks first the new patches farthest from the existing bank (a feature it lacks)', () => {
     const old = prints(8, 64, [], 0, 1);
     const coreset = { ...DEFAULT_CORESET, size: 16, projectDim: 0, batch: 1 };
-    const bank = gatherRows(old.x, selectCoreset(old.x, DIM, coreset, undefined, old.groups));
+    const bank = gatherRows(old.x, DIM, selectCoreset(old.x, DIM, coreset, undefined, old.groups));
     // New images: the same artwork (covered), one with a new genuine feature (not covered).
     const fresh = prints(4, 64, [], 0, 2);
     for (let j = 0; j < 64; j += 16) for (let k = 0; k < DIM; k++) fresh.x[(64 + j) * DIM + k] = 40 + k;
@@ -140,6 +141,7 @@ describe('streaming coreset update', () => {
     const old = prints(8, 64);
     const bank = gatherRows(
       old.x,
+      DIM,
       selectCoreset(old.x, DIM, { ...DEFAULT_CORESET, size: 32 }, undefined, old.groups),
     );
     const fresh = prints(3, 64, [1], 6, 5);
@@ -169,12 +171,6 @@ function defectRows(x: Float32Array, g: number, perImage: number, reference = x)
       d += (x[(g * perImage + j) * DIM + k] - reference[(refImage * perImage + j) * DIM + k]) ** 2;
     if (d > 4) out.add(g * perImage + j);
   }
-  return out;
-}
-
-function gatherRows(x: Float32Array, rows: Int32Array): Float32Array {
-  const out = new Float32Array(rows.length * DIM);
-  rows.forEach((r, i) => out.set(x.subarray(r * DIM, (r + 1) * DIM), i * DIM));
   return out;
 }
 

@@ -6,8 +6,8 @@ import {
   cellCentres,
   distinctCells,
   expandToCells,
-  gatherRows,
 } from '../../../lib/patchcore/shared-cells';
+import { gatherRows } from '../../../lib/util/rows';
 
 /** Canvas centre of every cell of a layout, tile after tile. */
 function centresOf(layout: CellLayout): [number, number][] {
