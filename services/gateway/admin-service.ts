@@ -21,7 +21,7 @@ import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
 import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
-import { DEFAULT_UPLOAD_DIR, UploadSpool } from './upload-spool';
+import { DEFAULT_BUILD_DIR, UploadSpool } from './upload-spool';
 import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
@@ -38,8 +38,11 @@ export interface AdminDefaults {
    * take the node's memory from the inspections it serves.
    */
   fitMemory: MemoryBudget;
-  /** Where uploaded images wait on disk for their build (`--upload-dir`; upload-spool.ts). */
-  uploadDir: string;
+  /**
+   * Where a build's uploaded images wait on disk (upload-spool.ts) and its candidate patches spill
+   * beyond `fitMemory` (`--build-dir`): one volume sized for the largest build, not the pod's /tmp.
+   */
+  buildDir: string;
 }
 
 export const DEFAULT_ADMIN: AdminDefaults = {
@@ -47,7 +50,7 @@ export const DEFAULT_ADMIN: AdminDefaults = {
   resize: 224,
   replicas: 2,
   fitMemory: fitMemoryBudget(),
-  uploadDir: DEFAULT_UPLOAD_DIR,
+  buildDir: DEFAULT_BUILD_DIR,
 };
 
 /** The gateway's fit budget: `maxBytes` or the machine's default (half its RAM or its container limit). */
@@ -65,7 +68,7 @@ export function adminHandlers(
     (mode: 'create' | 'rotate') => (call: grpc.ServerDuplexStream<BuildRequestMsg, BuildProgressMsg>) => {
       void (async () => {
         // The build's uploads are removed before the caller hears how it ended.
-        const spool = new UploadSpool(defaults.uploadDir);
+        const spool = new UploadSpool(defaults.buildDir);
         const removeUploads = () =>
           spool.remove().catch((err) => log.warn("could not remove a build's uploads", { err }));
         try {
@@ -211,7 +214,7 @@ export function toBuildRequest(
       threshold: typeof spec.threshold === 'number' ? spec.threshold : undefined,
       holdoutFraction: spec.holdoutFraction || DEFAULT_FIT.holdoutFraction,
       score: { ...DEFAULT_FIT.score, reference, imageScore: imageScoreOf(spec, reference) },
-      memory: d.fitMemory,
+      memory: { ...d.fitMemory, spillDir: d.buildDir },
     },
   };
 }

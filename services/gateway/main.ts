@@ -57,7 +57,7 @@ export const GATEWAY_FLAGS = {
   'max-client-share': { type: 'string' },
   'wire-encoding': { type: 'string' },
   'fit-max-memory': { type: 'string' },
-  'upload-dir': { type: 'string' },
+  'build-dir': { type: 'string' },
   'shutdown-delay-ms': { type: 'string', default: '0' },
   'shutdown-grace-ms': { type: 'string', default: '10000' },
   ...SERVER_TLS_FLAGS,
@@ -99,9 +99,9 @@ export const GATEWAY_USAGE = `usage: spi serve --etcd A,B [options]   or   spi s
                       beyond it the candidate patches spill to disk; a build whose bank cannot fit
                       is refused (env SPI_FIT_MAX_MEMORY; default half the machine's RAM or the
                       container's memory limit, 1 to 16 GiB: ${formatBytes(DEFAULT_ADMIN.fitMemory.maxBytes)} here)
-  --upload-dir DIR    where images uploaded to CreateBank/RotateBank wait on disk for their build,
-                      removed after it; size it for the largest good folder (env SPI_UPLOAD_DIR;
-                      default ${DEFAULT_ADMIN.uploadDir} here)
+  --build-dir DIR     where a bank build's uploaded images wait on disk and its patches spill beyond
+                      --fit-max-memory, removed after it; size it for the largest good folder
+                      (env SPI_BUILD_DIR; default ${DEFAULT_ADMIN.buildDir} here)
   --metrics-port N    HTTP port of /metrics, /healthz, /readyz; 0 = any free port, "off" = none
                       (env SPI_METRICS_PORT; default ${DEFAULT_GATEWAY_METRICS_PORT})
   --shutdown-delay-ms N  after SIGTERM, how long it stays up unready before draining (default ${D['shutdown-delay-ms']})
@@ -150,7 +150,7 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   const admin = {
     ...DEFAULT_ADMIN,
     fitMemory: fitMemoryFrom(values['fit-max-memory'] ?? env.SPI_FIT_MAX_MEMORY),
-    uploadDir: values['upload-dir'] ?? env.SPI_UPLOAD_DIR ?? DEFAULT_ADMIN.uploadDir,
+    buildDir: values['build-dir'] ?? env.SPI_BUILD_DIR ?? DEFAULT_ADMIN.buildDir,
   };
   if (values.embedded) {
     const { runEmbedded } = require('./embedded') as typeof import('./embedded');

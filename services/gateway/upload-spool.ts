@@ -2,8 +2,9 @@
  * Images uploaded to CreateBank/RotateBank go to disk as they arrive, not into the gateway's heap: a
  * plant's good folder of thousands of sheets (7 MB each at 2048 px) would otherwise have to fit in
  * the gateway's memory beside the inspections it serves, and again in the fit worker's (each upload
- * was copied to it). Each build gets its own folder under the gateway's --upload-dir, removed when the
+ * was copied to it). Each build gets its own folder under the gateway's --build-dir, removed when the
  * build ends, whatever the outcome. Files are numbered, never named after the client's file name.
+ * The same --build-dir takes the fit's spilled candidate patches (lib/patchcore/patch-spill.ts).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,8 +13,8 @@ import { SpiError } from '../../lib/errors';
 import { ImageSource } from '../../lib/patchcore/fit';
 import { formatBytes } from '../../lib/patchcore/memory-budget';
 
-/** Where uploads wait for their build when the gateway is given no --upload-dir. */
-export const DEFAULT_UPLOAD_DIR = path.join(os.tmpdir(), 'spi-uploads');
+/** Where builds keep their uploads and spilled patches when the gateway is given no --build-dir. */
+export const DEFAULT_BUILD_DIR = path.join(os.tmpdir(), 'spi-builds');
 
 export class UploadSpool {
   private folder: string | undefined;
@@ -51,7 +52,7 @@ export class UploadSpool {
     if (this.folder) return this.folder;
     try {
       await fs.promises.mkdir(this.root, { recursive: true });
-      this.folder = await fs.promises.mkdtemp(path.join(this.root, 'build-'));
+      this.folder = await fs.promises.mkdtemp(path.join(this.root, 'uploads-'));
     } catch (err) {
       throw this.writeError(err);
     }
@@ -60,12 +61,12 @@ export class UploadSpool {
 
   private writeError(err: unknown): SpiError {
     const code = (err as NodeJS.ErrnoException).code;
-    const where = `the gateway's upload folder ${this.root}`;
+    const where = `the gateway's build folder ${this.root}`;
     const sofar = `after ${this.count} images (${formatBytes(this.bytes)})`;
     if (code === 'ENOSPC' || code === 'EDQUOT')
       return new SpiError(
         'RESOURCE_EXHAUSTED',
-        `${where} is full ${sofar}: free space there or give the gateway a larger --upload-dir; nothing was built`,
+        `${where} is full ${sofar}: free space there or give the gateway a larger --build-dir; nothing was built`,
       );
     return new SpiError(
       'INTERNAL',

@@ -41,8 +41,8 @@ describe('embedded gateway (no etcd)', function () {
     const data = await printDataset();
     fs.mkdirSync(TEST_TMP, { recursive: true });
     const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'embedded-'));
-    const uploads = path.join(dataDir, 'uploads');
-    const first = await startEmbedded(dataDir, ['--upload-dir', uploads]);
+    const builds = path.join(dataDir, 'builds');
+    const first = await startEmbedded(dataDir, ['--build-dir', builds]);
     let { proc, client } = first;
     try {
       const info = await client.createBank(
@@ -50,8 +50,8 @@ describe('embedded gateway (no etcd)', function () {
         upload(data.train.slice(0, 4)),
       );
       assert.equal(info.activeVersion, 1);
-      // The uploads waited in the upload folder, and their build's folder went with the build.
-      assert.deepEqual(fs.readdirSync(uploads), []);
+      // The uploads waited in the build folder, and their folder went with the build.
+      assert.deepEqual(fs.readdirSync(builds), []);
       // Built under the gateway's fit budget (the machine's default here), which the version reports.
       assert.match(
         info.versions[0].fitMemory,

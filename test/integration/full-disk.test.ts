@@ -153,7 +153,7 @@ describe('a full disk (real tmpfs)', function () {
           for (let i = 0; i < 4; i++) await spool.add(`sheet-${i}.png`, image);
         })(),
         diskFull(
-          /upload folder .*uploads is full after [1-3] images \(.*\).*larger --upload-dir; nothing was built/,
+          /build folder .*uploads is full after [1-3] images \(.*\).*larger --build-dir; nothing was built/,
         ),
       );
       await spool.remove();
@@ -162,12 +162,12 @@ describe('a full disk (real tmpfs)', function () {
 
     it('a CreateBank whose uploads fill the disk fails RESOURCE_EXHAUSTED; the gateway goes on', async () => {
       const data = await printDataset();
-      const uploads = path.join(mount, 'gateway-uploads');
+      const uploads = path.join(mount, 'gateway-builds');
       const dataDir = fs.mkdtempSync(path.join(TEST_TMP, 'full-disk-gateway-'));
       const gateway = spawnNodeService('services/gateway/main.ts', {
         name: 'full-disk-gateway',
         args: ['--embedded', '--port', '0', '--data-dir', dataDir, '--shards', '1', '--metrics-port', 'off'],
-        env: { SPI_UPLOAD_DIR: uploads },
+        env: { SPI_BUILD_DIR: uploads },
       });
       let client: InspectionClient | undefined;
       try {
@@ -178,7 +178,7 @@ describe('a full disk (real tmpfs)', function () {
         while (files.reduce((n, f) => n + f.data.length, 0) < 320 * 1024) files.push(...upload(data.train));
         await assert.rejects(
           client.createBank({ bank: 'big', partitions: 1, replicas: 1 }, files),
-          diskFull(/upload folder .*gateway-uploads is full after \d+ images/),
+          diskFull(/build folder .*gateway-builds is full after \d+ images/),
         );
         assert.deepEqual(filesUnder(uploads), [], 'no upload left behind');
         assert.deepEqual(await client.listBanks(), []);
