@@ -21,7 +21,7 @@ import { Logger } from '../../lib/util/log';
 import { incoming } from '../../lib/rpc/streams';
 import { toServiceError, wrapUnary } from '../../lib/rpc/status';
 import { BankBuilder, BuildRequest } from './bank-builder';
-import { DEFAULT_BUILD_DIR, UploadSpool } from './upload-spool';
+import { DEFAULT_BUILD_DIR, UploadSpool, removeStaleUploads } from './upload-spool';
 import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
@@ -64,11 +64,18 @@ export function adminHandlers(
   defaults: AdminDefaults,
   log: Logger,
 ): grpc.UntypedServiceImplementation {
+  // Every build's first upload waits for this, so no live folder can be taken for a stale one.
+  const cleared = removeStaleUploads(defaults.buildDir).then(
+    (stale) => {
+      if (stale.length > 0) log.info('removed uploads of builds that died with their gateway', { stale });
+    },
+    (err) => log.warn('could not clear the build folder of dead builds', { err }),
+  );
   const build =
     (mode: 'create' | 'rotate') => (call: grpc.ServerDuplexStream<BuildRequestMsg, BuildProgressMsg>) => {
       void (async () => {
         // The build's uploads are removed before the caller hears how it ended.
-        const spool = new UploadSpool(defaults.buildDir);
+        const spool = new UploadSpool(defaults.buildDir, cleared);
         const removeUploads = () =>
           spool.remove().catch((err) => log.warn("could not remove a build's uploads", { err }));
         try {

@@ -16,12 +16,50 @@ import { formatBytes } from '../../lib/patchcore/memory-budget';
 /** Where builds keep their uploads and spilled patches when the gateway is given no --build-dir. */
 export const DEFAULT_BUILD_DIR = path.join(os.tmpdir(), 'spi-builds');
 
+/** A build's folder: `uploads-<pid of the gateway>-<random>`. */
+const PREFIX = 'uploads-';
+
+/**
+ * Removes the upload folders a gateway that is no longer running left behind (killed mid-build),
+ * so a crash loop cannot fill the volume. Called at start, before this process has any: a folder
+ * of this very pid is a previous life's too (a restarted container is often pid 1 again).
+ */
+export async function removeStaleUploads(root: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(root);
+  } catch {
+    return []; // no folder yet
+  }
+  const stale = names.filter((name) => {
+    const pid = /^uploads-(\d+)-/.exec(name)?.[1];
+    return pid !== undefined && (Number(pid) === process.pid || !running(Number(pid)));
+  });
+  await Promise.all(
+    stale.map((name) => fs.promises.rm(path.join(root, name), { recursive: true, force: true })),
+  );
+  return stale;
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
 export class UploadSpool {
   private folder: string | undefined;
   private count = 0;
   private bytes = 0;
 
-  constructor(private readonly root: string) {}
+  /** `ready`: what must finish before the first file is written (the start's removeStaleUploads). */
+  constructor(
+    private readonly root: string,
+    private readonly ready: Promise<void> = Promise.resolve(),
+  ) {}
 
   /** Writes one uploaded image to disk; the source reads it back from there. */
   async add(name: string, data: Uint8Array): Promise<ImageSource> {
@@ -50,9 +88,10 @@ export class UploadSpool {
 
   private async open(): Promise<string> {
     if (this.folder) return this.folder;
+    await this.ready;
     try {
       await fs.promises.mkdir(this.root, { recursive: true });
-      this.folder = await fs.promises.mkdtemp(path.join(this.root, 'uploads-'));
+      this.folder = await fs.promises.mkdtemp(path.join(this.root, `${PREFIX}${process.pid}-`));
     } catch (err) {
       throw this.writeError(err);
     }

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
-import { UploadSpool } from '../../../services/gateway/upload-spool';
+import { UploadSpool, removeStaleUploads } from '../../../services/gateway/upload-spool';
+import { spawnSync } from 'node:child_process';
 import { buildSpec } from '../../../lib/rpc/messages';
 
 describe("gateway: a build's folder (--build-dir)", () => {
@@ -37,6 +38,24 @@ describe("gateway: a build's folder (--build-dir)", () => {
       );
       return true;
     });
+  });
+
+  it('at start, removes the uploads of gateways that died mid-build, not those of one still running', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const alive = process.ppid;
+    const names = [
+      `uploads-${dead}-a`,
+      `uploads-${process.pid}-b`,
+      `uploads-${alive}-c`,
+      'spi-fit-x',
+      'notes',
+    ];
+    for (const name of names) fs.mkdirSync(path.join(root, name));
+    fs.writeFileSync(path.join(root, names[0], '000000.img'), 'x');
+    const removed = await removeStaleUploads(root);
+    assert.deepEqual(removed.sort(), [`uploads-${dead}-a`, `uploads-${process.pid}-b`].sort());
+    assert.deepEqual(fs.readdirSync(root).sort(), [`uploads-${alive}-c`, 'notes', 'spi-fit-x'].sort());
+    assert.deepEqual(await removeStaleUploads(path.join(root, 'none')), []);
   });
 
   it("a build's patches spill into the same folder, not the system's temporary one", () => {
