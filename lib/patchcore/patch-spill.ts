@@ -127,7 +127,8 @@ export class PatchSpill {
   private flush(): void {
     if (this.fd === undefined) {
       fs.mkdirSync(this.parent, { recursive: true });
-      this.dir = fs.mkdtempSync(path.join(this.parent, 'spi-fit-'));
+      // Named by process: a gateway clears those of processes that died mid-fit (upload-spool.ts).
+      this.dir = fs.mkdtempSync(path.join(this.parent, `spi-fit-${process.pid}-`));
       this.fd = fs.openSync(this.file!, 'w+');
       process.on('exit', this.onExit);
       for (const signal of SIGNALS) process.on(signal, this.onSignal);

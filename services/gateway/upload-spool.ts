@@ -20,9 +20,10 @@ export const DEFAULT_BUILD_DIR = path.join(os.tmpdir(), 'spi-builds');
 const PREFIX = 'uploads-';
 
 /**
- * Removes the upload folders a gateway that is no longer running left behind (killed mid-build),
- * so a crash loop cannot fill the volume. Called at start, before this process has any: a folder
- * of this very pid is a previous life's too (a restarted container is often pid 1 again).
+ * Removes the folders a gateway that is no longer running left behind in the build folder (killed
+ * mid-build): its uploads and its fit's spilled patches (`spi-fit-<pid>-`, patch-spill.ts), so a
+ * crash loop cannot fill the volume. Called at start, before this process has any: a folder of this
+ * very pid is a previous life's too (a restarted container is often pid 1 again).
  */
 export async function removeStaleUploads(root: string): Promise<string[]> {
   let names: string[];
@@ -32,7 +33,7 @@ export async function removeStaleUploads(root: string): Promise<string[]> {
     return []; // no folder yet
   }
   const stale = names.filter((name) => {
-    const pid = /^uploads-(\d+)-/.exec(name)?.[1];
+    const pid = /^(?:uploads|spi-fit)-(\d+)-/.exec(name)?.[1];
     return pid !== undefined && (Number(pid) === process.pid || !running(Number(pid)));
   });
   await Promise.all(

@@ -40,20 +40,24 @@ describe("gateway: a build's folder (--build-dir)", () => {
     });
   });
 
-  it('at start, removes the uploads of gateways that died mid-build, not those of one still running', async () => {
+  it('at start, removes the uploads and spills of gateways that died mid-build, not those of one still running', async () => {
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
     const alive = process.ppid;
     const names = [
       `uploads-${dead}-a`,
       `uploads-${process.pid}-b`,
       `uploads-${alive}-c`,
+      `spi-fit-${dead}-d`,
       'spi-fit-x',
       'notes',
     ];
     for (const name of names) fs.mkdirSync(path.join(root, name));
     fs.writeFileSync(path.join(root, names[0], '000000.img'), 'x');
     const removed = await removeStaleUploads(root);
-    assert.deepEqual(removed.sort(), [`uploads-${dead}-a`, `uploads-${process.pid}-b`].sort());
+    assert.deepEqual(
+      removed.sort(),
+      [`uploads-${dead}-a`, `uploads-${process.pid}-b`, `spi-fit-${dead}-d`].sort(),
+    );
     assert.deepEqual(fs.readdirSync(root).sort(), [`uploads-${alive}-c`, 'notes', 'spi-fit-x'].sort());
     assert.deepEqual(await removeStaleUploads(path.join(root, 'none')), []);
   });
