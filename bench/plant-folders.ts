@@ -3,6 +3,7 @@
  * banks against a full rebuild. Writes its figures to a results file; nothing here is asserted.
  *
  * node --import tsx bench/plant-folders.ts --data <MVTec-layout category> --out eval-results/plant-<name>.json
+ *   [--fractions 0,0.05] [--per-image F] [--resize/--tile/--scale/--overlap/--pad/--stages] [--min-ratio R] [--k K]
  *
  * Contamination: the defective test images of each type are split in two alternating halves; the
  * first half goes into train/good ("contaminated"), the second half and test/good are the evaluation
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
       ratio: { type: 'string', default: String(DEFAULT_CORESET.ratio) },
       skip: { type: 'string', default: '' },
       'min-ratio': { type: 'string', default: String(DEFAULT_OUTLIER_FILTER.minRatio) },
+      k: { type: 'string', default: String(DEFAULT_OUTLIER_FILTER.k) },
     },
   });
   if (!values.data || !values.out)
@@ -98,7 +100,10 @@ async function main(): Promise<void> {
       results.contamination = await contamination(
         cached,
         category,
-        { ...settings, outliers: { ...DEFAULT_OUTLIER_FILTER, minRatio: Number(values['min-ratio']) } },
+        {
+          ...settings,
+          outliers: { ...DEFAULT_OUTLIER_FILTER, minRatio: Number(values['min-ratio']), k: Number(values.k) },
+        },
         values.fractions!.split(',').map(Number),
       );
       write();
