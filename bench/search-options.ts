@@ -29,12 +29,12 @@ import { maskToCanvas } from '../lib/eval/evaluate';
 import { pixelAuroc, rocAuc } from '../lib/eval/metrics';
 import { BackbonePool, createExtractor } from '../lib/patchcore/engine';
 import { ImageEmbedding, concat } from '../lib/patchcore/feature-extractor';
-import { gather } from '../lib/patchcore/fit';
 import { scoreEmbedding } from '../lib/patchcore/inspector';
 import { DEFECT_TYPES, generateDataset } from '../lib/synth';
 import { TEST_TMP } from '../services/local/processes';
 import { median, round, timeMs } from './stats';
 import { runScript } from './lib/script';
+import { gatherRows } from '../lib/util/rows';
 
 export interface BankVariant {
   name: string;
@@ -296,7 +296,7 @@ function buildBank(parts: Float32Array[], fullDim: number, v: BankVariant): Bank
     undefined,
     projected.map((p) => p.length / dim),
   );
-  const vectors = gather(all, dim, keep);
+  const vectors = gatherRows(all, dim, keep);
   return {
     vectors,
     rows: keep.length,

@@ -19,12 +19,13 @@ import {
 import { rocAuc, pixelAuroc } from '../eval/metrics';
 import { maxOf, patchScores } from '../score/anomaly-map';
 import { FeatureExtractor, ImageEmbedding, concat } from '../patchcore/feature-extractor';
-import { LocalSearcher, gather } from '../patchcore/fit';
+import { LocalSearcher } from '../patchcore/fit';
 import { fuseMaps, pixelStats } from '../patchcore/fusion';
 import { scorePatches, searchCells } from '../patchcore/inspector';
 import { distinctCells } from '../patchcore/shared-cells';
 import { BaseCandidate, Configuration } from './candidates';
 import type { ValidationItem } from './validation-set';
+import { gatherRows } from '../util/rows';
 
 /** A fixed bank size scaled to `images` of `finalImages` (ratios scale by themselves). */
 export function rungCoreset(coreset: CoresetConfig, images: number, finalImages: number): CoresetConfig {
@@ -84,7 +85,7 @@ export class BaseTrial {
       undefined,
       this.train.map((e) => e.vectors.length / dim),
     );
-    const index = KnnIndex.build(gather(all, dim, keep), dim, { factory: 'Flat' });
+    const index = KnnIndex.build(gatherRows(all, dim, keep), dim, { factory: 'Flat' });
     const grids: Float32Array[] = [];
     // Searched as the fitted bank's inspections will search (each place of a tiled view once).
     const searcher = new LocalSearcher(index);

@@ -9,7 +9,8 @@
  * all N rows, the second 2m x m, neither growing with the images for a fixed bank size (`size`).
  */
 import { OutlierFilterConfig } from './outliers';
-import { CoresetConfig, CoresetSelection, Progress, gather, selectCoreset, selectFiltered } from './coreset';
+import { CoresetConfig, CoresetSelection, Progress, selectCoreset, selectFiltered } from './coreset';
+import { gatherRows } from '../util/rows';
 
 /** Chunk survivors per bank row that the final choice is made among. */
 export const OVERSAMPLE = 2;
@@ -52,7 +53,7 @@ export async function selectChunked(
     const n = chunk.vectors.length / dim;
     const size = Math.max(1, Math.min(n, Math.ceil((OVERSAMPLE * m * n) / totals.rows)));
     const s = selectFiltered(chunk.vectors, dim, { ...perChunk, size }, filter, report, chunk.groups);
-    survivors.push(gather(chunk.vectors, dim, s.rows));
+    survivors.push(gatherRows(chunk.vectors, dim, s.rows));
     if (s.outliers) {
       filtered = true;
       chunk.images.forEach((image, g) => {
@@ -72,7 +73,7 @@ export async function selectChunked(
   c = stages;
   report(0, 1);
   return {
-    vectors: gather(union, dim, rows),
+    vectors: gatherRows(union, dim, rows),
     ...(filtered ? { outliers: { droppedPerGroup, candidatesPerGroup, cutoff, considered, dropped } } : {}),
   };
 }

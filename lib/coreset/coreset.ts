@@ -189,7 +189,7 @@ function choose(
   if (filter) {
     const rows = candidates ?? Int32Array.from({ length: n }, (_, i) => i);
     const candidateGroups = groups ? countPerGroup(rows, groups) : [rows.length];
-    const r = filterOutliers(gather(reduced, d, rows), d, candidateGroups, filter, config.seed, fixed);
+    const r = filterOutliers(gatherRows(reduced, d, rows), d, candidateGroups, filter, config.seed, fixed);
     candidates = r.keep.map((i) => rows[i]);
     outliers = {
       droppedPerGroup: r.droppedPerGroup,
@@ -203,7 +203,7 @@ function choose(
   const done = (rows: Int32Array): CoresetSelection => ({ rows, ...(outliers ? { outliers } : {}) });
   if (config.method === 'none' || pool.length <= m) return done(pool);
   if (config.method === 'random') return done(sampleIndices(pool.length, m, config.seed).map((i) => pool[i]));
-  const x = candidates ? gather(reduced, d, pool) : reduced;
+  const x = candidates ? gatherRows(reduced, d, pool) : reduced;
   const chosen = greedyKCenter(x, d, m, batchFor(m), config.seed, onProgress, fixed);
   return done(candidates ? chosen.map((i) => pool[i]).sort() : chosen);
 }
@@ -269,9 +269,6 @@ export function preReduceImage(
   // About 25 distance updates per image: a few hundred picks each, cheap next to the global pass.
   return greedyKCenter(x, dim, want, Math.max(1, Math.ceil(want / 25)), seed);
 }
-
-/** Rows of `x` in the order asked (the picks of a selection, for its callers). */
-export const gather = gatherRows;
 
 /**
  * The greedy's coverage of the rows: each row's squared distance to its nearest centre (picked, or
@@ -351,7 +348,7 @@ export function greedyKCenter(
       coverage.minDist[p] = 0;
       coverage.owner[p] = coverage.count + j; // the number it gets as a centre just below
     });
-    updateMinDistances(x, dim, gather(x, dim, Int32Array.from(pending)), coverage);
+    updateMinDistances(x, dim, gatherRows(x, dim, Int32Array.from(pending)), coverage);
     onProgress?.(count, m);
     if (count >= m) break;
     pending = pickBatch(x, dim, coverage.minDist, Math.min(batch, m - count));
@@ -368,7 +365,9 @@ function pickBatch(x: Float32Array, dim: number, minDist: Float32Array, b: numbe
   const n = candidates.length;
   const local = Float32Array.from(candidates, (c) => minDist[c]);
   const pairs =
-    n >= PAIRWISE_MIN_CANDIDATES ? pairwiseL2(gather(x, dim, Int32Array.from(candidates)), dim) : undefined;
+    n >= PAIRWISE_MIN_CANDIDATES
+      ? pairwiseL2(gatherRows(x, dim, Int32Array.from(candidates)), dim)
+      : undefined;
   const chosen: number[] = [];
   for (let round = 0; round < b; round++) {
     let best = 0;

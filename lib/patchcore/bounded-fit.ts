@@ -14,7 +14,6 @@ import {
   Progress,
   coresetProjector,
   coresetSize,
-  gather,
   preReduceImage,
   selectFiltered,
 } from '../coreset/coreset';
@@ -22,6 +21,7 @@ import { selectChunked } from '../coreset/chunked';
 import { ImageEmbedding } from './feature-extractor';
 import { MemoryBudget, planChunks } from './memory-budget';
 import { PatchSpill } from './patch-spill';
+import { gatherRows } from '../util/rows';
 
 export type MemoryRecord = NonNullable<BankMeta['memory']>;
 
@@ -86,7 +86,7 @@ export async function chooseBounded(
           floor,
           coreset.seed + index,
         );
-        vectors = gather(vectors, dim, keep);
+        vectors = gatherRows(vectors, dim, keep);
       }
       spill.add(vectors, index);
     }
@@ -107,7 +107,13 @@ export async function chooseBounded(
     if (!spill.spilled) {
       const whole = spill.whole();
       const s = selectFiltered(whole.vectors, dim, config, filter, onProgress, whole.groups);
-      return { vectors: gather(whole.vectors, dim, s.rows), dim, inputPatches, outliers: s.outliers, memory };
+      return {
+        vectors: gatherRows(whole.vectors, dim, s.rows),
+        dim,
+        inputPatches,
+        outliers: s.outliers,
+        memory,
+      };
     }
     const totals = { chunks: spill.chunks, rows: spill.rows, images };
     const chosen = await selectChunked(spill.read(), totals, dim, config, m, filter, onProgress);

@@ -4,7 +4,7 @@
  */
 import { BankMeta, DEFAULT_SCORE, ScoreConfig, bankFormatOf, categoryOfSource } from '../bank/bank-meta';
 import { sha256 } from '../bank/bank-store';
-import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, gather, selectFiltered } from '../coreset/coreset';
+import { CoresetConfig, CoresetSelection, DEFAULT_CORESET, selectFiltered } from '../coreset/coreset';
 import { DEFAULT_OUTLIER_FILTER, OutlierFilterConfig, suspectImages } from '../coreset/outliers';
 import { DecodeLimits, DEFAULT_DECODE_LIMITS, DecodeSize, decodeImage, sentSize } from '../image/decode';
 import { DEFAULT_VIEW, ViewConfig } from '../image/views';
@@ -17,8 +17,7 @@ import { Inspector, NeighbourSearcher, scorePatches } from './inspector';
 import { patchScores } from '../score/anomaly-map';
 import { NominalReference, leaveOneOut, referenceFrom } from '../score/reference';
 import { SpiError, invalid } from '../errors';
-
-export { gather } from '../coreset/coreset';
+import { gatherRows } from '../util/rows';
 
 export interface ImageSource {
   /** Name recorded in the bank (a relative path, an upload name). */
@@ -102,7 +101,7 @@ export function copyRows(vectors: Float32Array, dim: number, ids: ArrayLike<numb
   for (let i = 0; i < ids.length; i++)
     if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= rows)
       throw invalid(`bank row ${ids[i]} is outside 0..${rows - 1}`);
-  return gather(vectors, dim, ids);
+  return gatherRows(vectors, dim, ids);
 }
 
 export async function fitBank(
@@ -217,7 +216,7 @@ async function chooseInMemory(
   parts.length = 0;
   const selection = selectFiltered(all, dim, settings.coreset, settings.outliers, onProgress, groups);
   return {
-    vectors: gather(all, dim, selection.rows),
+    vectors: gatherRows(all, dim, selection.rows),
     dim,
     inputPatches: all.length / dim,
     outliers: selection.outliers,

@@ -33,13 +33,13 @@ import {
   LocalSearcher,
   completeMeta,
   decodeNamed,
-  gather,
   outlierMeta,
   referenceAndScores,
   scoresByCategory,
   splitHoldout,
 } from './fit';
 import { Inspector } from './inspector';
+import { gatherRows } from '../util/rows';
 
 /** Fewer new images than this are all added to the bank, none held back for the threshold. */
 export const MIN_HOLDOUT_IMAGES = 10;
@@ -185,7 +185,7 @@ async function extendBank(
       (d, t) => options.onProgress?.('coreset', d, t),
       groups,
     );
-    vectors = concat([vectors, gather(fresh, dim, selection.rows)]);
+    vectors = concat([vectors, gatherRows(fresh, dim, selection.rows)]);
     freshRows += rows;
     picked += selection.rows.length;
     chunks++;

@@ -7,7 +7,6 @@ import { createHash, Hash } from 'node:crypto';
 import { buildIndex } from '../../lib/knn/build-worker';
 import { KnnIndex, resolveKnn } from '../../lib/knn/index';
 import { SpiError, invalid } from '../../lib/errors';
-import { gather } from '../../lib/coreset/coreset';
 import { sha256 } from '../../lib/bank/bank-store';
 import { Announcer, PartitionRef, checkRef, refString } from '../../lib/cluster/types';
 import { partitionKey } from '../../lib/cluster/keys';
@@ -24,6 +23,7 @@ import {
   writePartitionFile,
   writeVectorsFile,
 } from './partition-file';
+import { gatherRows } from '../../lib/util/rows';
 
 export interface LoadHeader {
   ref: PartitionRef;
@@ -187,7 +187,7 @@ export class PartitionStore {
         );
       return r;
     });
-    if (p.vectors) return gather(p.vectors, p.dim, local);
+    if (p.vectors) return gatherRows(p.vectors, p.dim, local);
     const out = new Float32Array(local.length * p.dim);
     const file = this.options.dataDir ? vectorsFile(partitionFile(this.options.dataDir, ref)) : '';
     if (!file || !fs.existsSync(file))

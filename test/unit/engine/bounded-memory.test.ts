@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_CORESET, gather, selectCoreset } from '../../../lib/coreset/coreset';
+import { DEFAULT_CORESET, selectCoreset } from '../../../lib/coreset/coreset';
 import { selectChunked } from '../../../lib/coreset/chunked';
 import { PatchSpill } from '../../../lib/patchcore/patch-spill';
 import { concat } from '../../../lib/patchcore/feature-extractor';
@@ -25,6 +25,7 @@ import {
 import { formatDuration, secondsLeft } from '../../../services/cli/progress';
 import { mulberry32 } from '../../../lib/util/random';
 import { TEST_TMP } from '../../helpers/processes';
+import { gatherRows } from '../../../lib/util/rows';
 
 const DIM = 4;
 
@@ -126,7 +127,7 @@ setInterval(() => {}, 1000);
     const config = { ...DEFAULT_CORESET, projectDim: 0 };
     const m = 60;
     const one = selectCoreset(all, DIM, { ...config, size: m });
-    const oneBank = gather(all, DIM, one);
+    const oneBank = gatherRows(all, DIM, one);
     const chunks = [0, 10, 20, 30].map((s) => ({
       vectors: concat(images.slice(s, s + 10)),
       groups: new Array<number>(10).fill(30),
