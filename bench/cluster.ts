@@ -12,6 +12,8 @@ import * as path from 'node:path';
 import { BuildSpec, InspectionClient } from '../lib/client/inspection-client';
 import { fileSources, listImages } from '../lib/data/mvtec';
 import { BANK_FORMAT } from '../lib/bank/bank-meta';
+import { encodeBmp } from '../lib/image/bmp';
+import { decodeImage } from '../lib/image/decode';
 import { ViewConfig, tileGrid } from '../lib/image/views';
 import { BackbonePool, createExtractor } from '../lib/patchcore/engine';
 import { FitSettings, LocalSearcher, fitBank } from '../lib/patchcore/fit';
@@ -40,6 +42,11 @@ export interface SheetOptions {
    * backbone needs no tiles, and 224 px tiles every 192 px run it over 1.7x the canvas's pixels.
    */
   wholeCanvasIndexes?: string[];
+  /**
+   * The whole-canvas sheets also sent as uncompressed 24-bit BMP, the frame a colour camera writes:
+   * no inflate on the gateway (a PNG sheet's decode is a quarter of its time).
+   */
+  wholeCanvasBmp?: boolean;
 }
 
 export interface ClusterBenchOptions {
@@ -79,9 +86,10 @@ export const FULL_CLUSTER: Omit<ClusterBenchOptions, 'log'> = {
     scale: 0.5,
     tile: 224,
     overlap: 32,
-    runs: 4,
+    runs: 8,
     indexes: ['Flat', 'hnsw'],
     wholeCanvasIndexes: ['Flat'],
+    wholeCanvasBmp: true,
   },
   sheetShards: 1,
 };
@@ -147,6 +155,8 @@ export interface SheetRow {
   path: 'in-process' | 'in-process, every copy searched' | 'cluster';
   /** The bank's index (factory string). */
   index: string;
+  /** How the sheet was sent: PNG (the generator's files) or BMP (the same pixels uncompressed). */
+  format: 'PNG' | 'BMP';
   shards: number | null;
   view: string;
   tiles: number;
@@ -445,6 +455,8 @@ interface Sheets {
   root: string;
   train: string[];
   test: Buffer[];
+  /** The test sheets as 24-bit BMP, in the same order. */
+  testBmp: Buffer[];
 }
 
 async function sheetImages(s: SheetOptions): Promise<Sheets> {
@@ -457,16 +469,15 @@ async function sheetImages(s: SheetOptions): Promise<Sheets> {
     perDefect: 1,
     defects: [DEFECT_TYPES[0]],
   });
-  const test = path.join(root, 'test');
+  const testDir = path.join(root, 'test');
   const files = fs
-    .readdirSync(test)
+    .readdirSync(testDir)
     .sort()
-    .flatMap((d) => listImages(path.join(test, d)));
-  return {
-    root,
-    train: listImages(path.join(root, 'train', 'good')),
-    test: files.map((f) => fs.readFileSync(f)),
-  };
+    .flatMap((d) => listImages(path.join(testDir, d)));
+  const test = files.map((f) => fs.readFileSync(f));
+  const testBmp = [];
+  for (const png of test) testBmp.push(encodeBmp(await decodeImage(png)));
+  return { root, train: listImages(path.join(root, 'train', 'good')), test, testBmp };
 }
 
 /**
@@ -532,18 +543,59 @@ async function sheetWithIndex(
   const info = await client.getBank(bank);
   o.log('sheet: measuring, interleaved');
   const everyCopy = local.value.withScore({ sharedCells: 'average' });
-  const [localTimes, remote, everyCopyTimes] = await measurePaired(
-    [localInspectFn(local.value), clusterInspectFn(client, bank), localInspectFn(everyCopy)],
+  // BMP paths get the same sheet as the PNG paths, in its BMP form.
+  const bmp = s.tile === 0 && s.wholeCanvasBmp;
+  const asBmp =
+    (fn: InspectFn): InspectFn =>
+    (png) =>
+      fn(sheets.testBmp[sheets.test.indexOf(png)]);
+  const [localTimes, remote, everyCopyTimes, localBmp, remoteBmp] = await measurePaired(
+    [
+      localInspectFn(local.value),
+      clusterInspectFn(client, bank),
+      localInspectFn(everyCopy),
+      ...(bmp ? [asBmp(localInspectFn(local.value)), asBmp(clusterInspectFn(client, bank))] : []),
+    ],
     sheets.test,
     { requests: s.runs, concurrency: 1, throughputRequests: 0, warmup: 1 },
   );
   const inProcess = {
+    format: 'PNG' as const,
     shards: null,
     view: `resize 0, scale ${s.scale} (canvas ${canvas}), ${tiling}`,
     ...common,
     bankPatches: local.value.meta.vectors.rows,
     buildS: round(local.ms / 1000, 1),
   };
+  const clusterRow = {
+    path: 'cluster' as const,
+    format: 'PNG' as const,
+    shards: o.sheetShards,
+    view: `resize ${canvas}, ${tiling} (BuildSpec has no scale)`,
+    ...common,
+    bankPatches: info.versions[0]?.patches ?? 0,
+    buildS: round(buildMs / 1000, 1),
+  };
+  const bmpRows: SheetRow[] =
+    localBmp && remoteBmp
+      ? [
+          {
+            path: 'in-process',
+            ...inProcess,
+            format: 'BMP',
+            msPerSheet: localBmp.p50Ms,
+            stages: localBmp.stages,
+            vsInProcess: 1,
+          },
+          {
+            ...clusterRow,
+            format: 'BMP',
+            msPerSheet: remoteBmp.p50Ms,
+            stages: remoteBmp.stages,
+            vsInProcess: round(remoteBmp.p50Ms / localBmp.p50Ms, 3),
+          },
+        ]
+      : [];
   return [
     {
       path: 'in-process',
@@ -560,15 +612,11 @@ async function sheetWithIndex(
       vsInProcess: round(everyCopyTimes.p50Ms / localTimes.p50Ms, 3),
     },
     {
-      path: 'cluster',
-      shards: o.sheetShards,
-      view: `resize ${canvas}, ${tiling} (BuildSpec has no scale)`,
-      ...common,
-      bankPatches: info.versions[0]?.patches ?? 0,
-      buildS: round(buildMs / 1000, 1),
+      ...clusterRow,
       msPerSheet: remote.p50Ms,
       stages: remote.stages,
       vsInProcess: round(remote.p50Ms / localTimes.p50Ms, 3),
     },
+    ...bmpRows,
   ];
 }

@@ -167,6 +167,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
   ]);
   const sheet = r.sheet.map((row) => [
     row.path,
+    row.format ?? 'PNG',
     row.index ?? 'Flat',
     row.shards,
     row.view,
@@ -227,6 +228,7 @@ function clusterSection(r: ClusterBenchResult): string[] {
           table(
             [
               'path',
+              'sheet sent as',
               'index',
               'shards',
               'view',

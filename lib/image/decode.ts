@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { SpiError, invalid } from '../errors';
-import { decodeBmp } from './bmp';
+import { decodeBmp, decodeBmpResized, readBmpHeader } from './bmp';
 import { acceptedFormat, checkPngEnd } from './formats';
 
 export interface RgbImage {
@@ -61,12 +61,7 @@ export async function decodeImage(
     );
   }
   const format = acceptedFormat(bytes);
-  if (format === 'bmp') {
-    const image = decodeBmp(bytes, limits);
-    if (!sizeFor) return image;
-    const size = sizeFor(image.width, image.height);
-    return withSource(await resizeRgb(image, size.width, size.height), image);
-  }
+  if (format === 'bmp') return decodeBmpTo(bytes, limits, sizeFor);
   if (format === 'png') checkPngEnd(bytes);
   let meta: sharp.Metadata;
   try {
@@ -139,6 +134,24 @@ export function cropRgb(image: RgbImage, left: number, top: number, width: numbe
     image.data.copy(out, y * width * 3, src, src + width * 3);
   }
   return { data: out, width, height };
+}
+
+async function decodeBmpTo(bytes: Uint8Array, limits: DecodeLimits, sizeFor?: DecodeSize): Promise<RgbImage> {
+  if (sizeFor) {
+    const { width, height } = readBmpHeader(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      limits,
+    );
+    const size = sizeFor(width, height);
+    if (size.width !== width || size.height !== height) {
+      const direct = await decodeBmpResized(bytes, limits, size.width, size.height);
+      if (direct) return withSource(direct, { width, height });
+    }
+  }
+  const image = decodeBmp(bytes, limits);
+  if (!sizeFor) return image;
+  const size = sizeFor(image.width, image.height);
+  return withSource(await resizeRgb(image, size.width, size.height), image);
 }
 
 function withSource(image: RgbImage, source: { width: number; height: number }): RgbImage {

@@ -52,13 +52,16 @@ export interface BmpOptions {
   gap?: number;
   compression?: number;
   headerSize?: 40 | 124;
+  /** 8 bits: palette entries written (the header's colour count); default 256, the grey ramp. */
+  paletteColours?: number;
 }
 
 /** A BMP as cameras write it (BITMAPINFOHEADER), from 8-bit RGB; 8 bits = a grey palette. */
 export function encodeBmp(px: Buffer, width: number, height: number, o: BmpOptions): Buffer {
   const bpp = o.bitsPerPixel;
   const headerSize = o.headerSize ?? 40;
-  const palette = bpp === 8 ? 256 * 4 : 0;
+  const colours = bpp === 8 ? (o.paletteColours ?? 256) : 0;
+  const palette = colours * 4;
   const dataOffset = 14 + headerSize + palette + (o.gap ?? 0);
   const rowBytes = Math.ceil((width * bpp) / 32) * 4;
   const out = Buffer.alloc(dataOffset + rowBytes * height);
@@ -72,7 +75,8 @@ export function encodeBmp(px: Buffer, width: number, height: number, o: BmpOptio
   out.writeUInt16LE(bpp, 28);
   out.writeUInt32LE(o.compression ?? 0, 30);
   out.writeUInt32LE(rowBytes * height, 34);
-  if (bpp === 8) for (let i = 0; i < 256; i++) out.writeUInt32LE(i * 0x010101, 14 + headerSize + i * 4);
+  if (o.paletteColours !== undefined) out.writeUInt32LE(colours, 46);
+  for (let i = 0; i < colours; i++) out.writeUInt32LE(i * 0x010101, 14 + headerSize + i * 4);
   for (let y = 0; y < height; y++) {
     const row = dataOffset + (o.topDown ? y : height - 1 - y) * rowBytes;
     for (let x = 0; x < width; x++) {

@@ -1,11 +1,13 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
+import { decode as decodeBmpWithLibrary } from 'bmp-ts';
 import sharp from 'sharp';
-import { decodeImage } from '../../../lib/image/decode';
+import { encodeBmp as encodeBmpFrame, readBmpHeader } from '../../../lib/image/bmp';
+import { DEFAULT_DECODE_LIMITS, decodeImage, resizeRgb } from '../../../lib/image/decode';
 import { sniffFormat } from '../../../lib/image/formats';
 import { SpiError } from '../../../lib/errors';
-import { cameraFormats, hostileFiles, samplePixels } from '../../helpers/image-corpus';
+import { BmpOptions, cameraFormats, encodeBmp, hostileFiles, samplePixels } from '../../helpers/image-corpus';
 
 const ROOT = path.resolve(__dirname, '../../..');
 
@@ -84,5 +86,74 @@ describe('image formats: an allow-list decided from the first bytes', () => {
       gifAfter: 'refused',
       pngAfter: 'read',
     });
+  });
+});
+
+describe('BMP frames: the direct unpacking of 24-bit and 8-bit rows', () => {
+  /** bmp-ts, the general decoder, as RGB: the reference the direct path must equal. */
+  const reference = (bytes: Buffer) => {
+    // bmp-ts reads pixels right after the palette: close the gap first, as the decoder did before.
+    const h = readBmpHeader(bytes, DEFAULT_DECODE_LIMITS);
+    const closed = Buffer.concat([bytes.subarray(0, h.decoderDataStart), bytes.subarray(h.dataOffset)]);
+    const abgr = decodeBmpWithLibrary(closed).data;
+    const rgb = Buffer.alloc((abgr.length / 4) * 3);
+    for (let i = 0; i < abgr.length / 4; i++) {
+      rgb[i * 3] = abgr[i * 4 + 3];
+      rgb[i * 3 + 1] = abgr[i * 4 + 2];
+      rgb[i * 3 + 2] = abgr[i * 4 + 1];
+    }
+    return rgb;
+  };
+
+  it('gives the pixels bmp-ts gives: padded rows, top-down, V5 headers, short palettes', async () => {
+    const cases: [string, number, BmpOptions][] = [
+      ['24-bit', 64, { bitsPerPixel: 24 }],
+      ['24-bit, padded rows', 61, { bitsPerPixel: 24 }],
+      ['24-bit, top-down, padded', 63, { bitsPerPixel: 24, topDown: true }],
+      ['24-bit, V5 header, gap', 62, { bitsPerPixel: 24, headerSize: 124, gap: 10 }],
+      ['8-bit grey', 64, { bitsPerPixel: 8 }],
+      ['8-bit, padded rows, top-down', 61, { bitsPerPixel: 8, topDown: true }],
+      [
+        '8-bit, 100-colour palette (brighter pixels index past it)',
+        62,
+        { bitsPerPixel: 8, paletteColours: 100 },
+      ],
+    ];
+    for (const [name, width, options] of cases) {
+      const bytes = encodeBmp(samplePixels(width, 48), width, 48, options);
+      const img = await decodeImage(bytes);
+      assert.deepEqual([img.width, img.height], [width, 48], name);
+      assert.ok(img.data.equals(reference(bytes)), `${name}: pixels differ from bmp-ts`);
+    }
+  });
+
+  it('decodes straight to a smaller canvas with the pixels of decode-then-resize', async () => {
+    const cases: [string, number, BmpOptions][] = [
+      ['24-bit', 64, { bitsPerPixel: 24 }],
+      ['24-bit, padded rows, top-down', 61, { bitsPerPixel: 24, topDown: true }],
+      ['24-bit, V5 header, gap', 62, { bitsPerPixel: 24, headerSize: 124, gap: 10 }],
+      ['8-bit grey', 61, { bitsPerPixel: 8 }],
+    ];
+    for (const [name, width, options] of cases) {
+      const bytes = encodeBmp(samplePixels(width, 48), width, 48, options);
+      const direct = await decodeImage(bytes, DEFAULT_DECODE_LIMITS, () => ({ width: 29, height: 21 }));
+      const full = await decodeImage(bytes);
+      const twoSteps = await resizeRgb(full, 29, 21);
+      assert.deepEqual(
+        [direct.width, direct.height, direct.scaledFrom],
+        [29, 21, { width, height: 48 }],
+        name,
+      );
+      assert.ok(direct.data.equals(twoSteps.data), `${name}: pixels differ from decode-then-resize`);
+    }
+  });
+
+  it('writes 24-bit frames that decode to the same pixels', async () => {
+    const width = 61;
+    const image = { data: samplePixels(width, 48), width, height: 48 };
+    const back = await decodeImage(encodeBmpFrame(image));
+    assert.ok(back.data.equals(image.data));
+    // Byte for byte what the corpus' writer makes of the same pixels.
+    assert.ok(encodeBmpFrame(image).equals(encodeBmp(image.data, width, 48, { bitsPerPixel: 24 })));
   });
 });
