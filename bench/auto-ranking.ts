@@ -16,7 +16,9 @@ import { parseArgs } from 'node:util';
 import { Configuration, describe as describeConfiguration } from '../lib/autoconfig/candidates';
 import { autoModels } from '../lib/autoconfig/plan';
 import { chooseConfiguration } from '../lib/autoconfig/select';
-import { BaseRun, maskToGrid, scoreConfiguration } from '../lib/autoconfig/trial';
+import { defectSizeRange } from '../lib/autoconfig/synthetic-defects';
+import { BaseRun, configurationMaps, maskToGrid, scoreConfiguration } from '../lib/autoconfig/trial';
+import { rocAuc } from '../lib/eval/metrics';
 import { ValidationItem } from '../lib/autoconfig/validation-set';
 import { fileSources, readCategory } from '../lib/data/mvtec';
 import { decodeImage } from '../lib/image/decode';
@@ -27,6 +29,12 @@ interface Row {
   description: string;
   synthetic: { imageAuroc: number; pixelAuroc: number; score: number };
   real: { imageAuroc: number; pixelAuroc: number; score: number };
+  /**
+   * The synthetic image AUROC of the good items against the finer and the coarser half of the
+   * defects (split at the geometric middle of the size range), and the score with their mean in
+   * place of the pooled image AUROC: a study of how the size mix of the defects sways the ranking.
+   */
+  bySize?: { fine: number; coarse: number; balancedScore: number };
 }
 
 async function main(): Promise<void> {
@@ -63,6 +71,7 @@ async function main(): Promise<void> {
     }
     const synthetic = choice.validation;
     const sides = { synthetic, real: [...reference, ...test] };
+    const bySizeOf = new Map<string, NonNullable<Row['bySize']>>();
     const scores: Record<keyof typeof sides, Map<string, Row['real']>> = {
       synthetic: new Map(),
       real: new Map(),
@@ -80,6 +89,13 @@ async function main(): Promise<void> {
       for (const c of study.configurations) {
         const s = scoreConfiguration(c, runs, items, masks, () => 1, { nsPerMac: 0, hnswNs: 0 });
         scores[side].set(c.id, { imageAuroc: s.imageAuroc, pixelAuroc: s.pixelAuroc, score: s.score });
+        if (side === 'synthetic') {
+          const split = bySize(configurationMaps(c, runs, items).scores, items);
+          bySizeOf.set(c.id, {
+            ...split,
+            balancedScore: ((split.fine + split.coarse) / 2 + s.pixelAuroc) / 2,
+          });
+        }
       }
     }
     const rows: Row[] = study.configurations.map((c: Configuration) => ({
@@ -87,17 +103,23 @@ async function main(): Promise<void> {
       description: describeConfiguration(c),
       synthetic: scores.synthetic.get(c.id)!,
       real: scores.real.get(c.id)!,
+      bySize: bySizeOf.get(c.id),
     }));
     rows.sort((a, b) => b.synthetic.score - a.synthetic.score);
     const correlation = {
       imageAuroc: spearman(rows.map((r) => [r.synthetic.imageAuroc, r.real.imageAuroc])),
       pixelAuroc: spearman(rows.map((r) => [r.synthetic.pixelAuroc, r.real.pixelAuroc])),
       score: spearman(rows.map((r) => [r.synthetic.score, r.real.score])),
+      balancedScore: spearman(rows.map((r) => [r.bySize!.balancedScore, r.real.score])),
     };
+    const top = (key: (r: Row) => number) => rows.reduce((a, b) => (key(b) > key(a) ? b : a)).id;
+    const topByBalanced = top((r) => r.bySize!.balancedScore);
     const result = {
       category: category.name,
       trainImages: study.trainPool.length,
       chosen: choice.record.chosen,
+      topByScore: top((r) => r.synthetic.score),
+      topByBalanced,
       correlation,
       rows,
     };
@@ -107,6 +129,26 @@ async function main(): Promise<void> {
   } finally {
     await pool.close();
   }
+}
+
+/** Image AUROC of the good items against the finer and the coarser half of the defects. */
+function bySize(imageScores: number[], items: ValidationItem[]): { fine: number; coarse: number } {
+  const judged = items.map((_, i) => i).filter((i) => !items[i].referenceOnly);
+  const goods = judged.filter((i) => items[i].label === 0);
+  const middle = (i: number) => {
+    const { minSize, maxSize } = defectSizeRange(items[i].image.width, items[i].image.height);
+    return Math.sqrt(minSize * maxSize);
+  };
+  const defects = judged.filter((i) => items[i].label === 1);
+  const auroc = (ds: number[]) =>
+    rocAuc(
+      [...goods, ...ds].map((i) => imageScores[i]),
+      [...goods, ...ds].map((i) => items[i].label),
+    );
+  return {
+    fine: auroc(defects.filter((i) => (items[i].size ?? 0) < middle(i))),
+    coarse: auroc(defects.filter((i) => (items[i].size ?? 0) >= middle(i))),
+  };
 }
 
 async function maskOf(file: string): Promise<Uint8Array> {
@@ -155,13 +197,13 @@ function markdown(r: {
   const f = (v: number) => v.toFixed(4);
   const lines = [
     `${r.category}: banks from ${r.trainImages} training images; chosen ${r.chosen}`,
-    `Spearman (synthetic vs real): image AUROC ${f(r.correlation.imageAuroc)}, pixel AUROC ${f(r.correlation.pixelAuroc)}, score ${f(r.correlation.score)}`,
+    `Spearman (synthetic vs real): image AUROC ${f(r.correlation.imageAuroc)}, pixel AUROC ${f(r.correlation.pixelAuroc)}, score ${f(r.correlation.score)}, size-balanced score ${f(r.correlation.balancedScore)}`,
     '',
-    '| configuration | synthetic image | synthetic pixel | real image | real pixel |',
-    '|---|---|---|---|---|',
+    '| configuration | synthetic image | synthetic image, finer / coarser half | synthetic pixel | real image | real pixel |',
+    '|---|---|---|---|---|---|',
     ...r.rows.map(
       (x) =>
-        `| ${x.id} | ${f(x.synthetic.imageAuroc)} | ${f(x.synthetic.pixelAuroc)} | ${f(x.real.imageAuroc)} | ${f(x.real.pixelAuroc)} |`,
+        `| ${x.id} | ${f(x.synthetic.imageAuroc)} | ${x.bySize ? `${f(x.bySize.fine)} / ${f(x.bySize.coarse)}` : '–'} | ${f(x.synthetic.pixelAuroc)} | ${f(x.real.imageAuroc)} | ${f(x.real.pixelAuroc)} |`,
     ),
   ];
   return lines.join('\n');

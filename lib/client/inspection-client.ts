@@ -10,7 +10,7 @@ import { REQUEST_ID_KEY, newRequestId } from '../rpc/request-id';
 import { DEFAULT_TLS_RELOAD_MS, channelCredentials } from '../rpc/tls';
 import { clientConstructor } from '../rpc/proto';
 import { fromServiceError } from '../rpc/status';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
+import { CLIENT_CHANNEL_OPTIONS } from '../rpc/grpc-server';
 import { incoming } from '../rpc/streams';
 import { retryDelayMs } from './retry';
 import type { SpiError } from '../errors';
@@ -91,8 +91,7 @@ export class InspectionClient {
     const creds =
       options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpc.credentials.createInsecure());
     const channel = {
-      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
+      ...CLIENT_CHANNEL_OPTIONS,
       ...(options.tls?.serverName ? { 'grpc.ssl_target_name_override': options.tls.serverName } : {}),
       ...options.channelOptions,
     };

@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { sha256 } from '../bank/bank-store';
 import { BankShardGrpcClient, PartitionInfoMsg, newBankShardClient } from '../rpc/proto';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../rpc/grpc-server';
+import { CLIENT_CHANNEL_OPTIONS } from '../rpc/grpc-server';
 import { fromServiceError } from '../rpc/status';
 import { requestMetadata } from '../rpc/request-id';
 import { bytesOf, float32View, int32View } from './bytes';
@@ -53,15 +53,7 @@ export class ShardClient {
     options: grpc.ChannelOptions = {},
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
-    this.client = newBankShardClient(
-      address,
-      {
-        'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-        'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-        ...options,
-      },
-      credentials,
-    );
+    this.client = newBankShardClient(address, { ...CLIENT_CHANNEL_OPTIONS, ...options }, credentials);
   }
 
   /**

@@ -5,7 +5,7 @@
  * the transport itself.
  */
 import * as grpc from '@grpc/grpc-js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from './grpc-server';
+import { CLIENT_CHANNEL_OPTIONS, DEFAULT_MAX_MESSAGE_BYTES } from './grpc-server';
 
 const PATH = '/spi.bench.BareEcho/Call';
 const raw = (b: Buffer) => b;
@@ -41,10 +41,7 @@ export class BareEchoClient {
   private readonly client: grpc.Client;
 
   constructor(address: string) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), {
-      'grpc.max_receive_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': DEFAULT_MAX_MESSAGE_BYTES,
-    });
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
   }
 
   /** Sends `requestBytes` bytes and asks for `replyBytes` back. */
