@@ -144,6 +144,22 @@ describe('anomaly map and regions', () => {
     }
   });
 
+  it('the composed map: one-pass rows equal the row-by-row sums bit for bit', () => {
+    // A grid with an infinite cell takes the row-by-row path everywhere; rows of the map beyond
+    // the kernel's reach of that cell must equal, bit for bit, the same map of the finite grid.
+    const gh = 32;
+    const size = 256;
+    const grid = Float32Array.from({ length: gh * gh }, (_, i) => (Math.sin(i * 1.7) - 0.3) * 5);
+    const tiles = [{ left: 0, top: 0, width: size, height: size }];
+    const fast = anomalyMap([grid], gh, gh, tiles, size, size, 4);
+    const withInf = Float32Array.from(grid);
+    withInf[withInf.length - 1] = Infinity;
+    const slow = anomalyMap([withInf], gh, gh, tiles, size, size, 4);
+    const rows = size / 2; // the infinite cell is in the bottom right corner, 8 px per cell
+    for (let i = 0; i < rows * size; i++) assert.equal(fast[i], slow[i], `pixel ${i}`);
+    assert.ok(!Number.isFinite(slow[slow.length - 1]));
+  });
+
   it('the composed map of a tiled canvas equals stitching at full resolution, then blurring', () => {
     // tileGrid's layouts (overlapping, the last tile flush with the edge, non-square canvas, tiles in
     // any order), and a layout that is not a grid (the full-resolution path, unchanged).
