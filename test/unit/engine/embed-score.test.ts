@@ -144,20 +144,29 @@ describe('anomaly map and regions', () => {
     }
   });
 
-  it('the composed map: one-pass rows equal the row-by-row sums bit for bit', () => {
-    // A grid with an infinite cell takes the row-by-row path everywhere; rows of the map beyond
-    // the kernel's reach of that cell must equal, bit for bit, the same map of the finite grid.
-    const gh = 32;
+  it('the composed map: sums over the non-zero taps equal the band sums bit for bit', () => {
+    // A grid with an infinite cell takes the band sums everywhere; rows of the map beyond the
+    // kernel's reach of that cell must equal, bit for bit, the same map of the finite grid. A whole
+    // frame (6 taps per pixel) and a tiled canvas (up to 12 in the overlaps, far apart in the band).
     const size = 256;
-    const grid = Float32Array.from({ length: gh * gh }, (_, i) => (Math.sin(i * 1.7) - 0.3) * 5);
-    const tiles = [{ left: 0, top: 0, width: size, height: size }];
-    const fast = anomalyMap([grid], gh, gh, tiles, size, size, 4);
-    const withInf = Float32Array.from(grid);
-    withInf[withInf.length - 1] = Infinity;
-    const slow = anomalyMap([withInf], gh, gh, tiles, size, size, 4);
-    const rows = size / 2; // the infinite cell is in the bottom right corner, 8 px per cell
-    for (let i = 0; i < rows * size; i++) assert.equal(fast[i], slow[i], `pixel ${i}`);
-    assert.ok(!Number.isFinite(slow[slow.length - 1]));
+    const tiled = tileGrid(size, size, { ...DEFAULT_VIEW, resize: 0, tile: 64, overlap: 16 });
+    for (const [gh, tiles] of [
+      [32, [{ left: 0, top: 0, width: size, height: size }]],
+      [8, tiled],
+    ] as const) {
+      const grids = tiles.map((_, t) =>
+        Float32Array.from({ length: gh * gh }, (_, i) => (Math.sin((t + 1) * i * 1.7) - 0.3) * 5),
+      );
+      const fast = anomalyMap(grids, gh, gh, [...tiles], size, size, 4);
+      const withInf = grids.map((g) => Float32Array.from(g));
+      // The bottom right cell of the bottom right tile.
+      const last = tiles.findIndex((t) => t.left + t.width === size && t.top + t.height === size);
+      withInf[last][gh * gh - 1] = Infinity;
+      const slow = anomalyMap(withInf, gh, gh, [...tiles], size, size, 4);
+      for (let i = 0; i < (size / 2) * size; i++)
+        assert.equal(fast[i], slow[i], `${tiles.length} tiles, pixel ${i}`);
+      assert.ok(!Number.isFinite(slow[slow.length - 1]));
+    }
   });
 
   it('the composed map of a tiled canvas equals stitching at full resolution, then blurring', () => {
