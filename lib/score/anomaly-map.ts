@@ -192,7 +192,7 @@ function applyComposed(
     for (let x = 0; x < width; x++) {
       if (finite && ax.taps) {
         let s = 0;
-        for (let t = 0; t < ax.taps.perIndex; t += TAPS) s = eightTaps(s, grid, src, ax.taps, x, t);
+        for (let t = 0; t < ax.taps.used[x]; t += TAPS) s = eightTaps(s, grid, src, ax.taps, x, t);
         rows[dst + x] = s;
         continue;
       }
@@ -210,7 +210,7 @@ function applyComposed(
   for (let y = 0; y < height; y++) {
     acc.fill(0);
     if (finite && ay.taps) {
-      for (let t = 0; t < ay.taps.perIndex; t += TAPS) eightRows(acc, rows, width, ay.taps, y, t);
+      for (let t = 0; t < ay.taps.used[y]; t += TAPS) eightRows(acc, rows, width, ay.taps, y, t);
     } else {
       const w = y * gridHeight;
       for (let g = ay.lo[y]; g < ay.hi[y]; g++) {
@@ -233,6 +233,8 @@ function applyComposed(
  */
 interface AxisTaps {
   perIndex: number;
+  /** Per output index, the slots worth summing: its non-zero taps rounded up to eights. */
+  used: Uint8Array;
   cells: Int32Array;
   weights: Float64Array;
 }
@@ -251,6 +253,7 @@ function axisTaps(weights: Float64Array, lo: Int32Array, hi: Int32Array, cells: 
   const perIndex = Math.ceil(most / TAPS) * TAPS;
   const out = {
     perIndex,
+    used: new Uint8Array(lo.length),
     cells: new Int32Array(lo.length * perIndex),
     weights: new Float64Array(lo.length * perIndex),
   };
@@ -263,6 +266,7 @@ function axisTaps(weights: Float64Array, lo: Int32Array, hi: Int32Array, cells: 
       out.cells[at + t] = g;
       out.weights[at + t++] = w;
     }
+    out.used[o] = Math.ceil(t / TAPS) * TAPS;
     for (; t < perIndex; t++) out.cells[at + t] = out.cells[at];
   }
   return out;
