@@ -140,13 +140,17 @@ export async function decodeBmpResized(
     for (let y = 0; y < h.height; y++) rows.copy(tight, y * packed, y * h.rowBytes, y * h.rowBytes + packed);
     rows = tight;
   }
-  const data = await sharp(rows, { raw: { width: h.width, height: h.height, channels: 3 } })
-    .flip(!h.topDown)
-    .recomb(BGR_TO_RGB)
-    .resize(width, height, { fit: 'fill', kernel: 'linear' })
-    .raw()
-    .toBuffer();
-  return { data, width, height };
+  try {
+    const data = await sharp(rows, { raw: { width: h.width, height: h.height, channels: 3 } })
+      .flip(!h.topDown)
+      .recomb(BGR_TO_RGB)
+      .resize(width, height, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer();
+    return { data, width, height };
+  } catch (err) {
+    throw invalid(`BMP could not be resized: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 const BGR_TO_RGB: sharp.Matrix3x3 = [

@@ -26,6 +26,11 @@ const BASES = [
   'bmp-rgb16.bmp',
 ];
 
+const HALF = (width: number, height: number) => ({
+  width: Math.max(1, width >> 1),
+  height: Math.max(1, height >> 1),
+});
+
 describe('fuzz: image decoding', function () {
   this.timeout(60_000);
 
@@ -38,16 +43,19 @@ describe('fuzz: image decoding', function () {
       const other = files.get(BASES[(i + 1) % BASES.length])!;
       for (let n = 0; n < PER_FILE; n++) {
         const { bytes, how } = mutate(base, other);
-        const label = `${name} #${n} (${how}, seed ${SEED})`;
-        try {
-          const img = await decodeImage(bytes);
-          assert.ok(img.width > 0 && img.height > 0, label);
-          assert.equal(img.data.length, img.width * img.height * 3, label);
-          outcomes.set('decoded', (outcomes.get('decoded') ?? 0) + 1);
-        } catch (err) {
-          assert.ok(err instanceof SpiError, `${label}: ${String((err as Error).stack ?? err)}`);
-          assert.ok(['INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED'].includes(err.kind), `${label}: ${err.kind}`);
-          outcomes.set(err.kind, (outcomes.get(err.kind) ?? 0) + 1);
+        // As a fit decodes (full size) and as an inspection does (straight to a smaller canvas).
+        for (const sizeFor of [undefined, HALF]) {
+          const label = `${name} #${n} (${how}, seed ${SEED}${sizeFor ? ', to half size' : ''})`;
+          try {
+            const img = await decodeImage(bytes, undefined, sizeFor);
+            assert.ok(img.width > 0 && img.height > 0, label);
+            assert.equal(img.data.length, img.width * img.height * 3, label);
+            outcomes.set('decoded', (outcomes.get('decoded') ?? 0) + 1);
+          } catch (err) {
+            assert.ok(err instanceof SpiError, `${label}: ${String((err as Error).stack ?? err)}`);
+            assert.ok(['INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED'].includes(err.kind), `${label}: ${err.kind}`);
+            outcomes.set(err.kind, (outcomes.get(err.kind) ?? 0) + 1);
+          }
         }
       }
     }
