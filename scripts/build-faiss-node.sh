@@ -63,7 +63,10 @@ gyp="$root/node_modules/node-gyp/bin/node-gyp.js"
 node "$gyp" rebuild --nodedir=/usr --jobs="$(nproc)" || fail "node-gyp failed; see the compiler output above."
 node -e "const f=require('$pkg'); const i=new f.IndexFlatL2(2); i.addBuffer(new Float32Array([0,0,1,1])); const r=i.searchBuffer(new Float32Array([1,1]),1); if(r.labels[0]!==1) process.exit(1)" \
   || fail "the built module does not load or search correctly."
-ldd build/Release/faiss-node.node | grep -q "openblas-openmp/libopenblas.so.0" \
+# ldd's output is read whole first: `ldd | grep -q` under pipefail fails whenever grep's early exit
+# leaves ldd writing into a closed pipe (a clean-clone CI run failed here once, on a good build).
+linked="$(ldd build/Release/faiss-node.node)"
+grep -q "openblas-openmp/libopenblas.so.0" <<<"$linked" \
   || fail "the built module does not load OpenBLAS' OpenMP build (ldd build/Release/faiss-node.node)."
 echo "$want" > "$stamp"
 echo "build-faiss-node: built $pkg/build/Release/faiss-node.node"

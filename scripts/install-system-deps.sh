@@ -10,7 +10,9 @@ set -euo pipefail
 packages=(etcd-server libfaiss-dev libopenblas-dev libopenblas0-openmp chromium patch openssl)
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  # Read whole, then matched: `| grep -q` under pipefail can fail on a closed pipe.
+  status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+  [[ "$status" == *"install ok installed"* ]] || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
