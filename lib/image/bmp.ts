@@ -118,7 +118,7 @@ export function decodeBmp(bytes: Uint8Array, limits: DecodeLimits): RgbImage {
 }
 
 /**
- * A 24-bit frame decoded straight to a smaller size: libvips flips the rows, resizes each channel
+ * A 24-bit frame (its header read by readBmpHeader) decoded straight to a smaller size: libvips flips the rows, resizes each channel
  * and swaps blue and red after the shrink (a permutation commutes with a per-channel resize), 24 ms
  * for a 2048 px sheet to 1,024 px against ~55 to unpack and then resize. The same pixels as
  * decodeBmp then resizeRgb (a test), so the bank and an inspection see the same canvas.
@@ -126,13 +126,12 @@ export function decodeBmp(bytes: Uint8Array, limits: DecodeLimits): RgbImage {
  */
 export async function decodeBmpResized(
   bytes: Uint8Array,
-  limits: DecodeLimits,
+  h: BmpHeader,
   width: number,
   height: number,
 ): Promise<RgbImage | undefined> {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const h = readBmpHeader(buf, limits);
   if (h.compression !== BI_RGB || h.bitsPerPixel !== 24) return undefined;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const packed = h.width * 3;
   let rows = buf.subarray(h.dataOffset, h.dataOffset + h.rowBytes * h.height);
   if (h.rowBytes !== packed) {

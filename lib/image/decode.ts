@@ -136,22 +136,16 @@ export function cropRgb(image: RgbImage, left: number, top: number, width: numbe
   return { data: out, width, height };
 }
 
+/** A BMP, straight to the size `sizeFor` asks where it is a 24-bit frame (bmp.ts), else decoded, then resized. */
 async function decodeBmpTo(bytes: Uint8Array, limits: DecodeLimits, sizeFor?: DecodeSize): Promise<RgbImage> {
-  if (sizeFor) {
-    const { width, height } = readBmpHeader(
-      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-      limits,
-    );
-    const size = sizeFor(width, height);
-    if (size.width !== width || size.height !== height) {
-      const direct = await decodeBmpResized(bytes, limits, size.width, size.height);
-      if (direct) return withSource(direct, { width, height });
-    }
-  }
-  const image = decodeBmp(bytes, limits);
-  if (!sizeFor) return image;
-  const size = sizeFor(image.width, image.height);
-  return withSource(await resizeRgb(image, size.width, size.height), image);
+  const header = readBmpHeader(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), limits);
+  const size = sizeFor?.(header.width, header.height);
+  if (!size || (size.width === header.width && size.height === header.height))
+    return decodeBmp(bytes, limits);
+  const image =
+    (await decodeBmpResized(bytes, header, size.width, size.height)) ??
+    (await resizeRgb(decodeBmp(bytes, limits), size.width, size.height));
+  return withSource(image, header);
 }
 
 function withSource(image: RgbImage, source: { width: number; height: number }): RgbImage {

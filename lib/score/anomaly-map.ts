@@ -184,15 +184,17 @@ function applyComposed(
   const height = ay.lo.length;
   // A finite value times zero adds nothing, so the tap sums below equal the band sums.
   const finite = grid.every(Number.isFinite);
+  const xTaps = finite ? ax.taps : null;
+  const yTaps = finite ? ay.taps : null;
   // Rows: grid (gh x gw) * A_x^T -> gh x width.
   const rows = new Float64Array(gridHeight * width);
   for (let g = 0; g < gridHeight; g++) {
     const src = g * gridWidth;
     const dst = g * width;
     for (let x = 0; x < width; x++) {
-      if (finite && ax.taps) {
+      if (xTaps) {
         let s = 0;
-        for (let t = 0; t < ax.taps.used[x]; t += TAPS) s = eightTaps(s, grid, src, ax.taps, x, t);
+        for (let t = 0; t < xTaps.used[x]; t += TAPS) s = eightTaps(s, grid, src, xTaps, x, t);
         rows[dst + x] = s;
         continue;
       }
@@ -209,8 +211,8 @@ function applyComposed(
   const acc = new Float64Array(width);
   for (let y = 0; y < height; y++) {
     acc.fill(0);
-    if (finite && ay.taps) {
-      for (let t = 0; t < ay.taps.used[y]; t += TAPS) eightRows(acc, rows, width, ay.taps, y, t);
+    if (yTaps) {
+      for (let t = 0; t < yTaps.used[y]; t += TAPS) eightRows(acc, rows, width, yTaps, y, t);
     } else {
       const w = y * gridHeight;
       for (let g = ay.lo[y]; g < ay.hi[y]; g++) {
