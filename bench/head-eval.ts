@@ -10,6 +10,8 @@
  *
  * --noisy N plants N defective test images among the good training images (and out of the test
  * set); --noisy N --noisy-baseline only takes them out of the test set, for the clean comparison.
+ * --head-stages A,B trains the head on those stages (spi fit's flag); --validation-only stops after
+ * the fit and writes the synthetic validation's tables (validation.json), reading no test image.
  *
  * Writes <out>/results.json and <out>/results.md. Nothing here is asserted by a test; no setting of
  * the head was chosen on these test images (docs/glass-head.md says where each was chosen).
@@ -27,6 +29,7 @@ import { completeMeta, fitBank, LocalSearcher } from '../lib/patchcore/fit';
 import { Inspector, scorePatches } from '../lib/patchcore/inspector';
 import { DEFAULT_HEAD_FIT, HeadInspector, fitHead } from '../lib/head/head-bank';
 import { HeadSession } from '../lib/head/onnx';
+import { ownHeadExtractor, parseHeadStages } from '../lib/head/head-embedding';
 import { ENGINE_FLAGS, extractorFrom, fitFrom } from '../services/cli/options';
 import { Progress } from '../services/cli/progress';
 
@@ -45,6 +48,10 @@ const { values } = parseArgs({
     'noisy-baseline': { type: 'boolean', default: false },
     // Time the head and the search on every N-th test image (best of 5 each).
     'time-every': { type: 'string', default: '4' },
+    // The head's own stages (--head-stages of spi fit); default: the bank's embedding.
+    'head-stages': { type: 'string' },
+    // Stop after the fit: write the synthetic validation's tables only (no test image is read).
+    'validation-only': { type: 'boolean', default: false },
   },
 });
 
@@ -93,6 +100,7 @@ async function main(): Promise<void> {
     const t1 = performance.now();
     const head = await fitHead(extractor, bank, images, settings, {
       ...DEFAULT_HEAD_FIT,
+      ...parseHeadStages(values['head-stages']),
       train,
       ...(values['local-images'] ? { localImages: Number(values['local-images']) } : {}),
       onProgress,
@@ -106,9 +114,21 @@ async function main(): Promise<void> {
     console.log(epochs.join('\n'));
     const meta = completeMeta({ ...bank.meta, head: head.meta }, bank.dim, bank.index.size);
     const bankInspector = new Inspector(meta, extractor, new LocalSearcher(bank.index));
-    const floatSession = await HeadSession.create(head.float, bank.dim);
-    const int8Session = await HeadSession.create(head.int8, bank.dim);
-    const inspector = new HeadInspector(bankInspector, extractor, floatSession, 'combined');
+    if (values['validation-only']) {
+      // The synthetic validation's verdict only (train/good; no test image read): variants are
+      // judged on it before any test figure is made.
+      const v = { bank: { patches: bank.index.size, dim: bank.dim }, head: head.meta };
+      fs.mkdirSync(values.out, { recursive: true });
+      fs.writeFileSync(path.join(values.out, 'validation.json'), JSON.stringify(v, null, 2));
+      console.log(
+        JSON.stringify({ combination: head.meta.combination, epochs: head.meta.training.epochs }, null, 1),
+      );
+      return;
+    }
+    const floatSession = await HeadSession.create(head.float, head.meta.dim);
+    const int8Session = await HeadSession.create(head.int8, head.meta.dim);
+    const own = head.meta.stages ? await ownHeadExtractor(extractor, head.meta.stages) : undefined;
+    const inspector = new HeadInspector(bankInspector, extractor, floatSession, 'combined', undefined, own);
     const modes = ['bank', 'head', 'combined', 'head-int8'] as const;
     const maps: Record<string, Float32Array[]> = Object.fromEntries(modes.map((m) => [m, []]));
     const scores: Record<string, number[]> = Object.fromEntries(modes.map((m) => [m, []]));
@@ -123,7 +143,7 @@ async function main(): Promise<void> {
     for (const [i, item] of test.entries()) {
       const image = await decodeImage(await fs.promises.readFile(item.absPath));
       const all = await inspector.inspectAll(image);
-      const embedding = all.embedding;
+      const embedding = all.headEmbedding;
       const int8Scores = await int8Session.score(embedding.vectors);
       const int8 = scorePatches(meta, embedding, int8Scores, image, Infinity);
       for (const [m, r] of [
@@ -154,7 +174,7 @@ async function main(): Promise<void> {
         };
         cost.float.push(await time(() => floatSession.score(embedding.vectors)));
         cost.int8.push(await time(() => int8Session.score(embedding.vectors)));
-        cost.search.push(await time(() => bank.index.search(embedding.vectors, meta.score.k)));
+        cost.search.push(await time(() => bank.index.search(all.embedding.vectors, meta.score.k)));
         cost.embed.push(all.timingsMs.embed);
       }
       progress.update('test', i + 1, test.length);

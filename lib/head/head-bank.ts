@@ -51,6 +51,7 @@ import { HeadSession, buildHeadModel, quantizeHead } from './onnx';
 import { DEFAULT_HEAD_TRAIN, EpochReport, HeadTrainConfig, trainHead } from './train';
 import { HeadWeights, foldWeights } from './weights';
 import { HeadBase, HeadFitBase, bankFitBase, fusedFitBase, headBaseOf } from './head-base';
+import { OwnedExtractor, headExtractorFor, headStagesFor, ownHeadExtractor } from './head-embedding';
 
 /** Head kinds `spi fit --head` accepts. */
 export const HEAD_KINDS = ['glass'] as const;
@@ -79,6 +80,11 @@ export interface HeadMeta {
   inline?: { float: string; int8: string };
   dim: number;
   hidden: number;
+  /**
+   * The head's own stages of the bank's backbone when they are not the bank's (`--head-stages`,
+   * head-embedding.ts): its embedding is made beside the bank's, on the same view, unprojected.
+   */
+  stages?: string[];
   /**
    * Beside a fused bank: the member whose embeddings the head scores (the first). The combined map
    * is then the members' standardised terms and the head's, and `standardisation.bank` is 0 and 1
@@ -118,6 +124,8 @@ export interface HeadMeta {
 
 export interface HeadFitOptions {
   train: HeadTrainConfig;
+  /** The head's own stages of the bank's backbone (head-embedding.ts); absent: the bank's embedding. */
+  stages?: string[];
   /** Training images that get a synthetic-defect copy (local anomalies). */
   localImages: number;
   /** Held-out good images the validation set is made of (at most). */
@@ -197,6 +205,37 @@ async function fitHeadBeside(
       'INTERNAL',
       `the head's held-out split has ${split.holdout.length} images, the bank's ${base.heldOutMaps.length}`,
     );
+  const stages = headStagesFor(base.primary, options.stages);
+  const own = stages ? await ownHeadExtractor(extractor, stages) : undefined;
+  try {
+    const headOptions = { ...options, stages };
+    return await fitHeadOn(
+      own?.extractor ?? extractor,
+      own ? extractor : undefined,
+      base,
+      split,
+      headOptions,
+      limits,
+    );
+  } finally {
+    await own?.close();
+  }
+}
+
+/**
+ * The head's training, validation, standardisation and thresholds on `extractor`'s embeddings; the
+ * bank's maps from `bankExtractor`'s where the head has stages of its own (else from the same).
+ */
+async function fitHeadOn(
+  extractor: FeatureExtractor,
+  bankExtractor: FeatureExtractor | undefined,
+  base: HeadFitBase,
+  split: ReturnType<typeof splitHoldout>,
+  options: HeadFitOptions,
+  limits: DecodeLimits,
+): Promise<FittedHead> {
+  const bankEmbedding = (image: RgbImage, e: ImageEmbedding) =>
+    bankExtractor ? bankExtractor.embed(image) : e;
   const t0 = performance.now();
   const data = await headTrainingData(extractor, split.train, {
     seed: options.seed,
@@ -237,13 +276,13 @@ async function fitHeadBeside(
     for (const image of heldOut) {
       const e = await extractor.embed(image);
       headMaps.push(scorePatches(base.primary, e, await session.score(e.vectors), image, Infinity).map);
-      if (!base.heldOutMaps) bankMaps.push(await base.mapOf(image, e));
+      if (!base.heldOutMaps) bankMaps.push(await base.mapOf(image, await bankEmbedding(image, e)));
     }
     standardisation = {
       bank: base.standardised ? { mean: 0, std: 1 } : pixelStats(bankMaps),
       head: pixelStats(headMaps),
     };
-    combination = await chooseCombination(validation, base, session, standardisation);
+    combination = await chooseCombination(validation, base, session, standardisation, bankEmbedding);
   } finally {
     await session.close();
   }
@@ -261,6 +300,7 @@ async function fitHeadBeside(
     files: { float: file(HEAD_FILE, floatBytes), int8: file(HEAD_INT8_FILE, int8Bytes) },
     dim: data.dim,
     hidden: trained.weights.hidden,
+    ...(bankExtractor ? { stages: options.stages } : {}),
     ...(base.fused ? { fused: base.fused } : {}),
     standardisation,
     combination,
@@ -306,12 +346,13 @@ async function chooseCombination(
   base: HeadFitBase,
   session: HeadSession,
   standardisation: HeadMeta['standardisation'],
+  bankEmbedding: (image: RgbImage, headEmbedding: ImageEmbedding) => Promise<ImageEmbedding> | ImageEmbedding,
 ): Promise<HeadMeta['combination']> {
   const bankMaps: Float32Array[] = [];
   const headMaps: Float32Array[] = [];
   for (const [i, item] of v.items.entries()) {
     const e = v.embeddings[i];
-    bankMaps.push(await base.mapOf(item.image, e));
+    bankMaps.push(await base.mapOf(item.image, await bankEmbedding(item.image, e)));
     headMaps.push(scorePatches(base.primary, e, await session.score(e.vectors), item.image, Infinity).map);
   }
   const table = HEAD_WEIGHTS.map((headWeight) => {
@@ -377,8 +418,10 @@ export interface HeadInspection {
   bank: Inspection;
   head: Inspection;
   combined: Inspection;
-  /** The one embedding all three came from. */
+  /** The bank's embedding (all three came from it unless the head has stages of its own). */
   embedding: ImageEmbedding;
+  /** The embedding the head scored: `embedding`, or the head's own stages' (HeadMeta.stages). */
+  headEmbedding: ImageEmbedding;
   timingsMs: { embed: number; search: number; head: number; score: number };
 }
 
@@ -398,6 +441,8 @@ export class HeadInspector {
     private readonly session: HeadSession,
     mode?: HeadMode,
     private readonly limits: DecodeLimits = DEFAULT_DECODE_LIMITS,
+    /** The head's own stages' extractor (HeadMeta.stages), closed with this inspector when owned. */
+    private readonly own?: Partial<OwnedExtractor> & Pick<OwnedExtractor, 'extractor'>,
   ) {
     this.base = bank instanceof Inspector ? headBaseOf(bank) : bank;
     const head = this.base.meta.head;
@@ -427,7 +472,7 @@ export class HeadInspector {
   async inspectImage(image: RgbImage, threshold?: number, deadline?: number): Promise<Inspection> {
     if (this.mode === 'head') {
       const t0 = performance.now();
-      const embedding = await this.extractor.embed(image);
+      const embedding = await (this.own?.extractor ?? this.extractor).embed(image);
       const t1 = performance.now();
       const scores = await this.session.score(embedding.vectors);
       const t2 = performance.now();
@@ -463,12 +508,13 @@ export class HeadInspector {
       deadline,
     );
     const t0 = performance.now();
-    const headScores = await this.session.score(embedding.vectors);
+    const headEmbedding = this.own ? await this.own.extractor.embed(image) : embedding;
+    const headScores = await this.session.score(headEmbedding.vectors);
     const headMs = performance.now() - t0;
     const t1 = performance.now();
     const headR = scorePatches(
       primary,
-      embedding,
+      headEmbedding,
       headScores,
       image,
       threshold ?? head.thresholds.head.value,
@@ -492,12 +538,14 @@ export class HeadInspector {
       head: headR,
       combined,
       embedding,
+      headEmbedding,
       timingsMs: { embed, search, head: headMs, score: score + scoreMs },
     };
   }
 
   async close(): Promise<void> {
     await this.session.close();
+    await this.own?.close?.();
   }
 }
 
@@ -520,11 +568,16 @@ export async function headInspectorFor(
     return undefined;
   }
   const session = await HeadSession.create(readHeadModel(dir, head, options.precision), head.dim);
+  const own = head.stages
+    ? { extractor: await headExtractorFor(pool, base.primary, head.stages) }
+    : undefined;
   return new HeadInspector(
     base,
     await extractorForBank(pool, base.primary),
     session,
     options.mode ?? head.mode,
+    base.limits,
+    own,
   );
 }
 
@@ -571,7 +624,9 @@ async function inspectorWith(
     head.meta.precision === 'int8' ? head.int8 : head.float,
     head.meta.dim,
   );
-  return new HeadInspector(headBaseOf(bank), extractor, session);
+  const base = headBaseOf(bank);
+  const own = head.meta.stages ? await ownHeadExtractor(extractor, head.meta.stages) : undefined;
+  return new HeadInspector(base, extractor, session, undefined, base.limits, own);
 }
 
 /** Image AUROC, pixel AUROC and PRO of each of the three scores (spi eval with a head). */

@@ -27,7 +27,20 @@ export interface HeadWeights {
   b2: Float32Array;
 }
 
-/** Per-dimension mean and 1/std of `rows` vectors (std floored so a dead channel stays finite). */
+/**
+ * A dimension's spread is taken as at least this share of the median dimension's. Wide ReLU
+ * activations (MobileNetV2's expanded stages) have channels that hardly vary on good patches;
+ * standardised by their own spread they would weigh up to a thousand times a typical channel, and
+ * folded into the first layer's weights (foldWeights) those rows set the INT8 weight scale, which
+ * rounds every other row to nothing. The 96-wide residual embedding's least spread is half its
+ * median, so the floor never applies there.
+ */
+export const RELATIVE_STD_FLOOR = 0.1;
+
+/**
+ * Per-dimension mean and 1/std of `rows` vectors; std floored at RELATIVE_STD_FLOOR of the median
+ * dimension's (and at 1e-3, so a dead channel stays finite).
+ */
 export function featureStats(
   vectors: Float32Array,
   dim: number,
@@ -42,12 +55,15 @@ export function featureStats(
       sq[d] += v * v;
     }
   const mean = new Float32Array(dim);
-  const invStd = new Float32Array(dim);
+  const std = new Float64Array(dim);
   for (let d = 0; d < dim; d++) {
     const m = sum[d] / Math.max(1, n);
     mean[d] = m;
-    invStd[d] = 1 / Math.max(1e-3, Math.sqrt(Math.max(0, sq[d] / Math.max(1, n) - m * m)));
+    std[d] = Math.sqrt(Math.max(0, sq[d] / Math.max(1, n) - m * m));
   }
+  const median = [...std].sort((a, b) => a - b)[dim >> 1] ?? 0;
+  const floor = Math.max(1e-3, RELATIVE_STD_FLOOR * median);
+  const invStd = Float32Array.from(std, (s) => 1 / Math.max(floor, s));
   return { mean, invStd };
 }
 

@@ -74,6 +74,8 @@ export interface BuildSpecMsg {
   head?: string;
   /** With head: the most training epochs (0 = the default). */
   headEpochs?: number;
+  /** With head: the backbone stages it scores, comma separated ("" = the bank's embedding). */
+  headStages?: string;
   /** "map-max" (default), "patch-max" or "reweighted". */
   imageScore?: string;
   /** A fused bank by hand: the second member's stages, comma separated ("" = a single bank). */

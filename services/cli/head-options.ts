@@ -9,6 +9,7 @@ import {
   HeadPrecision,
 } from '../../lib/head/head-bank';
 import { invalid } from '../../lib/errors';
+import { parseHeadStages } from '../../lib/head/head-embedding';
 import { intFlag } from '../common/numeric-flags';
 
 export const HEAD_FLAGS = {
@@ -16,13 +17,16 @@ export const HEAD_FLAGS = {
   'head-epochs': { type: 'string', default: String(DEFAULT_HEAD_FIT.train.epochs) },
   'head-precision': { type: 'string', default: DEFAULT_HEAD_FIT.precision },
   'head-mode': { type: 'string', default: 'combined' },
+  'head-stages': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export const HEAD_USAGE = `discriminator head (a GLASS/SimpleNet-style MLP beside the bank, docs/glass-head.md):
   --head KIND         train a head of this kind beside the bank: ${HEAD_KINDS.join(', ')} (default: none)
   --head-epochs N     most training epochs; early stopping on the synthetic validation set (default ${HEAD_FLAGS['head-epochs'].default})
   --head-precision P  the model inspection runs: float or int8 (default ${HEAD_FLAGS['head-precision'].default})
-  --head-mode M       the verdict by default: combined, head or bank (default ${HEAD_FLAGS['head-mode'].default})`;
+  --head-mode M       the verdict by default: combined, head or bank (default ${HEAD_FLAGS['head-mode'].default})
+  --head-stages A,B   stages of the backbone for the head to score instead of the bank's embedding
+                      (e.g. layer2,layer3 of your ResNet beside a projected bank; default: the bank's)`;
 
 export type HeadFlagValues = { [K in keyof typeof HEAD_FLAGS]?: string };
 
@@ -36,6 +40,7 @@ export function headFitFrom(v: HeadFlagValues): (HeadFitOptions & { mode: HeadMo
     train: { ...DEFAULT_HEAD_FIT.train, epochs: headEpochs(v['head-epochs']) },
     precision: headPrecision(v['head-precision']),
     mode: headMode(v['head-mode']),
+    ...parseHeadStages(v['head-stages']),
   };
 }
 

@@ -26,6 +26,7 @@ import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
 import { DEFAULT_HEAD_FIT, HEAD_KINDS, HeadRequest } from '../../lib/head/head-bank';
+import { parseHeadStages } from '../../lib/head/head-embedding';
 import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from '../../lib/rpc/messages';
 
 export interface AdminDefaults {
@@ -339,5 +340,13 @@ function headRequestOf(spec: BuildSpecMsg, categories: string[]): HeadRequest {
     );
   const { train, localImages, validationGoods, seed, precision } = DEFAULT_HEAD_FIT;
   const epochs = spec.headEpochs || train.epochs;
-  return { train: { ...train, epochs }, localImages, validationGoods, seed, precision, mode: 'combined' };
+  return {
+    train: { ...train, epochs },
+    localImages,
+    validationGoods,
+    seed,
+    precision,
+    mode: 'combined',
+    ...parseHeadStages(spec.headStages),
+  };
 }

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { run } from '../../services/cli/spi';
 import { loadBank, saveBank } from '../../lib/bank/bank-store';
 import { BackbonePool, createExtractor, openBank, DEFAULT_MODEL } from '../../lib/patchcore/engine';
-import { DEFAULT_FIT, FitSettings, fitBank } from '../../lib/patchcore/fit';
+import { DEFAULT_FIT, FitSettings, FittedBank, fitBank } from '../../lib/patchcore/fit';
+import { FeatureExtractor } from '../../lib/patchcore/feature-extractor';
 import { DEFAULT_VIEW } from '../../lib/image/views';
 import { decodeImage } from '../../lib/image/decode';
 import { fileSources } from '../../lib/data/mvtec';
@@ -33,6 +34,9 @@ describe('discriminator head beside a bank (real backbone)', function () {
   const settings: FitSettings = { ...DEFAULT_FIT, name: 'prints', holdoutFraction: 0.2 };
   let head: FittedHead;
   let embedding: Float32Array;
+  /** The first test's bank and its extractor, for the head on stages of its own. */
+  let extractor: FeatureExtractor;
+  let bank: FittedBank;
 
   before(async () => {
     data = await printDataset('prints-head', 10);
@@ -45,21 +49,22 @@ describe('discriminator head beside a bank (real backbone)', function () {
   });
 
   it('trains on good prints, exports float and INT8 ONNX that score like the trained network', async () => {
-    const extractor = await createExtractor(pool, {
+    extractor = await createExtractor(pool, {
       model: DEFAULT_MODEL,
       view: DEFAULT_VIEW,
       projectionDim: 0,
       projectionSeed: 7,
     });
     const images = fileSources(data.train, data.root);
-    const bank = await fitBank(extractor, images, settings, { keepHeldOutMaps: true });
+    bank = await fitBank(extractor, images, settings, { keepHeldOutMaps: true });
     head = await fitHead(extractor, bank, images, settings, {
       ...DEFAULT_HEAD_FIT,
       train: { ...DEFAULT_HEAD_FIT.train, epochs: 2, stepsPerEpoch: 10, batch: 128 },
       localImages: 4,
     });
     const t = head.meta.training;
-    assert.equal(head.meta.dim, bank.dim);
+    assert.equal(head.meta.dim, bank.dim, "by default the bank's own embedding");
+    assert.equal(head.meta.stages, undefined);
     assert.equal(t.epochs.length, 2);
     assert.ok(t.realPatches === 8 * 28 * 28, `real patches ${t.realPatches}`);
     assert.ok(t.localPatches > 0 && t.localImages === 4, 'patches under synthetic defects');
@@ -134,6 +139,49 @@ describe('discriminator head beside a bank (real backbone)', function () {
     );
     await combined!.close();
     await bankOnly!.close();
+  });
+
+  it('a head on stages of its own scores their wider embedding beside the bank, from disk too', async () => {
+    const images = fileSources(data.train, data.root);
+    const stages = ['block_6_expand_relu', 'block_10_expand_relu'];
+    const wide = await fitHead(extractor, bank, images, settings, {
+      ...DEFAULT_HEAD_FIT,
+      stages,
+      train: { ...DEFAULT_HEAD_FIT.train, epochs: 1, stepsPerEpoch: 5, batch: 64 },
+      localImages: 2,
+    });
+    assert.deepEqual(wide.meta.stages, stages);
+    assert.equal(wide.meta.dim, 192 + 384, 'the expanded activations, unprojected');
+    assert.equal(bank.dim, 96);
+    const dir = path.join(out, 'wide-head');
+    saveBank(dir, { ...bank.meta, head: wide.meta }, bank.vectors, bank.dim, headFiles(wide));
+    const opened = await openBank(pool, dir);
+    const inspector = (await headInspectorFor(pool, dir, opened.inspector, { precision: 'float' }))!;
+    const image = await decodeImage(fs.readFileSync(data.testDefective[0]));
+    const all = await inspector.inspectAll(image);
+    assert.equal(all.embedding.dim, 96);
+    assert.equal(all.headEmbedding.dim, 576);
+    // The head's map is the ONNX head on the wide embedding; the bank's is the bank's alone.
+    const session = await HeadSession.create(wide.float, wide.meta.dim);
+    const scores = await session.score(all.headEmbedding.vectors);
+    await session.close();
+    const want = scoreRowsReference(foldWeights(wide.weights), all.headEmbedding.vectors);
+    const spread = Math.max(...want) - Math.min(...want);
+    assert.ok(want.every((w, i) => Math.abs(w - scores[i]) < 1e-4 * (1 + spread)));
+    assert.equal(all.bank.score, (await opened.inspector.inspectImage(image)).score);
+    const s = wide.meta.standardisation;
+    const w = wide.meta.combination.headWeight;
+    const p = all.combined.map.length >> 2;
+    const expect =
+      ((1 - w) * (all.bank.map[p] - s.bank.mean)) / s.bank.std +
+      (w * (all.head.map[p] - s.head.mean)) / s.head.std;
+    assert.ok(Math.abs(all.combined.map[p] - expect) < 1e-4);
+    await inspector.close();
+    // A stage the model lacks is refused with its name.
+    await assert.rejects(
+      fitHead(extractor, bank, images, settings, { ...DEFAULT_HEAD_FIT, stages: ['block_99_add'] }),
+      /no stage "block_99_add"/,
+    );
   });
 
   it('spi inspect uses the head: verdicts at the chosen mode and precision', async () => {
@@ -245,6 +293,22 @@ describe('discriminator head beside a bank (real backbone)', function () {
       await assert.rejects(
         client.createBank({ ...spec, bank: 'bad-head', head: 'simplenet' }, upload(data.train)),
         /head must be one of glass/,
+      );
+      // head_stages: the gateway makes the head's own (wide) embedding beside the bank's.
+      const wide = await client.createBank(
+        { ...spec, bank: 'wide-head', head: 'glass', headEpochs: 1, headStages: 'block_6_expand_relu' },
+        upload(data.train),
+      );
+      const wv = wide.versions.find((v) => v.version === wide.activeVersion)!;
+      const w = await client.inspect({ bank: 'wide-head', image: fs.readFileSync(files[1]) });
+      assert.equal(w.threshold, wv.threshold);
+      assert.ok(Number.isFinite(w.score));
+      await assert.rejects(
+        client.createBank(
+          { ...spec, bank: 'bad-stages', head: 'glass', headStages: 'block_99_add' },
+          upload(data.train),
+        ),
+        /no stage "block_99_add"/,
       );
       client.close();
     } finally {

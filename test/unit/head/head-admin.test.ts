@@ -24,6 +24,16 @@ describe('BuildSpec.head (admin service)', () => {
     assert.equal(req.head?.localImages, DEFAULT_HEAD_FIT.localImages);
     const dflt = toBuildRequest('create', buildSpec({ bank: 'b', head: 'glass' }), images, DEFAULT_ADMIN);
     assert.equal(dflt.head?.train.epochs, DEFAULT_HEAD_FIT.train.epochs);
+    assert.equal(dflt.head?.stages, undefined, "head_stages unset: the bank's embedding");
+    const own = buildSpec({
+      bank: 'b',
+      head: 'glass',
+      headStages: ' block_6_expand_relu, block_10_expand_relu ',
+    });
+    assert.deepEqual(toBuildRequest('create', own, images, DEFAULT_ADMIN).head?.stages, [
+      'block_6_expand_relu',
+      'block_10_expand_relu',
+    ]);
   });
 
   it('refuses an unknown head, a unified bank and add_to_active', () => {

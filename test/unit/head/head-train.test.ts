@@ -4,7 +4,13 @@
  * stopping, the ONNX graph from our builder in onnxruntime, and mask -> cell coverage.
  */
 import { strict as assert } from 'node:assert';
-import { featureStats, foldWeights, scoreRowsReference, HeadWeights } from '../../../lib/head/weights';
+import {
+  RELATIVE_STD_FLOOR,
+  featureStats,
+  foldWeights,
+  scoreRowsReference,
+  HeadWeights,
+} from '../../../lib/head/weights';
 import { DEFAULT_HEAD_TRAIN, trainHead } from '../../../lib/head/train';
 import { HeadSession, buildHeadModel, quantizeHead } from '../../../lib/head/onnx';
 import { cellCoverage } from '../../../lib/head/data';
@@ -132,7 +138,22 @@ describe('discriminator head (lib/head)', function () {
     const s = featureStats(x, 2);
     assert.deepEqual([...s.mean], [3, 10]);
     assert.ok(Math.abs(s.invStd[0] - 1 / Math.sqrt(8 / 3)) < 1e-5);
-    assert.equal(s.invStd[1], 1000); // a constant channel: std floored at 1e-3
+    // A constant channel: its spread floored at a tenth of the median's (here the other channel's).
+    assert.ok(Math.abs(s.invStd[1] - 1 / (RELATIVE_STD_FLOOR * Math.sqrt(8 / 3))) < 1e-4);
+    // All constant: floored at 1e-3, still finite.
+    assert.deepEqual([...featureStats(Float32Array.from([5, 5, 5, 5]), 2).invStd], [1000, 1000]);
+  });
+
+  it("featureStats floors a dimension's spread at a tenth of the median dimension's", () => {
+    // Five dimensions: spreads 1, 2, 3, 4 and a near-dead 0.01 (median 2: floor 0.2).
+    const spreads = [1, 2, 3, 4, 0.01];
+    const rows = 1000;
+    const x = new Float32Array(rows * 5);
+    for (let r = 0; r < rows; r++)
+      for (let d = 0; d < 5; d++) x[r * 5 + d] = (r % 2 ? 1 : -1) * spreads[d] + 7;
+    const s = featureStats(x, 5);
+    for (let d = 0; d < 4; d++) assert.ok(Math.abs(s.invStd[d] - 1 / spreads[d]) < 1e-4, `dimension ${d}`);
+    assert.ok(Math.abs(s.invStd[4] - 1 / (RELATIVE_STD_FLOOR * 2)) < 1e-4, `near-dead: ${s.invStd[4]}`);
   });
 
   it('maps a defect mask onto the embedding cells through the view', async () => {
