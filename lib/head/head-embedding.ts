@@ -8,6 +8,8 @@
  * made a weaker head than the bank's own embedding (docs/glass-head.md, "A head on its own stages").
  */
 import { Backbone, sessionSettingsFromEnv } from '../backbone/backbone';
+import { resolveModel } from '../../models/registry';
+import { invalid } from '../errors';
 import { BankMeta } from '../bank/bank-meta';
 import { BackbonePool, extractorForBank } from '../patchcore/engine';
 import { FeatureExtractor } from '../patchcore/feature-extractor';
@@ -24,6 +26,30 @@ export function parseHeadStages(raw: string | undefined): { stages?: string[] } 
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
   return stages.length > 0 ? { stages } : {};
+}
+
+/**
+ * Refuses head stages that a backbone the fit may use lacks, before anything is fitted (the bank
+ * would otherwise be fitted first and the head then fail). `models`: the one a manual fit uses, or
+ * the automatic fit's candidates. A model that cannot be resolved is left to the fit's own error.
+ */
+export function checkHeadStages(models: string[], stages: string[] | undefined): void {
+  if (!stages) return;
+  for (const model of models) {
+    let spec;
+    try {
+      spec = resolveModel(model).spec;
+    } catch {
+      continue;
+    }
+    const names = spec.stages.map((s) => s.name);
+    const missing = stages.filter((s) => !names.includes(s));
+    if (missing.length > 0)
+      throw invalid(
+        `head stages: model ${spec.id} has no stage ${missing.map((m) => `"${m}"`).join(', ')}; it has ${names.join(', ')}` +
+          (models.length > 1 ? ' (the automatic fit may choose this model: name one, or turn auto off)' : ''),
+      );
+  }
 }
 
 /** The bank's metadata as the head's extractor sees it: the head's stages, no projection. */

@@ -26,7 +26,7 @@ import { fusedMetaOf } from './fused-version';
 import { autoModels } from '../../lib/autoconfig/plan';
 import { DEFAULT_AUTO_SEED, DEFAULT_BUDGET_MS, MIN_AUTO_IMAGES } from '../../lib/autoconfig/select';
 import { DEFAULT_HEAD_FIT, HEAD_KINDS, HeadRequest } from '../../lib/head/head-bank';
-import { parseHeadStages } from '../../lib/head/head-embedding';
+import { checkHeadStages, parseHeadStages } from '../../lib/head/head-embedding';
 import { BankInfoMsg, BuildProgressMsg, BuildRequestMsg, BuildSpecMsg } from '../../lib/rpc/messages';
 
 export interface AdminDefaults {
@@ -186,15 +186,18 @@ export function toBuildRequest(
       );
   }
   const fuse = spec.addToActive ? undefined : fuseOf(spec, categories);
+  const auto = spec.addToActive || fuse ? undefined : autoOf(spec, categories, images.length);
+  const head = spec.head ? headRequestOf(spec, categories) : undefined;
+  checkHeadStages(auto ? auto.models : [spec.model || d.model], head?.stages);
   return {
     bank: checkBankName(spec.bank),
     mode,
     // Adding to the active version keeps its configuration: nothing to choose.
-    auto: spec.addToActive || fuse ? undefined : autoOf(spec, categories, images.length),
+    auto,
     ...(fuse ? { fuse } : {}),
     ...(spec.addToActive ? { addToActive: true } : {}),
     ...(spec.includeFeedback ? { includeFeedback: true } : {}),
-    ...(spec.head ? { head: headRequestOf(spec, categories) } : {}),
+    ...(head ? { head } : {}),
     model: spec.model || d.model,
     images,
     partitions: spec.partitions,

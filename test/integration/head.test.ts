@@ -241,6 +241,13 @@ describe('discriminator head beside a bank (real backbone)', function () {
       await run(['fit', '--data', data.root, '--out', path.join(out, 'y'), '--head', 'simplenet']),
       0,
     );
+    // Stages the backbone lacks are refused before the bank is fitted: nothing is written.
+    const noStage = path.join(out, 'no-stage');
+    assert.notEqual(
+      await run(['fit', '--data', data.root, '--out', noStage, ...ONE_EPOCH, '--head-stages', 'nope']),
+      0,
+    );
+    assert.equal(fs.existsSync(noStage), false);
     // spi fit --add carries the head along (recalibrated on the threshold folder's 2 prints) and its models.
     const grown = path.join(out, 'cli-grown');
     const good = path.dirname(data.testGood[0]);

@@ -25,6 +25,7 @@ import {
 import { Progress } from '../progress';
 import { invalid } from '../../../lib/errors';
 import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
+import { checkHeadStages } from '../../../lib/head/head-embedding';
 
 export const EVAL_FLAGS = {
   ...ENGINE_FLAGS,
@@ -53,6 +54,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const progress = new Progress();
   try {
     const auto = autoFrom(values, givenFlags(argv, EVAL_FLAGS), category.train.length);
+    const head = headFitFrom(values);
+    checkHeadStages(auto ? auto.models : [extractorFrom(values).model], head?.stages);
     const onProgress = (s: string, d: number, t: number) => progress.update(s, d, t);
     const plan: { choice?: AutoChoice; members: MemberPlan[] } = auto
       ? await planForCategory(pool, category, values, auto, onProgress)
@@ -62,7 +65,6 @@ export async function evalCommand(argv: string[]): Promise<void> {
             settings: evalFitSettings(v, values, category.name),
           })),
         };
-    const head = headFitFrom(values);
     const members = [];
     for (const m of plan.members)
       members.push({ extractor: await createExtractor(pool, m.extractor), settings: m.settings });

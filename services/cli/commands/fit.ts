@@ -54,6 +54,7 @@ import type { Inspector } from '../../../lib/patchcore/inspector';
 import type { FeatureExtractor } from '../../../lib/patchcore/feature-extractor';
 import { epochNote, formatHead } from '../../../lib/head/report';
 import { HEAD_FLAGS, HEAD_USAGE, headFitFrom } from '../head-options';
+import { checkHeadStages } from '../../../lib/head/head-embedding';
 
 export const FIT_FLAGS = {
   ...ENGINE_FLAGS,
@@ -104,6 +105,7 @@ export async function fitCommand(argv: string[]): Promise<void> {
   const category = readCategory(values.data);
   const auto = autoFrom(values, givenFlags(argv, FIT_FLAGS), category.train.length);
   const head = headFitFrom(values);
+  checkHeadStages(auto ? auto.models : [extractorFrom(values).model], head?.stages);
   const pool = new BackbonePool();
   const progress = new Progress();
   const started = performance.now();

@@ -3,6 +3,8 @@ import { strict as assert } from 'node:assert';
 import { DEFAULT_ADMIN, toBuildRequest } from '../../../services/gateway/admin-service';
 import { buildSpec } from '../../../lib/rpc/messages';
 import { DEFAULT_HEAD_FIT } from '../../../lib/head/head-bank';
+import { checkHeadStages } from '../../../lib/head/head-embedding';
+import { SpiError } from '../../../lib/errors';
 
 const images = Array.from({ length: 4 }, (_, i) => ({
   path: `${i}.png`,
@@ -34,6 +36,31 @@ describe('BuildSpec.head (admin service)', () => {
       'block_6_expand_relu',
       'block_10_expand_relu',
     ]);
+  });
+
+  it('refuses head stages the backbone lacks before anything is fitted', () => {
+    const spec = { bank: 'b', head: 'glass', auto: 'off', model: 'mobilenet_v2-imagenet' };
+    assert.throws(
+      () =>
+        toBuildRequest('create', buildSpec({ ...spec, headStages: 'block_99_add' }), images, DEFAULT_ADMIN),
+      (err: SpiError) =>
+        err.kind === 'INVALID_ARGUMENT' &&
+        /has no stage "block_99_add"; it has block_2_add, /.test(err.message),
+    );
+    const ok = toBuildRequest(
+      'create',
+      buildSpec({ ...spec, headStages: 'block_6_expand_relu' }),
+      images,
+      DEFAULT_ADMIN,
+    );
+    assert.deepEqual(ok.head?.stages, ['block_6_expand_relu']);
+    // The automatic fit may take either backbone: stages of one are refused, naming the way out.
+    assert.throws(
+      () => checkHeadStages(['mobilenet_v2-imagenet', 'inception_v3-imagenet'], ['block_6_expand_relu']),
+      /model inception_v3-imagenet has no stage "block_6_expand_relu".*name one, or turn auto off/,
+    );
+    assert.doesNotThrow(() => checkHeadStages(['inception_v3-imagenet'], ['mixed1', 'mixed5']));
+    assert.doesNotThrow(() => checkHeadStages(['mobilenet_v2-imagenet', 'inception_v3-imagenet'], undefined));
   });
 
   it('refuses an unknown head, a unified bank and add_to_active', () => {
