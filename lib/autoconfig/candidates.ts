@@ -70,6 +70,8 @@ export function viewsFor(
   input: number,
 ): { label: string; view: ViewConfig }[] {
   const side = Math.min(width, height);
+  // A whole view squeezes the long side most, so its detail is the long side's: R / long.
+  const long = Math.max(width, height);
   const whole = (size: number) => ({
     label: `whole${size}`,
     view: { resize: size, crop: 0, scale: 1, tile: 0, overlap: 0, pad: 0 },
@@ -83,8 +85,10 @@ export function viewsFor(
   if (side >= 2 * input) views.push(whole(2 * input));
   // Tiles only where they show more than a whole canvas does: tiling a canvas the size of a whole
   // view (a 900 px frame at half scale against the 448 px whole frame) adds seams and cost, no detail.
+  // Measured along the long side: a 640 x 480 board in a 448 px whole view is shown at 0.7x, not
+  // at the 0.93x of its short side, so its full-resolution tiles do show more.
   const distinct = (scale: number) =>
-    views.every((v) => Math.abs(side * scale - v.view.resize) > 0.25 * side * scale);
+    views.every((v) => Math.abs(long * scale - v.view.resize) > 0.25 * long * scale);
   if (side >= 1.5 * input && distinct(1)) views.push(tiles(1));
   if (side * 0.5 >= 1.5 * input && distinct(0.5)) views.push(tiles(0.5));
   return views;

@@ -77,6 +77,21 @@ describe('autoconfig: candidate space', () => {
     );
     const pcb = viewsFor(640, 640, 224).map((v) => v.label);
     assert.deepEqual(pcb, ['whole224', 'whole448', 'tiles224@1']);
+    // Not square: the 448 px whole view shows a 640 x 480 board at 0.7x along its long side, so
+    // its full-resolution tiles show more (their short side alone, 480 px, is near 448).
+    assert.deepEqual(
+      viewsFor(640, 480, 224).map((v) => v.label),
+      ['whole224', 'whole448', 'tiles224@1'],
+    );
+    assert.deepEqual(
+      viewsFor(480, 640, 224).map((v) => v.label),
+      ['whole224', 'whole448', 'tiles224@1'],
+    );
+    // A 1500 x 1000 board: half scale (750 px along the long side) shows more than 448 px too.
+    assert.deepEqual(
+      viewsFor(1500, 1000, 224).map((v) => v.label),
+      ['whole224', 'whole448', 'tiles224@1', 'tiles224@0.5'],
+    );
   });
 
   it('offers the stride-4 pair only where the backbone has a finer stage than its default', () => {
