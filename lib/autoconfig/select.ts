@@ -162,11 +162,12 @@ export async function chooseConfiguration(sources: ImageSource[], o: AutoOptions
 
   const backbones = await Promise.all(o.models.map((m) => backboneInfo(o.pool, m)));
   const rates = { ...(await calibrateSearch()), index: o.index };
-  const { width, height } = goods[0].image;
+  // The views fit the job's typical frame (a folder may mix sizes), and are timed on it.
+  const typical = typicalImage([...goods.map((g) => g.image), ...trainPool]);
   const { trials, skipped } = await screenBases(
     o.pool,
-    baseCandidates({ width, height, backbones }),
-    goods[0].image,
+    baseCandidates({ width: typical.width, height: typical.height, backbones }),
+    typical,
     budgetMs,
   );
 
@@ -424,6 +425,20 @@ async function decodeAll(
 }
 
 /** `count` items spread evenly over the list, in a fixed order (nested: a prefix is a smaller spread). */
+/**
+ * The first image (in folder order) of the median area (the lower median): a folder's typical frame.
+ * A folder of one size gives its first image.
+ */
+export function typicalImage<T extends { width: number; height: number }>(images: T[]): T {
+  const areas = images.map(area).sort((a, b) => a - b);
+  const median = areas[(areas.length - 1) >> 1];
+  return images.find((image) => area(image) === median)!;
+}
+
+function area(image: { width: number; height: number }): number {
+  return image.width * image.height;
+}
+
 export function spread<T>(items: T[], count: number): T[] {
   if (count >= items.length) return items;
   const picked: T[] = [];

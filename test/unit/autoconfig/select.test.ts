@@ -11,7 +11,7 @@ import {
   MAX_PATCHES_PER_IMAGE,
 } from '../../../lib/autoconfig/candidates';
 import { measureRegistration } from '../../../lib/autoconfig/registration';
-import { AutoTableRow, halve, pick, rungs, spread } from '../../../lib/autoconfig/select';
+import { AutoTableRow, halve, pick, rungs, spread, typicalImage } from '../../../lib/autoconfig/select';
 import {
   calibrateSearch,
   maskToGrid,
@@ -92,6 +92,23 @@ describe('autoconfig: candidate space', () => {
       viewsFor(1500, 1000, 224).map((v) => v.label),
       ['whole224', 'whole448', 'tiles224@1', 'tiles224@0.5'],
     );
+  });
+
+  it("sizes the views by the folder's typical frame, not its first image", () => {
+    const frames = [
+      { width: 300, height: 300, name: 'small' },
+      { width: 640, height: 480, name: 'a' },
+      { width: 640, height: 480, name: 'b' },
+      { width: 2000, height: 2000, name: 'huge' },
+      { width: 600, height: 450, name: 'c' },
+    ];
+    assert.equal(typicalImage(frames).name, 'a');
+    assert.equal(typicalImage(frames.slice(1, 4)).name, 'a');
+    assert.equal(typicalImage([frames[4], frames[0], frames[3]]).name, 'c');
+    // One size: the first image, as before.
+    const same = frames.slice(1, 3);
+    assert.equal(typicalImage(same), same[0]);
+    assert.equal(typicalImage([frames[3]]).name, 'huge');
   });
 
   it('offers the stride-4 pair only where the backbone has a finer stage than its default', () => {
