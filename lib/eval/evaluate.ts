@@ -139,6 +139,8 @@ export async function evaluateCategory(
     });
     options.onProgress?.('test', i + 1, category.test.length);
   }
+  // Its onnxruntime sessions (the head's, and a head-stages backbone of its own) end with the run.
+  await headInspector?.close();
   const testMs = performance.now() - t1;
   const base = imageMetrics(images, threshold);
   const hasMasks = masks.some((m) => m.some((v) => v > 0));
