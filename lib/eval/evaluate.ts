@@ -50,7 +50,7 @@ export interface EvalResult {
     bankPatches: number;
     threshold: number;
     autoConfig?: AutoConfigRecord;
-    head?: ReturnType<HeadModeMetrics['summary']> & { training: HeadMeta['training'] };
+    head?: ReturnType<HeadModeMetrics['summary']> & Pick<HeadMeta, 'combination' | 'stages' | 'training'>;
   };
   scores: { path: string; label: 0 | 1; score: number }[];
 }
@@ -158,7 +158,17 @@ export async function evaluateCategory(
       ...(auto ? { autoSelectMs: auto.selectionMs } : {}),
     },
     ...(auto ? { autoConfig: auto } : {}),
-    ...(byMode ? { head: { ...byMode.summary(), training: meta.head!.training } } : {}),
+    ...(byMode
+      ? {
+          head: {
+            ...byMode.summary(),
+            // The head's weight in the combined map and each weight's synthetic validation scores.
+            combination: meta.head!.combination,
+            ...(meta.head!.stages ? { stages: meta.head!.stages } : {}),
+            training: meta.head!.training,
+          },
+        }
+      : {}),
     ...(meta.outliers ? { outliers: meta.outliers } : {}),
   };
   const scores = images.map((im) => ({ path: im.path, label: im.label, score: im.score }));

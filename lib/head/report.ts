@@ -20,6 +20,9 @@ export function formatHead(h: HeadMeta): string {
       `${t.stoppedEarly ? ', stopped early' : ''}; embedding and synthetic defects ${(t.embedMs / 1000).toFixed(1)} s)`,
     `  trained on ${t.realPatches} good patches, ${t.localPatches} patches under synthetic defects` +
       `${kinds ? ` (${kinds})` : ''}, Gaussian and gradient-ascent fakes; validated on ${t.validation.goods} held-out goods + ${t.validation.defects} synthetic defects`,
+    ...(h.stages
+      ? [`  on stages of its own: ${h.stages.join('+')} (${h.dim} wide), made beside the bank's embedding`]
+      : []),
     ...(h.fused
       ? [
           `  beside a fused bank: on member ${h.fused.member}'s embeddings (${h.fused.stages.join('+')}), ` +

@@ -15,7 +15,14 @@ import { FeatureExtractor } from '../../lib/patchcore/feature-extractor';
 import { DEFAULT_VIEW } from '../../lib/image/views';
 import { decodeImage } from '../../lib/image/decode';
 import { fileSources } from '../../lib/data/mvtec';
-import { DEFAULT_HEAD_FIT, FittedHead, fitHead, headFiles, headInspectorFor } from '../../lib/head/head-bank';
+import {
+  DEFAULT_HEAD_FIT,
+  FittedHead,
+  HEAD_WEIGHTS,
+  fitHead,
+  headFiles,
+  headInspectorFor,
+} from '../../lib/head/head-bank';
 import { HeadSession } from '../../lib/head/onnx';
 import { foldWeights, scoreRowsReference } from '../../lib/head/weights';
 import { TEST_TMP, spawnNodeService } from '../helpers/processes';
@@ -227,6 +234,13 @@ describe('discriminator head beside a bank (real backbone)', function () {
     // The report's own score is the combined one.
     assert.equal(metrics.imageAuroc, metrics.head.combined.imageAuroc);
     assert.equal(metrics.head.training.epochs.length, 1);
+    // Which mix the synthetic validation chose, with its table.
+    const c = metrics.head.combination;
+    assert.deepEqual(
+      c.table.map((r: { headWeight: number }) => r.headWeight),
+      HEAD_WEIGHTS,
+    );
+    assert.ok(HEAD_WEIGHTS.includes(c.headWeight));
   });
 
   it('spi fit --head glass trains and stores a head; an unknown head is refused; --add carries it', async () => {

@@ -89,6 +89,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         const m = metrics.head[mode];
         console.log(
           `  ${mode.padEnd(8)} image AUROC ${f(m.imageAuroc)}, pixel AUROC ${f(m.pixelAuroc)}, PRO ${f(m.pro)}` +
+            (mode === 'combined' ? `, head weight ${metrics.head.combination.headWeight}` : '') +
             (mode === head?.mode ? ' (the verdict above)' : ''),
         );
       }
