@@ -42,6 +42,11 @@ declare module 'faiss-node' {
   /** The CPU kernels OpenBLAS chose when it loaded ("Haswell", "SkylakeX", ...). */
   export function blasCore(): string;
   /**
+   * The OpenMP threads faiss' loops use on the calling thread (our patch); with n, sets them and
+   * returns the previous count.
+   */
+  export function ompThreads(n?: number): number;
+  /**
    * Float32 values to IEEE halves (round to nearest even, as lib/util/float16.ts), natively (F16C
    * where the CPU has it); true when every half is finite.
    */

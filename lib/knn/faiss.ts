@@ -6,4 +6,13 @@
  */
 import './omp-policy';
 
-export { Index, IndexFlatL2, blasCore, matmul, pairwiseL2, setBlockedFlatSearch, toHalves } from 'faiss-node';
+export {
+  Index,
+  IndexFlatL2,
+  blasCore,
+  matmul,
+  ompThreads,
+  pairwiseL2,
+  setBlockedFlatSearch,
+  toHalves,
+} from 'faiss-node';

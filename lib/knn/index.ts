@@ -11,7 +11,7 @@
  * exact distances where the score and the regions are read.
  * Distances returned are Euclidean (faiss returns squared L2; we take the root once, here).
  */
-import { Index } from './faiss';
+import { Index, ompThreads } from './faiss';
 import { invalid } from '../errors';
 import { fromFloat16 } from '../util/float16';
 
@@ -146,7 +146,8 @@ export class KnnIndex {
     const { rerank } = parseFactory(config.factory);
     const index = Index.fromFactory(dim, factory);
     if (!index.isTrained()) index.trainBuffer(vectors);
-    index.addBuffer(vectors);
+    if (/^HNSW/.test(factory)) addOnOneThread(index, vectors);
+    else index.addBuffer(vectors);
     let exact: Index | undefined;
     if (rerank > 0) {
       exact = Index.fromFactory(dim, 'Flat');
@@ -306,4 +307,21 @@ function unpackPair(bytes: Buffer): [Buffer, Buffer] {
   const first = Number(bytes.readBigUInt64LE(PAIR_MAGIC.length));
   if (at + first > bytes.length) throw invalid('index bytes are truncated');
   return [bytes.subarray(at, at + first), bytes.subarray(at + first)];
+}
+
+/**
+ * An HNSW graph built on one thread. faiss inserts a batch's vectors on all its threads at once, and
+ * the graph then depends on which thread got where first: two builds of the same bank (two shard
+ * replicas, or the same bank reloaded) answered 4 of 2,000 queries with different neighbours, so one
+ * sheet could score differently on each replica. On one thread the graph is the same on every build,
+ * for about twice the build time (off the event loop: build-worker). The thread count is the calling
+ * thread's own (OpenMP's), restored after.
+ */
+function addOnOneThread(index: Index, vectors: Float32Array): void {
+  const before = ompThreads(1);
+  try {
+    index.addBuffer(vectors);
+  } finally {
+    ompThreads(before);
+  }
 }

@@ -16,6 +16,7 @@ import {
   resolveKnn,
 } from '../../../lib/knn/index';
 import { buildIndex } from '../../../lib/knn/build-worker';
+import { ompThreads } from '../../../lib/knn/faiss';
 import { mulberry32 } from '../../../lib/util/random';
 
 /** Points around a few hundred centres (the same centres for every seed), like patch embeddings. */
@@ -181,6 +182,21 @@ describe('knn search options (HNSW, search parameters in the factory string)', (
       bank,
     );
     assert.equal(info.index, 'Flat');
+  });
+
+  it('an HNSW graph is the same on every build of the same bank (replicas answer alike)', () => {
+    const dim = 16;
+    const bank = clustered(12_000, dim, 5);
+    const queries = clustered(1_000, dim, 6);
+    const threads = ompThreads();
+    const [a, b] = [0, 1].map(() => KnnIndex.build(bank, dim, { factory: 'HNSW16,Flat,efSearch=16' }));
+    assert.equal(ompThreads(), threads, "the calling thread's OpenMP threads are restored after the build");
+    assert.throws(() => ompThreads(0), /thread count >= 1/);
+    const ra = a.searchSync(queries, 3);
+    const rb = b.searchSync(queries, 3);
+    assert.deepEqual([...ra.labels], [...rb.labels]);
+    assert.deepEqual([...ra.distances], [...rb.distances]);
+    assert.ok(a.serialize().equals(b.serialize()), 'the same graph, byte for byte');
   });
 
   it('refuses a parameter the index does not have, naming it', () => {
