@@ -9,10 +9,12 @@ import { Category } from '../data/mvtec';
 import { decodeImage } from '../image/decode';
 import { toCanvas } from '../image/views';
 import { FeatureExtractor } from '../patchcore/feature-extractor';
-import { fitBank, fittedInspector, FitSettings, ImageSource } from '../patchcore/fit';
+import { completeMeta, fitBank, fittedInspector, FitSettings, ImageSource } from '../patchcore/fit';
 import { fileSources } from '../data/mvtec';
 import { inspectionOverlay } from '../patchcore/overlay';
 import { FusedInspector, MemberFit, fitFused, fusedInspector } from '../patchcore/fusion';
+import { extractorsForBanks } from '../patchcore/shared-run';
+import { BackbonePool } from '../patchcore/engine';
 import { imageMetrics } from './summary';
 import { pixelAuroc, pro } from './metrics';
 import { renderReport } from './report';
@@ -41,6 +43,11 @@ export interface EvalOptions {
   auto?: AutoChoice;
   /** Train a discriminator head beside the bank (or fused bank); the verdict uses `mode` (lib/head/). */
   head?: HeadFitOptions & { mode?: HeadMode };
+  /**
+   * Where a fused bank's inspection gets its extractors: its members then share one backbone run per
+   * test image (patchcore/shared-run.ts). Absent: the fit's own extractors, one run per member.
+   */
+  pool?: BackbonePool;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -72,12 +79,22 @@ export async function evaluateCategory(
     const members = [{ extractor, settings }, ...options.fuseWith];
     const fused = await fitFused(train, members, settings, { onProgress, keepHeldOutMaps: !!options.head });
     const extractors = members.map((m) => m.extractor);
-    inspector = fusedInspector(fused, extractors);
+    const inspectWith = options.pool
+      ? await extractorsForBanks(
+          options.pool,
+          fused.members.map((f) => completeMeta(f.meta, f.dim, f.index.size)),
+        )
+      : extractors;
+    inspector = fusedInspector(fused, inspectWith);
     if (options.head)
-      inspector = headInspector = await fitFusedHeadInspector(fused, extractors, train, settings, {
-        ...options.head,
-        onProgress,
-      });
+      inspector = headInspector = await fitFusedHeadInspector(
+        fused,
+        extractors,
+        train,
+        settings,
+        { ...options.head, onProgress },
+        inspectWith,
+      );
     bankPatches = fused.members.reduce((n, f) => n + f.vectors.length / f.dim, 0);
   } else {
     const fitted = await fitBank(extractor, train, settings, { onProgress, keepHeldOutMaps: !!options.head });

@@ -609,10 +609,12 @@ export async function fitFusedHeadInspector(
   images: ImageSource[],
   settings: FitSettings,
   options: HeadFitOptions & { mode?: HeadMode },
+  /** The extractors the inspector embeds with (default: `extractors`, the fit's). */
+  inspectWith: FeatureExtractor[] = extractors,
 ): Promise<HeadInspector> {
   const head = await fitFusedHead(fitted, extractors, images, settings, options);
   fitted.meta.head = { ...head.meta, mode: options.mode ?? 'combined' };
-  return inspectorWith(fusedInspector(fitted, extractors), extractors[0], head);
+  return inspectorWith(fusedInspector(fitted, inspectWith), inspectWith[0], head);
 }
 
 async function inspectorWith(

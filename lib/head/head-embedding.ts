@@ -79,7 +79,12 @@ export interface OwnedExtractor {
 /** The head's extractor beside the bank's `primary` extractor: same backbone file and view. */
 export async function ownHeadExtractor(primary: FeatureExtractor, stages: string[]): Promise<OwnedExtractor> {
   const backbone = await Backbone.load(primary.backbone.spec.id, stages, sessionSettingsFromEnv());
-  const extractor = new FeatureExtractor(backbone, { ...primary.options, projectionDim: 0 });
+  // All of its own backbone's stages (a shared run's member selects among the union's).
+  const extractor = new FeatureExtractor(backbone, {
+    ...primary.options,
+    projectionDim: 0,
+    stageSelection: undefined,
+  });
   return { extractor, close: () => backbone.close() };
 }
 

@@ -55,13 +55,7 @@ export type { ExtractorSettings } from './extractor-settings';
 
 export async function createExtractor(pool: BackbonePool, s: ExtractorSettings): Promise<FeatureExtractor> {
   const backbone = await pool.get(s.model, s.stages);
-  const options = {
-    view: s.view,
-    projectionDim: s.projectionDim,
-    projectionSeed: s.projectionSeed,
-    batchSize: s.batchSize ?? DEFAULT_BATCH,
-    cellPlacement: s.cellPlacement ?? true,
-  };
+  const options = extractorOptions(s);
   if (!pool.embedPool) return new FeatureExtractor(backbone, options);
   await pool.embedPool.warm(s);
   return new PooledExtractor(backbone, options, pool.embedPool, s);
@@ -87,9 +81,20 @@ export class PooledExtractor extends FeatureExtractor {
   }
 }
 
-/** The extractor a bank was built with; refuses a backbone whose weights changed since. */
-export async function extractorForBank(pool: BackbonePool, meta: BankMeta): Promise<FeatureExtractor> {
-  const extractor = await createExtractor(pool, {
+/** A FeatureExtractor's options from extractor settings. */
+export function extractorOptions(s: ExtractorSettings): FeatureExtractor['options'] {
+  return {
+    view: s.view,
+    projectionDim: s.projectionDim,
+    projectionSeed: s.projectionSeed,
+    batchSize: s.batchSize ?? DEFAULT_BATCH,
+    cellPlacement: s.cellPlacement ?? true,
+  };
+}
+
+/** The extractor settings a bank was built with. */
+export function bankExtractorSettings(meta: BankMeta): ExtractorSettings {
+  return {
     model: meta.model.id,
     stages: meta.model.stages,
     view: meta.view,
@@ -97,15 +102,25 @@ export async function extractorForBank(pool: BackbonePool, meta: BankMeta): Prom
     projectionSeed: meta.embedding.projection?.seed ?? 0,
     // Banks from before cell placement was read off the graph keep their (even-spread) embedding.
     cellPlacement: meta.embedding.cellPlacement === true,
-  });
-  const have = extractor.backbone.spec.sha256;
+  };
+}
+
+/** The extractor a bank was built with; refuses a backbone whose weights changed since. */
+export async function extractorForBank(pool: BackbonePool, meta: BankMeta): Promise<FeatureExtractor> {
+  const extractor = await createExtractor(pool, bankExtractorSettings(meta));
+  checkModelFile(meta, extractor.backbone);
+  return extractor;
+}
+
+/** Refuses a backbone whose weights changed since the bank was built with it. */
+export function checkModelFile(meta: BankMeta, backbone: Backbone): void {
+  const have = backbone.spec.sha256;
   if (meta.model.sha256 && have && meta.model.sha256 !== have) {
     throw new SpiError(
       'FAILED_PRECONDITION',
       `bank ${meta.name} v${meta.version} was built with a different ${meta.model.id} file (sha256 ${meta.model.sha256.slice(0, 12)}…, installed ${have.slice(0, 12)}…); rebuild the bank`,
     );
   }
-  return extractor;
 }
 
 export interface OpenedBank {

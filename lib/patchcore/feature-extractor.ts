@@ -3,7 +3,7 @@
  * implementation both the in-process engine and the cluster gateway use.
  */
 import { createHash } from 'node:crypto';
-import { Backbone } from '../backbone/backbone';
+import { Backbone, FeatureMap } from '../backbone/backbone';
 import { DecodeSize, RgbImage } from '../image/decode';
 import { Tile, ViewConfig, canvasOf, reflectPad, tileGrid, toCanvas } from '../image/views';
 import { RandomProjection, embedPatches } from '../embed/patch-embed';
@@ -37,6 +37,11 @@ export interface ExtractorOptions {
    * even spread that banks built before it (no `embedding.cellPlacement` in their metadata) used.
    */
   cellPlacement?: boolean;
+  /**
+   * Which of the backbone's stage outputs make this extractor's patches, by index (default: all of
+   * them, in order). Set when one backbone run serves several stage sets (shared-run.ts).
+   */
+  stageSelection?: number[];
 }
 
 export class FeatureExtractor {
@@ -56,71 +61,108 @@ export class FeatureExtractor {
    * batchSize), which is how the embedding workers batch concurrent requests.
    */
   async embedMany(images: RgbImage[]): Promise<ImageEmbedding[]> {
-    const view = this.options.view;
-    const pad = view.pad ?? 0;
-    const canvases = await Promise.all(
-      images.map(async (image) => reflectPad(await toCanvas(image, view), pad)),
-    );
-    const jobs = canvases.map((canvas) => ({
-      canvas,
-      tiles: tileGrid(canvas.width, canvas.height, view),
-      vectors: null as Float32Array | null,
-      done: 0,
-      grid: { gridHeight: 0, gridWidth: 0, dim: 0 } as Grid,
-    }));
-    const all = jobs.flatMap((job) => job.tiles.map((tile) => ({ job, tile })));
-    for (let b = 0; b < all.length; ) {
-      let e = b + 1;
-      while (e < all.length && e - b < this.options.batchSize && sameSize(all[e].tile, all[b].tile)) e++;
-      const batch = all.slice(b, e);
-      // The tiles are read where they lie in the canvas (no copy per tile).
-      const stageMaps = await this.backbone.runRegions(
-        batch.map(({ job, tile }) => ({ image: job.canvas, ...tile })),
-      );
-      if (this.options.cellPlacement === false)
-        for (const maps of stageMaps) for (const m of maps) delete m.placement;
-      batch.forEach(({ job }, i) => {
-        const maps = stageMaps.map((perStage) => perStage[i]);
-        const inDim = maps.reduce((sum, m) => sum + m.channels, 0);
-        const projection = this.projectionFor(inDim);
-        // Without a projection each tile's patches go straight into the image's one array (a
-        // sheet's 36 tiles no longer each allocate theirs, then a concatenation of all of them).
-        const perTile = maps[0].height * maps[0].width * inDim;
-        if (!projection && !job.vectors) job.vectors = new Float32Array(job.tiles.length * perTile);
-        const emb = projection
-          ? embedPatches(maps, projection)
-          : embedPatches(
-              maps,
-              undefined,
-              job.vectors!.subarray(job.done * perTile, (job.done + 1) * perTile),
-            );
-        if (projection) {
-          job.vectors ??= new Float32Array(job.tiles.length * emb.vectors.length);
-          job.vectors.set(emb.vectors, job.done * emb.vectors.length);
-        }
-        job.done++;
-        job.grid = { gridHeight: emb.gridHeight, gridWidth: emb.gridWidth, dim: emb.dim };
-        if (emb.placement) job.grid.placement = emb.placement;
-      });
-      b = e;
-    }
-    return jobs.map((job) => ({
-      canvasWidth: job.canvas.width,
-      canvasHeight: job.canvas.height,
-      ...(pad > 0 ? { pad } : {}),
-      tiles: job.tiles,
-      ...job.grid,
-      vectors: job.vectors ?? new Float32Array(0),
-    }));
+    return (await embedGroup([this], images))[0];
   }
 
-  private projectionFor(inDim: number): RandomProjection | undefined {
+  projectionFor(inDim: number): RandomProjection | undefined {
     if (this.options.projectionDim <= 0 || this.options.projectionDim >= inDim) return undefined;
     if (!this.projection || this.projection.inDim !== inDim) {
       this.projection = new RandomProjection(inDim, this.options.projectionDim, this.options.projectionSeed);
     }
     return this.projection;
   }
+}
+
+/**
+ * The embeddings of `images` for each extractor of `group` ([extractor][image]), from one backbone
+ * run per batch of tiles: the extractors share one backbone, view, batch size and cell placement and
+ * differ only in the stage outputs they take (`stageSelection`) and their projection. One extractor
+ * alone is FeatureExtractor.embedMany.
+ */
+export async function embedGroup(group: FeatureExtractor[], images: RgbImage[]): Promise<ImageEmbedding[][]> {
+  const { backbone, options } = group[0];
+  const view = options.view;
+  const evenSpread = options.cellPlacement === false;
+  if (
+    group.some(
+      (x) =>
+        x.backbone !== backbone ||
+        x.options.view !== view ||
+        (x.options.cellPlacement === false) !== evenSpread,
+    )
+  )
+    throw new Error('embedGroup: the extractors must share their backbone, view and cell placement');
+  const pad = view.pad ?? 0;
+  const canvases = await Promise.all(
+    images.map(async (image) => reflectPad(await toCanvas(image, view), pad)),
+  );
+  const jobs = canvases.map((canvas) => ({
+    canvas,
+    tiles: tileGrid(canvas.width, canvas.height, view),
+    done: 0,
+    // Per extractor: the image's patches and their grid.
+    out: group.map(() => ({
+      vectors: null as Float32Array | null,
+      grid: { gridHeight: 0, gridWidth: 0, dim: 0 } as Grid,
+    })),
+  }));
+  const all = jobs.flatMap((job) => job.tiles.map((tile) => ({ job, tile })));
+  for (let b = 0; b < all.length; ) {
+    let e = b + 1;
+    while (e < all.length && e - b < options.batchSize && sameSize(all[e].tile, all[b].tile)) e++;
+    const batch = all.slice(b, e);
+    // The tiles are read where they lie in the canvas (no copy per tile).
+    const stageMaps = await backbone.runRegions(
+      batch.map(({ job, tile }) => ({ image: job.canvas, ...tile })),
+    );
+    if (evenSpread) for (const maps of stageMaps) for (const m of maps) delete m.placement;
+    batch.forEach(({ job }, i) => {
+      group.forEach((x, g) => {
+        const selection = x.options.stageSelection;
+        const maps = (selection ? selection.map((s) => stageMaps[s]) : stageMaps).map(
+          (perStage) => perStage[i],
+        );
+        embedTile(x, maps, job.tiles.length, job.done, job.out[g]);
+      });
+      job.done++;
+    });
+    b = e;
+  }
+  return group.map((_, g) =>
+    jobs.map((job) => ({
+      canvasWidth: job.canvas.width,
+      canvasHeight: job.canvas.height,
+      ...(pad > 0 ? { pad } : {}),
+      tiles: job.tiles,
+      ...job.out[g].grid,
+      vectors: job.out[g].vectors ?? new Float32Array(0),
+    })),
+  );
+}
+
+/** One tile's patches (tile `done` of `tiles`) into the image's array for extractor `x`. */
+function embedTile(
+  x: FeatureExtractor,
+  maps: FeatureMap[],
+  tiles: number,
+  done: number,
+  out: { vectors: Float32Array | null; grid: Grid },
+): void {
+  const inDim = maps.reduce((sum, m) => sum + m.channels, 0);
+  const projection = x.projectionFor(inDim);
+  // Without a projection each tile's patches go straight into the image's one array (a sheet's 36
+  // tiles no longer each allocate theirs, then a concatenation of all of them).
+  const perTile = maps[0].height * maps[0].width * inDim;
+  if (!projection && !out.vectors) out.vectors = new Float32Array(tiles * perTile);
+  const emb = projection
+    ? embedPatches(maps, projection)
+    : embedPatches(maps, undefined, out.vectors!.subarray(done * perTile, (done + 1) * perTile));
+  if (projection) {
+    out.vectors ??= new Float32Array(tiles * emb.vectors.length);
+    out.vectors.set(emb.vectors, done * emb.vectors.length);
+  }
+  out.grid = { gridHeight: emb.gridHeight, gridWidth: emb.gridWidth, dim: emb.dim };
+  if (emb.placement) out.grid.placement = emb.placement;
 }
 
 type Grid = Pick<ImageEmbedding, 'gridHeight' | 'gridWidth' | 'dim' | 'placement'>;

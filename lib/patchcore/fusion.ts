@@ -22,7 +22,8 @@ import { KnnIndex } from '../knn/index';
 import { Threshold, manualThreshold, thresholdFromNominal } from '../threshold/threshold';
 import { maxOf } from '../score/anomaly-map';
 import { SpiError, invalid } from '../errors';
-import { BackbonePool, extractorForBank } from './engine';
+import { BackbonePool } from './engine';
+import { extractorsForBanks } from './shared-run';
 import { FeatureExtractor } from './feature-extractor';
 import {
   FitProgress,
@@ -293,12 +294,15 @@ export function loadFused(dir: string): { meta: FusedMeta; members: StoredBank[]
 
 export async function openFused(pool: BackbonePool, dir: string): Promise<FusedInspector> {
   const { meta, members: stored } = loadFused(dir);
-  const members: Inspector[] = [];
-  for (const m of stored) {
+  // The members share one backbone run per image where their views agree (shared-run.ts).
+  const extractors = await extractorsForBanks(
+    pool,
+    stored.map((m) => m.meta),
+  );
+  const members = stored.map((m, i) => {
     const index = KnnIndex.build(m.vectors, m.meta.vectors.dim, m.meta.knn);
-    const extractor = await extractorForBank(pool, m.meta);
-    members.push(new Inspector(m.meta, extractor, new LocalSearcher(index, m.vectors)));
-  }
+    return new Inspector(m.meta, extractors[i], new LocalSearcher(index, m.vectors));
+  });
   return new FusedInspector(meta, members);
 }
 

@@ -6,6 +6,8 @@
 import { BankMeta } from '../../lib/bank/bank-meta';
 import { BankVersionRecord } from '../../lib/cluster/types';
 import { BackbonePool, extractorForBank } from '../../lib/patchcore/engine';
+import { FeatureExtractor } from '../../lib/patchcore/feature-extractor';
+import { extractorsForBanks } from '../../lib/patchcore/shared-run';
 import { Inspector } from '../../lib/patchcore/inspector';
 import { SpiError, notFound } from '../../lib/errors';
 import { ClusterSearcher, FanOutSettings, ShardDirectory } from './cluster-searcher';
@@ -77,10 +79,13 @@ export class BankCatalog {
     return { record, inspector: withHead ?? inspector };
   }
 
-  /** An Inspector over the version's partitions (a fused version's member: only its own). */
-  private async inspectorOf(record: BankVersionRecord): Promise<Inspector> {
+  /**
+   * An Inspector over the version's partitions (a fused version's member: only its own), with the
+   * extractor given (a fused version's members share one backbone run) or the bank's own.
+   */
+  private async inspectorOf(record: BankVersionRecord, extractor?: FeatureExtractor): Promise<Inspector> {
     const meta = record.meta as unknown as BankMeta;
-    const extractor = await extractorForBank(this.backbones, meta);
+    extractor ??= await extractorForBank(this.backbones, meta);
     return new Inspector(meta, extractor, new ClusterSearcher(record, this.shards, this.fanOut));
   }
 
@@ -92,9 +97,13 @@ export class BankCatalog {
     record: BankVersionRecord,
     fused: FusedVersionMeta,
   ): Promise<ResolvedBank['inspector']> {
+    const extractors = await extractorsForBanks(
+      this.backbones,
+      fused.memberBanks.map((m) => m.meta),
+    );
     const members: Inspector[] = [];
     for (let i = 0; i < fused.memberBanks.length; i++)
-      members.push(await this.inspectorOf(memberRecord(record, fused, i)));
+      members.push(await this.inspectorOf(memberRecord(record, fused, i), extractors[i]));
     const inspector = new FusedInspector(fused, members);
     return (await headInspectorFor(this.backbones, undefined, inspector)) ?? inspector;
   }

@@ -228,6 +228,7 @@ async function autoRun(
     fuseWith: members.slice(1),
     gallery: 24,
     auto: plan.choice,
+    pool,
     onProgress,
   });
   progress.stop();

@@ -74,6 +74,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       gallery: num(values, 'gallery'),
       auto: plan.choice,
       head,
+      pool,
       onProgress,
     });
     progress.stop();
