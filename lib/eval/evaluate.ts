@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { thresholdFor } from '../bank/bank-meta';
 import * as path from 'node:path';
 import { Category } from '../data/mvtec';
-import { decodeImage } from '../image/decode';
+import { decodeImage, resizeRgb } from '../image/decode';
 import { toCanvas } from '../image/views';
 import { FeatureExtractor } from '../patchcore/feature-extractor';
 import { completeMeta, fitBank, fittedInspector, FitSettings, ImageSource } from '../patchcore/fit';
@@ -141,10 +141,8 @@ export async function evaluateCategory(
     // Every misclassified image gets its overlay: those are the ones an engineer must see.
     const misclassified = r.score >= threshold !== (item.label === 1);
     if (galleryPicks.has(i) || (misclassified && options.gallery > 0)) {
-      const imageMask = item.maskPath
-        ? (await decodeImage(await fs.promises.readFile(item.maskPath))).data.filter((_, j) => j % 3 === 0)
-        : undefined;
-      overlayPng = await inspectionOverlay(rgb, r, settings.view, imageMask as Uint8Array | undefined, 256);
+      const imageMask = item.maskPath ? await maskAtImageSize(item.maskPath, rgb) : undefined;
+      overlayPng = await inspectionOverlay(rgb, r, settings.view, imageMask, 256);
     }
     images.push({
       path: item.path,
@@ -227,12 +225,27 @@ export async function maskToCanvas(
   height: number,
 ): Promise<Uint8Array> {
   const rgb = await decodeImage(await fs.promises.readFile(file));
-  const canvas = await toCanvas(rgb, settings.view);
-  if (canvas.width !== width || canvas.height !== height)
-    throw new Error(`mask ${file} does not match its image size`);
+  let canvas = await toCanvas(rgb, settings.view);
+  // A mask stored at another size than its image (some sets keep them at another resolution) is
+  // taken to cover the same frame: resized to the image's canvas, not refused.
+  if (canvas.width !== width || canvas.height !== height) canvas = await resizeRgb(canvas, width, height);
+  // Defect where the mask is over half its own maximum: 0/255 masks as ever (> 127), and sets that
+  // store 0/1 labels too (a fixed 127 found no defect pixel in them).
+  let max = 0;
+  for (let i = 0; i < rgb.data.length; i += 3) if (rgb.data[i] > max) max = rgb.data[i];
   const out = new Uint8Array(width * height);
-  for (let i = 0; i < out.length; i++) out[i] = canvas.data[i * 3] > 127 ? 1 : 0;
+  if (max === 0) return out;
+  const cut = max / 2;
+  for (let i = 0; i < out.length; i++) out[i] = canvas.data[i * 3] > cut ? 1 : 0;
   return out;
+}
+
+/** A mask for the overlay's outline, at its image's size (nonzero = defect), whatever size it was stored at. */
+async function maskAtImageSize(file: string, image: { width: number; height: number }): Promise<Uint8Array> {
+  let mask = await decodeImage(await fs.promises.readFile(file));
+  if (mask.width !== image.width || mask.height !== image.height)
+    mask = await resizeRgb(mask, image.width, image.height);
+  return Uint8Array.from(mask.data.filter((_, j) => j % 3 === 0));
 }
 
 /** Defective images first, then good ones, up to `count`, spread over the types. */
