@@ -3,7 +3,9 @@
  *   train/good/*            good images for the bank
  *   test/good/*, test/<defect_type>/*
  *   ground_truth/<defect_type>/<stem>_mask.png
- * Also used for a plain folder of good images (no train/ inside): every image in it is "train".
+ * (masks named <stem>.png, or with another image extension, as other public sets store them, are
+ * found too). Also used for a plain folder of good images (no train/ inside): every image in it is
+ * "train".
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -74,20 +76,35 @@ export function readCategory(root: string): Category {
   const testDir = path.join(root, 'test');
   if (fs.existsSync(testDir)) {
     for (const type of fs.readdirSync(testDir).sort()) {
+      const masks = type === 'good' ? undefined : maskFinder(path.join(root, 'ground_truth', type));
       for (const abs of listImages(path.join(testDir, type))) {
-        const stem = path.basename(abs).replace(/\.[^.]+$/, '');
-        const mask = path.join(root, 'ground_truth', type, `${stem}_mask.png`);
         test.push({
           path: path.relative(root, abs),
           absPath: abs,
           label: type === 'good' ? 0 : 1,
           defectType: type,
-          maskPath: type !== 'good' && fs.existsSync(mask) ? mask : undefined,
+          maskPath: masks?.(path.basename(abs).replace(/\.[^.]+$/, '')),
         });
       }
     }
   }
   return { root, name: path.basename(path.resolve(root)), train, test };
+}
+
+/**
+ * The mask of a test image by its stem, in a ground_truth/<type> folder: `<stem>_mask.png` (MVTec),
+ * else `<stem>_mask` or `<stem>` with any image extension (other sets: `<stem>.png` beside a
+ * `<stem>.bmp` image, for one).
+ */
+function maskFinder(dir: string): (stem: string) => string | undefined {
+  // Name without extension -> file; a PNG wins where several files share a name.
+  const byName = new Map<string, string>();
+  for (const file of listImages(dir)) {
+    const name = path.basename(file).replace(/\.[^.]+$/, '');
+    const seen = byName.get(name);
+    if (!seen || (/\.png$/i.test(file) && !/\.png$/i.test(seen))) byName.set(name, file);
+  }
+  return (stem) => byName.get(`${stem}_mask`) ?? byName.get(stem);
 }
 
 export function fileSources(files: string[], relativeTo: string): ImageSource[] {

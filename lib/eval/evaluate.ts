@@ -123,6 +123,7 @@ export async function evaluateCategory(
   const images: (ReportImage & { inspectMs: number })[] = [];
   const galleryPicks = pickGallery(category, options.gallery);
   const byMode = headInspector ? new HeadModeMetrics() : undefined;
+  const withMasks = category.test.some((t) => t.maskPath);
   const t1 = performance.now();
   for (const [i, item] of category.test.entries()) {
     const rgb = await decodeImage(await fs.promises.readFile(item.absPath));
@@ -134,9 +135,13 @@ export async function evaluateCategory(
       ? await maskToCanvas(item.maskPath, settings, r.canvasWidth, r.canvasHeight)
       : new Uint8Array(r.map.length);
     if (all) byMode?.add(all, item.label, mask);
-    maps.push(r.map);
-    masks.push(mask);
-    widths.push(r.canvasWidth);
+    // A defective image without a mask (where others have theirs) says nothing of its pixels: left
+    // out of the pixel metrics rather than counted as all normal.
+    if (!(withMasks && item.label === 1 && !item.maskPath)) {
+      maps.push(r.map);
+      masks.push(mask);
+      widths.push(r.canvasWidth);
+    }
     let overlayPng: Buffer | undefined;
     // Every misclassified image gets its overlay: those are the ones an engineer must see.
     const misclassified = r.score >= threshold !== (item.label === 1);

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { maskToCanvas } from '../../../lib/eval/evaluate';
+import { readCategory } from '../../../lib/data/mvtec';
 import { DEFAULT_VIEW } from '../../../lib/image/views';
 
 /** A grey PNG of w x h with the value `on` in the left half of the top rows (`rows`), 0 elsewhere. */
@@ -38,6 +39,34 @@ describe('ground-truth masks (spi eval)', () => {
     const empty = path.join(dir, 'empty.png');
     await writeMask(empty, 64, 32, 0, 8);
     assert.equal(covered(await maskToCanvas(empty, { view }, 64, 32)), 0);
+  });
+
+  it('finds masks named as MVTec names them and as other sets do; none where there is none', async () => {
+    const root = path.join(dir, 'category');
+    const put = async (rel: string) => {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      await writeMask(path.join(root, rel), 8, 8, 255, 2);
+    };
+    for (const rel of [
+      'train/good/a.png',
+      'test/good/g.png',
+      'test/hole/001.png',
+      'ground_truth/hole/001_mask.png', // MVTec AD
+      'test/crack/002.bmp',
+      'ground_truth/crack/002.png', // the image's own stem, another extension
+      'ground_truth/crack/002.jpg', // a PNG wins over it
+      'test/scratch/003.png', // no mask
+    ])
+      await put(rel);
+    const masks = Object.fromEntries(
+      readCategory(root).test.map((t) => [t.path, t.maskPath && path.relative(root, t.maskPath)]),
+    );
+    assert.deepEqual(masks, {
+      'test/crack/002.bmp': 'ground_truth/crack/002.png',
+      'test/good/g.png': undefined,
+      'test/hole/001.png': 'ground_truth/hole/001_mask.png',
+      'test/scratch/003.png': undefined,
+    });
   });
 
   it('resizes a mask stored at another size to its image canvas instead of failing the evaluation', async () => {
