@@ -134,10 +134,11 @@ export async function evaluateCategory(
     const mask = item.maskPath
       ? await maskToCanvas(item.maskPath, settings, r.canvasWidth, r.canvasHeight)
       : new Uint8Array(r.map.length);
-    if (all) byMode?.add(all, item.label, mask);
     // A defective image without a mask (where others have theirs) says nothing of its pixels: left
     // out of the pixel metrics rather than counted as all normal.
-    if (!(withMasks && item.label === 1 && !item.maskPath)) {
+    const pixels = !(withMasks && item.label === 1 && !item.maskPath);
+    if (all) byMode?.add(all, item.label, mask, pixels);
+    if (pixels) {
       maps.push(r.map);
       masks.push(mask);
       widths.push(r.canvasWidth);

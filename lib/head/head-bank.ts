@@ -640,14 +640,17 @@ export class HeadModeMetrics {
   private readonly widths: number[] = [];
   private headMs = 0;
 
-  add(all: HeadInspection, label: number, mask: Uint8Array): void {
+  /** `pixels` false: the image counts for the image metrics only (a defective image without a mask). */
+  add(all: HeadInspection, label: number, mask: Uint8Array, pixels = true): void {
     for (const m of HEAD_MODES) {
       this.scores[m].push(all[m].score);
-      this.maps[m].push(all[m].map);
+      if (pixels) this.maps[m].push(all[m].map);
     }
     this.labels.push(label);
-    this.masks.push(mask);
-    this.widths.push(all.bank.canvasWidth);
+    if (pixels) {
+      this.masks.push(mask);
+      this.widths.push(all.bank.canvasWidth);
+    }
     this.headMs += all.timingsMs.head;
   }
 
