@@ -1,10 +1,10 @@
 /**
  * One backbone run for several stage sets on the same view: the members of a fused bank each took
  * their own run over the same canvas, though the deeper member's run computes the shallower
- * member's stages on the way (a head on stages of its own still makes its own run). Here one backbone session has the union of
- * their stages as outputs, and the first member's embed of an image embeds every member; the others
- * take theirs from that run (kept per image object, so only while the caller holds the image: an
- * inspection hands the same image to every member).
+ * member's stages on the way (a head on stages of its own still makes its own run). Here one
+ * backbone session has the union of their stages as outputs, and the first member's embed of an
+ * image embeds every member; the others take theirs from that run (kept per image object, so only
+ * while the caller holds the image: an inspection hands the same image to every member).
  *
  * For inspection only: a fit embeds each member in a pass of its own over freshly decoded images, so
  * nothing would be shared and every member would pay for the union's outputs.

@@ -17,9 +17,13 @@ describe('make eval suite', () => {
       'deeppcb-resized',
       'unified-bottle',
       'unified-deeppcb',
+      'bottle-auto-head',
     ]) {
       assert.ok(names.includes(n), n);
     }
+    // The head beside the automatic fit's bank: no flags, a head.
+    const autoHead = runs.find((r) => r.name === 'bottle-auto-head')!;
+    assert.deepEqual([autoHead.auto, autoHead.head, autoHead.flags], [true, true, {}]);
   });
 
   it('builds unified banks from the other product too, and tiles DeepPCB at full resolution', () => {

@@ -50,6 +50,8 @@ export function suiteRuns(dataRoot: string, only?: string): Run[] {
     // What a new user gets with `spi eval --data X --out Y`: the automatic fit, no flag chosen here.
     { name: 'bottle-auto', data: bottle, flags: {}, group: 'auto', auto: true },
     { name: 'deeppcb-auto', data: pcb, flags: {}, group: 'auto', auto: true },
+    // The same with a head (`spi eval --head glass`, nothing else): issue #20's combined score beside the bank a user gets.
+    { name: 'bottle-auto-head', data: bottle, flags: {}, group: 'auto', auto: true, head: true },
     { name: 'bottle', data: bottle, flags: {}, group: 'bottle' },
     // The default bank with a GLASS-style head beside it (issue #20); metrics.json has all three scores.
     { name: 'bottle-head', data: bottle, flags: {}, group: 'bottle', head: true },
@@ -228,6 +230,7 @@ async function autoRun(
     fuseWith: members.slice(1),
     gallery: 24,
     auto: plan.choice,
+    head: run.head ? DEFAULT_HEAD_FIT : undefined,
     pool,
     onProgress,
   });
@@ -249,6 +252,7 @@ async function autoRun(
     selectionSeconds: record.selectionMs / 1000,
     syntheticRecall: record.syntheticRecall,
     wallSeconds: (Date.now() - started) / 1000,
+    ...(metrics.head ? { head: metrics.head } : {}),
   };
   console.log(formatAutoRecord(record));
   console.log(formatRow(row));
